@@ -1,0 +1,163 @@
+"""Typed configs: frozen dataclasses with a strict JSON round trip, and the model size presets as one table."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import modalities
+
+T = TypeVar("T")
+
+# name -> (dim, encoder_depth, decoder_depth, num_heads). "test" is the real configuration every test uses.
+MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "test": (64, 2, 2, 4),
+    "tiny": (384, 6, 6, 6),
+    "small": (512, 8, 8, 8),
+    "B": (768, 12, 12, 12),
+    "L": (1024, 24, 24, 16),
+    "XL": (2048, 24, 24, 32),
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be built: unknown or missing fields, values of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The 4M encoder-decoder.
+
+    ``domains_in`` / ``domains_out`` name registered modalities. ``vocab_sizes`` overrides a modality's registered
+    vocabulary (official files with shrunk vocabularies, user tokenizers of another size).
+    """
+
+    domains_in: tuple[str, ...]
+    domains_out: tuple[str, ...]
+    dim: int = 768
+    encoder_depth: int = 12
+    decoder_depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    act: str = "gelu"  # "gelu" or "silu"
+    gated_mlp: bool = False  # SwiGLU when True
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    mlp_bias: bool = True
+    norm_bias: bool = True
+    qk_norm: bool = False
+    share_modality_embeddings: bool = True
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+    vocab_sizes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domains_in", tuple(self.domains_in))
+        object.__setattr__(self, "domains_out", tuple(self.domains_out))
+        object.__setattr__(self, "vocab_sizes", {str(k): int(v) for k, v in dict(self.vocab_sizes).items()})
+        if self.dim % self.num_heads:
+            raise ConfigError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.act not in ("gelu", "silu"):
+            raise ConfigError(f"act must be 'gelu' or 'silu', got {self.act!r}")
+        for name in (*self.domains_in, *self.domains_out, *self.vocab_sizes):
+            modalities.get(name)  # raises with the closest names
+        for name in self.domains_out:
+            if modalities.get(name).is_input_only:
+                raise ConfigError(f"modality {name!r} is input-only ({modalities.get(name).kind.value}); "
+                                  "it cannot be in domains_out")
+        if not self.domains_in and not self.domains_out:
+            raise ConfigError("a model needs at least one domain in domains_in or domains_out")
+
+    @property
+    def mlp_hidden(self) -> int:
+        # SwiGLU keeps the parameter count of a GELU MLP by using 2/3 of the hidden width (as 4M does).
+        if self.gated_mlp:
+            return int(2 * self.mlp_ratio * self.dim / 3)
+        return int(self.mlp_ratio * self.dim)
+
+    def modality(self, name: str) -> modalities.Modality:
+        """The registered modality with this config's vocabulary override applied."""
+        mod = modalities.get(name)
+        if name in self.vocab_sizes and mod.vocab_size != self.vocab_sizes[name]:
+            mod = mod.replace(vocab_size=self.vocab_sizes[name])
+        return mod
+
+    @classmethod
+    def preset(cls, size: str, *, domains_in, domains_out, **overrides) -> ModelConfig:
+        """A config of a named size (see `MODEL_PRESETS`), with 4M-21's layer choices unless overridden."""
+        if size not in MODEL_PRESETS:
+            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_PRESETS)}")
+        dim, enc, dec, heads = MODEL_PRESETS[size]
+        base = dict(dim=dim, encoder_depth=enc, decoder_depth=dec, num_heads=heads, act="silu", gated_mlp=True,
+                    qkv_bias=False, proj_bias=False, mlp_bias=False, norm_bias=False,
+                    share_modality_embeddings=False)
+        base.update(overrides)
+        return cls(domains_in=domains_in, domains_out=domains_out, **base)
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """4M's input/target sampling: fixed token budgets spread over modalities by a mixture of Dirichlets."""
+
+    num_input_tokens: int = 128
+    num_target_tokens: int = 128
+    mixture: str = "uniform"  # a named mixture (see data.masking.MIXTURES) or "uniform" (alpha 1 over all)
+    input_alphas: dict[str, float] = field(default_factory=dict)  # per-modality alpha, overrides the mixture
+    target_alphas: dict[str, float] = field(default_factory=dict)
+    keep_schemes: dict[str, str] = field(default_factory=dict)  # sequence name -> "random" | "all" | "binary"
+    max_spans: int = 10  # T5 span masking: upper bound on the number of masked spans
+
+
+# ------------------------------------------------------------------------------------------ JSON round trip
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain JSON values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, source: str = "config") -> T:
+    """Build `cls` from a dict, failing with the field names on unknown or missing keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object for {cls.__name__}, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(fields), n=3)
+            hints.append(f"{k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(f"{source}: unknown field(s) for {cls.__name__}: {', '.join(hints)}")
+    required = [n for n, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise ConfigError(f"{source}: missing required field(s) for {cls.__name__}: {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints.get(k)) and isinstance(v, dict):
+            v = from_dict(hints[k], v, source=f"{source}.{k}")
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except (TypeError, KeyError) as e:
+        raise ConfigError(f"{source}: cannot build {cls.__name__}: {e}") from e
+
+
+def save_json(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+def load_json(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from e
+    return from_dict(cls, data, source=str(path))
