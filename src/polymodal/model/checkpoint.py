@@ -1,0 +1,225 @@
+"""Model folders: ``config.json`` + ``model.safetensors``, in polymodal's format or 4M's official one.
+
+Both share one state-dict layout (polymodal's parameter names are 4M's), so one loader reads both: the config
+tells them apart (4M's has ``act_layer``; ours has ``_class_name``). Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .. import config as config_lib
+from ..config import ConfigError, ModelConfig
+from ..modalities import get as get_modality
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CLASS_NAME = "FourM"
+
+# 4M config fields that polymodal reads; the rest of a 4M config must hold the values listed in _ACCEPTED.
+_OFFICIAL_REQUIRED = ("dim", "encoder_depth", "decoder_depth", "num_heads", "domains_in", "domains_out")
+_ACCEPTED = {"decoder_causal_mask": (False,), "decoder_sep_mask": (True,), "num_register_tokens": (0,)}
+_IGNORED = re.compile(r"^(drop.*|.*dropout.*|.*drop_path.*|use_act_checkpoint|init_std|model_type|_.*|"
+                      r"architectures|image_size|patch_size)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit its config, or a folder that is not a checkpoint."""
+
+
+# -------------------------------------------------------------------------------------------- resolving
+
+
+def resolve_folder(path_or_id: str | Path) -> Path:
+    """A local folder, a local ``.safetensors`` file, or a hub id downloaded where a network exists."""
+    p = Path(path_or_id).expanduser()
+    if p.exists():
+        return p
+    text = str(path_or_id)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+        try:
+            from huggingface_hub import snapshot_download  # optional dependency
+        except ImportError:
+            raise CheckpointError(f"{text!r} is not a local folder; to fetch it as a hub id install huggingface_hub "
+                                  "and use a machine with network access") from None
+        try:
+            return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors"]))
+        except Exception as e:  # noqa: BLE001 - any hub failure becomes one clear message
+            raise CheckpointError(f"could not download hub id {text!r} (no network here?): {e}") from e
+    raise CheckpointError(f"{text!r}: no such folder or file, and not a hub id of the form 'org/name'")
+
+
+def _weights_path(folder: Path) -> Path:
+    if folder.is_file():
+        return folder
+    cands = [folder / WEIGHTS] + sorted(folder.glob("*.safetensors"))
+    for c in cands:
+        if c.exists():
+            return c
+    raise CheckpointError(f"{folder}: no {WEIGHTS} (or other .safetensors file) in this folder")
+
+
+def _parse_header_value(v: str) -> Any:
+    try:
+        return ast.literal_eval(v)  # literals only: safe on untrusted text
+    except (ValueError, SyntaxError):
+        return v
+
+
+def read_config(folder: Path, weights: Path) -> dict[str, Any]:
+    """The raw config dict: ``config.json`` if present, else the safetensors header metadata."""
+    cfg_path = (folder if folder.is_dir() else folder.parent) / CONFIG
+    if folder.is_dir() and cfg_path.exists():
+        try:
+            return json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    if not meta:
+        raise CheckpointError(f"{weights}: no {CONFIG} beside it and no config in its safetensors header")
+    return {k: _parse_header_value(v) for k, v in meta.items()}
+
+
+# ---------------------------------------------------------------------------------------- configs
+
+
+def _vocab_from_shapes(domains, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    vocab = {}
+    for name in domains:
+        for key in (f"encoder_embeddings.{name}.token_emb.weight", f"decoder_embeddings.{name}.to_logits.weight"):
+            if key in shapes:
+                v = shapes[key][0]
+                if v != get_modality(name).vocab_size:
+                    vocab[name] = v
+                break
+    return vocab
+
+
+def config_from_official(raw: dict[str, Any], shapes: dict[str, tuple[int, ...]], *, source: str) -> ModelConfig:
+    """Map a 4M config (``act_layer``, ``share_modality_embeddings`` absent = shared, ...) to a `ModelConfig`."""
+    missing = [k for k in _OFFICIAL_REQUIRED if k not in raw]
+    if missing:
+        raise ConfigError(f"{source}: missing required 4M config field(s): {', '.join(missing)}")
+    for key, ok in _ACCEPTED.items():
+        if key in raw and raw[key] not in ok:
+            raise ConfigError(f"{source}: {key}={raw[key]!r} is not supported (polymodal implements {ok[0]!r})")
+    act = str(raw.get("act_layer", "GELU")).lower()
+    act = {"silu": "silu", "swish": "silu", "gelu": "gelu"}.get(act)
+    if act is None:
+        raise ConfigError(f"{source}: act_layer {raw.get('act_layer')!r} is not supported (GELU or SiLU)")
+    domains = list(raw["domains_in"]) + list(raw["domains_out"])
+    for name in domains:
+        get_modality(name)
+    return ModelConfig(
+        domains_in=tuple(raw["domains_in"]), domains_out=tuple(raw["domains_out"]),
+        dim=int(raw["dim"]), encoder_depth=int(raw["encoder_depth"]), decoder_depth=int(raw["decoder_depth"]),
+        num_heads=int(raw["num_heads"]), mlp_ratio=float(raw.get("mlp_ratio", 4.0)), act=act,
+        gated_mlp=bool(raw.get("gated_mlp", False)), qkv_bias=bool(raw.get("qkv_bias", True)),
+        proj_bias=bool(raw.get("proj_bias", True)), mlp_bias=bool(raw.get("mlp_bias", True)),
+        norm_bias=bool(raw.get("norm_bias", True)), qk_norm=bool(raw.get("qk_norm", False)),
+        share_modality_embeddings=bool(raw.get("share_modality_embeddings", True)),
+        vocab_sizes=_vocab_from_shapes(domains, shapes),
+    )
+
+
+def is_official(raw: dict[str, Any]) -> bool:
+    return "_class_name" not in raw
+
+
+# ------------------------------------------------------------------------------------ state dicts
+
+
+def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, strict: bool,
+                     source: str) -> dict[str, torch.Tensor]:
+    """Fit a file's tensors to ``model``: fill a shared modality embedding stored once, drop the all-zero
+    LayerNorm biases of bias-free 4M models, keep the file's own position tables; then check names and shapes."""
+    expected = model.state_dict()
+    sd = dict(sd)
+    for key in expected:
+        if key.endswith(".mod_emb") and key not in sd:
+            twin = key.replace("encoder_embeddings.", "decoder_embeddings.", 1) if key.startswith("encoder_") \
+                else key.replace("decoder_embeddings.", "encoder_embeddings.", 1)
+            if twin in sd and expected[key].data_ptr() == expected.get(twin, expected[key]).data_ptr():
+                sd[key] = sd[twin]
+    for key in [k for k in sd if k not in expected and k.endswith(".bias")]:
+        if key[:-5] + ".weight" in expected and not bool(sd[key].float().abs().max() > 0):
+            del sd[key]  # a bias-free LayerNorm stored with zeros
+    problems = []
+    for key, t in sd.items():
+        if key in expected and tuple(t.shape) != tuple(expected[key].shape):
+            problems.append(f"  {key}: file has {tuple(t.shape)}, the config expects {tuple(expected[key].shape)}")
+    if problems:
+        raise CheckpointError(f"{source}: tensor shapes do not match the config:\n" + "\n".join(problems[:20]))
+    if strict:
+        missing = sorted(set(expected) - set(sd))
+        unexpected = sorted(set(sd) - set(expected))
+        if missing or unexpected:
+            msg = [f"{source}: state dict does not match the model"]
+            if missing:
+                msg.append(f"  missing ({len(missing)}): {', '.join(missing[:10])}")
+            if unexpected:
+                msg.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}")
+            raise CheckpointError("\n".join(msg))
+    return sd
+
+
+def read_tensors(weights: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(weights), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise CheckpointError(f"{weights}: cannot read safetensors file ({e})") from e
+
+
+def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, strict: bool = True):
+    from .fourm import FourM
+
+    folder = resolve_folder(path_or_id)
+    weights = _weights_path(folder)
+    raw = read_config(folder, weights)
+    sd = read_tensors(weights)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    if is_official(raw):
+        cfg = config_from_official(raw, shapes, source=str(folder))
+    else:
+        cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
+                                   source=str(folder / CONFIG))
+    tables = any(k.startswith("decoder_embeddings.") and k.endswith(".token_emb.weight")
+                 and get_modality(k.split(".")[1]).kind.value == "image_tokens" for k in sd)
+    model = FourM(cfg, image_decoder_token_tables=tables)
+    sd = adapt_state_dict(model, sd, strict=strict, source=str(weights))
+    model.load_state_dict(sd, strict=strict)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model
+
+
+def state_dict_for_file(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous, unshared copies (safetensors refuses tensors that share memory, e.g. shared mod_emb)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_folder(model, path: str | Path) -> Path:
+    """Write polymodal's folder: config.json (our fields) + model.safetensors + a README for humans."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = {"_class_name": CLASS_NAME, **config_lib.to_dict(model.config)}
+    tmp = path / (WEIGHTS + ".tmp")
+    save_file(state_dict_for_file(model), str(tmp), metadata={"format": "pt"})
+    tmp.replace(path / WEIGHTS)  # atomic: a reader never sees half a file
+    (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    c = model.config
+    (path / "README.md").write_text(
+        f"# polymodal FourM\n\n{model.num_params() / 1e6:.2f}M parameters, dim {c.dim}, "
+        f"{c.encoder_depth}+{c.decoder_depth} layers.\n\n- inputs: {', '.join(c.domains_in)}\n"
+        f"- outputs: {', '.join(c.domains_out)}\n\nLoad with `polymodal.model.FourM.from_pretrained(path)`.\n")
+    return path

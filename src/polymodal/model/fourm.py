@@ -1,0 +1,193 @@
+"""The 4M encoder-decoder.
+
+Data flow for a `Batch` (shapes for batch B, model width D):
+
+1. Every input modality embeds its input positions: content ``x`` and position+modality ``emb``. They are
+   concatenated and packed so that each sample's valid tokens come first: (B, E, D), E = largest input count.
+2. Encoder: blocks over ``x + emb`` (padding masked as keys), then ``encoder_norm``.
+3. Context = ``decoder_proj_context(encoder output) + emb`` (positions added back for the decoder).
+4. Decoder queries per target modality: ``mask_token + pos + mod`` at image targets; teacher-forced shifted tokens
+   for sequences. Self-attention stays inside a modality (full for images, causal for sequences), cross-attention
+   reads the whole context. Then ``decoder_norm`` and the modality's ``to_logits``.
+
+Only target positions are decoded and only their logits computed. Losses live in `model.loss`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..data.batch import Batch, validate_tokens
+from ..nn import DecoderBlock, EncoderBlock, Segment, key_padding_mask
+from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Embedded, Queries, take
+
+
+class TargetLogits(NamedTuple):
+    """One target modality's predictions; rows are its queries in ascending position order."""
+
+    logits: torch.Tensor  # (B, T, V)
+    targets: torch.Tensor  # (B, T) int64 ids to predict (0 on padding rows)
+    valid: torch.Tensor  # (B, T) bool, False on padding rows
+    positions: torch.Tensor  # (B, T) int64 position of each predicted token in the modality's values
+
+
+class EncoderState(NamedTuple):
+    context: torch.Tensor  # (B, E, D): projected encoder output + position/modality embeddings
+    valid: torch.Tensor  # (B, E) bool
+
+
+def _pack(parts: list[Embedded]) -> Embedded:
+    """Concatenate per-modality tokens and move each sample's valid ones to the front, dropping all-pad columns."""
+    x = torch.cat([p.x for p in parts], dim=1)
+    emb = torch.cat([p.emb for p in parts], dim=1)
+    valid = torch.cat([p.valid for p in parts], dim=1)
+    if bool(valid.all()):
+        return Embedded(x, emb, valid)
+    counts = valid.sum(dim=1)
+    order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, : int(counts.max())]
+    return Embedded(take(x, order), take(emb, order), take(valid, order))
+
+
+class FourM(nn.Module):
+    def __init__(self, config: ModelConfig, *, image_decoder_token_tables: bool = False):
+        """``image_decoder_token_tables`` keeps the unused decoder token tables that official 4M files hold."""
+        super().__init__()
+        self.config = cfg = config
+        d = cfg.dim
+        self.encoder_embeddings = nn.ModuleDict()
+        for name in cfg.domains_in:
+            mod = cfg.modality(name)
+            self.encoder_embeddings[name] = ENCODER_EMBEDDINGS[mod.kind](mod, d, init_std=cfg.init_std)
+        self.decoder_embeddings = nn.ModuleDict()
+        for name in cfg.domains_out:
+            mod = cfg.modality(name)
+            shared = (self.encoder_embeddings[name].mod_emb
+                      if cfg.share_modality_embeddings and name in self.encoder_embeddings else None)
+            kw = {"token_table": image_decoder_token_tables} if mod.kind.value == "image_tokens" else {}
+            self.decoder_embeddings[name] = DECODER_HEADS[mod.kind](mod, d, mod_emb=shared, init_std=cfg.init_std,
+                                                                    **kw)
+        block_kw = dict(act=cfg.act, gated_mlp=cfg.gated_mlp, qkv_bias=cfg.qkv_bias, proj_bias=cfg.proj_bias,
+                        mlp_bias=cfg.mlp_bias, norm_bias=cfg.norm_bias, qk_norm=cfg.qk_norm, norm_eps=cfg.norm_eps)
+        self.encoder = nn.ModuleList(EncoderBlock(d, cfg.num_heads, cfg.mlp_hidden, **block_kw)
+                                     for _ in range(cfg.encoder_depth))
+        self.encoder_norm = nn.LayerNorm(d, eps=cfg.norm_eps, bias=cfg.norm_bias)
+        # 4M gives this projection a bias even in its bias-free models.
+        self.decoder_proj_context = nn.Linear(d, d, bias=True)
+        self.decoder = nn.ModuleList(DecoderBlock(d, cfg.num_heads, cfg.mlp_hidden, **block_kw)
+                                     for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(d, eps=cfg.norm_eps, bias=cfg.norm_bias)
+        self.mask_token = nn.Parameter(torch.randn(1, 1, d) * cfg.init_std)
+        self.apply(self._init_module)
+
+    def _init_module(self, m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=self.config.init_std)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------------------------------ forward
+
+    def check_batch(self, batch: Batch, *, check_ids: bool = True) -> None:
+        """Raise a ValueError naming the modality if the batch does not fit this model."""
+        cfg = self.config
+        for name, tokens in batch.items():
+            known = name in self.encoder_embeddings or name in self.decoder_embeddings
+            if not known:
+                raise ValueError(f"modality {name!r} is not a domain of this model (inputs: "
+                                 f"{', '.join(cfg.domains_in)}; outputs: {', '.join(cfg.domains_out)})")
+            if name not in self.encoder_embeddings and bool(tokens.is_input.any()):
+                raise ValueError(f"modality {name!r} has input tokens but is not an input of this model")
+            if name not in self.decoder_embeddings and bool(tokens.is_target.any()):
+                raise ValueError(f"modality {name!r} has target tokens but is not an output of this model")
+            validate_tokens(name, cfg.modality(name), tokens, check_ids=check_ids)
+
+    def forward(self, batch: Batch, *, check: bool = True) -> dict[str, TargetLogits]:
+        """Logits at every target position of every target modality in the batch.
+
+        ``check=False`` skips validation (its id range check syncs with the device).
+        """
+        if check:
+            self.check_batch(batch)
+        return self.decode(batch, self.encode(batch))
+
+    def encode(self, batch: Batch) -> EncoderState:
+        parts = [emb(batch[name]) for name, emb in self.encoder_embeddings.items()
+                 if name in batch and batch[name].is_input.shape[1] > 0]
+        parts = [p for p in parts if p.x.shape[1] > 0]
+        if not parts:
+            raise ValueError("the batch has no input tokens: 4M needs at least one input token per sample")
+        x, emb, valid = _pack(parts)
+        h = x + emb
+        key_mask = key_padding_mask(valid)
+        for block in self.encoder:
+            h = block(h, key_mask)
+        h = self.encoder_norm(h)
+        return EncoderState(self.decoder_proj_context(h) + emb, valid)
+
+    def queries(self, batch: Batch, domains: list[str] | None = None) -> dict[str, Queries]:
+        """Decoder queries of every target modality (or of ``domains``) that has target tokens."""
+        names = domains if domains is not None else list(self.decoder_embeddings)
+        out = {}
+        for name in names:
+            if name in batch:
+                q = self.decoder_embeddings[name](batch[name], self.mask_token)
+                if q.x.shape[1] > 0:
+                    out[name] = q
+        return out
+
+    def decode(self, batch: Batch, enc: EncoderState, domains: list[str] | None = None) -> dict[str, TargetLogits]:
+        queries = self.queries(batch, domains)
+        if not queries:
+            return {}
+        segments, start = [], 0
+        for name, q in queries.items():
+            n = q.x.shape[1]
+            causal = self.decoder_embeddings[name].causal
+            segments.append(Segment(start, start + n, causal=causal, key_valid=None if causal else q.valid))
+            start += n
+        x = torch.cat([q.x for q in queries.values()], dim=1)
+        h = self.run_decoder(x, enc, segments)
+        out = {}
+        for (name, q), seg in zip(queries.items(), segments):
+            logits = self.decoder_embeddings[name].to_logits(h[:, seg.start:seg.end])
+            out[name] = TargetLogits(logits, q.targets, q.valid, q.positions)
+        return out
+
+    def run_decoder(self, x: torch.Tensor, enc: EncoderState, segments: list[Segment]) -> torch.Tensor:
+        """Decoder blocks on queries x (B, Q, D) split into ``segments``; returns normed states (B, Q, D)."""
+        context_mask = key_padding_mask(enc.valid)
+        for block in self.decoder:
+            x = block(x, enc.context, segments=segments, context_mask=context_mask)
+        return self.decoder_norm(x)
+
+    # ---------------------------------------------------------------------------------------- save/load
+
+    def num_params(self, *, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from .checkpoint import save_folder
+
+        return save_folder(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, *, dtype: torch.dtype | None = None,
+                        strict: bool = True) -> FourM:
+        """Load a polymodal folder or an official 4M folder (``config.json`` + ``model.safetensors``).
+
+        A hub id (``EPFL-VILAB/4M-21_XL``) is fetched with ``huggingface_hub`` where a network is available.
+        """
+        from .checkpoint import load_folder
+
+        return load_folder(path_or_id, dtype=dtype, strict=strict)
