@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import save_file
 
 from ..data.batch import Batch, ModalityTokens
+from ..modalities import Kind
 from ..model import FourM
 from ..model.checkpoint import CONFIG, WEIGHTS, load_folder, state_dict_for_file
-from ..modalities import Kind
 
 
 def load_checkpoint(path: str | Path, *, strict: bool = True, dtype: torch.dtype | None = None) -> FourM:
