@@ -113,6 +113,89 @@ class MaskingConfig:
     max_spans: int = 10  # T5 span masking: upper bound on the number of masked spans
 
 
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with 4M's recipe; the peak learning rate is ``base_lr * global_batch / 256``."""
+
+    base_lr: float = 1e-4
+    final_lr: float = 1e-6
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup: float = 0.05  # a fraction of the run if < 1, else an absolute count in `unit`
+    unit: str = "steps"  # "steps" or "tokens": what warmup and the schedule count
+    schedule: str = "cosine"  # "cosine", "linear" or "constant" after warmup
+    clip_grad: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.unit not in ("steps", "tokens"):
+            raise ConfigError(f"optim.unit must be 'steps' or 'tokens', got {self.unit!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where batches come from. ``source`` names a registered data source (see train.objectives)."""
+
+    source: str = "synthetic_tokens"
+    path: str = ""  # dataset folder, for sources that read one
+    num_samples: int = 100_000  # size of an index-addressed source (sample i depends on (seed, i))
+    val_samples: int = 256  # held-out samples (indices past num_samples) for validation
+    seed: int = 0
+    workers: int = 0  # data-loader worker processes (0: in the training process)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str = "runs/default"
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 64  # global batch (all ranks, all accumulation micro-steps)
+    grad_accum: int = 1  # micro-batches per optimizer step on each rank
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast, fp32 master weights)
+    parallel: str = "auto"  # "auto" (DDP when several processes), "ddp", "fsdp", "none"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0  # validation loss every N steps; 0: only at the end
+    save_every: int = 100  # checkpoint every N steps (and at the end)
+    keep_last: int = 2  # checkpoints kept besides the best one
+    tensorboard: bool = True
+    progress: bool = True  # a progress bar on rank 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.parallel not in ("auto", "ddp", "fsdp", "none"):
+            raise ConfigError(f"train.parallel must be auto, ddp, fsdp or none, got {self.parallel!r}")
+
+
+# Objective name -> the dataclass of its model config (tokenizer objectives add theirs).
+MODEL_CONFIG_CLASSES: dict[str, type] = {"fourm": ModelConfig}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run needs; saved as ``config.json`` beside every checkpoint."""
+
+    objective: str
+    model: Any
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+
+    def __post_init__(self) -> None:
+        if self.objective not in MODEL_CONFIG_CLASSES:
+            raise ConfigError(f"unknown objective {self.objective!r}; known: {', '.join(MODEL_CONFIG_CLASSES)}")
+        cls = MODEL_CONFIG_CLASSES[self.objective]
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", from_dict(cls, self.model, source="model"))
+        elif not isinstance(self.model, cls):
+            raise ConfigError(f"objective {self.objective!r} needs a {cls.__name__}, got {type(self.model).__name__}")
+
+
 # ------------------------------------------------------------------------------------------ JSON round trip
 
 
@@ -148,6 +231,48 @@ def from_dict(cls: type[T], data: dict[str, Any], *, source: str = "config") -> 
         return cls(**kwargs)
     except (TypeError, KeyError) as e:
         raise ConfigError(f"{source}: cannot build {cls.__name__}: {e}") from e
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string: out_dir=runs/x
+
+
+def _keys(cfg: Any, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out += _keys(v, f"{prefix}{f.name}.") if dataclasses.is_dataclass(v) else [f"{prefix}{f.name}"]
+    return out
+
+
+def apply_overrides(cfg: T, overrides: list[str]) -> T:
+    """``["train.steps=100", "model.dim=64"]`` applied to a nested frozen config; values are JSON (or strings).
+
+    An unknown key fails with the closest valid keys.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        valid = _keys(cfg)
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.4)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}")
+        cfg = _replace_path(cfg, key.split("."), _parse_value(text))
+    return cfg
+
+
+def _replace_path(cfg: Any, path: list[str], value: Any) -> Any:
+    head = path[0]
+    if len(path) == 1:
+        data = to_dict(cfg)
+        data[head] = value
+        return from_dict(type(cfg), data, source=f"override {head}")
+    return dataclasses.replace(cfg, **{head: _replace_path(getattr(cfg, head), path[1:], value)})
 
 
 def save_json(cfg: Any, path: str | Path) -> None:

@@ -142,3 +142,33 @@ def validate_tokens(name: str, mod: Modality, tokens: ModalityTokens, *, check_i
         raise ValueError(f"{name}: is an input-only modality ({mod.kind.value}) but has targets")
     if bool((i & t).any()):
         raise ValueError(f"{name}: a position is both input and target")
+
+
+def _pad_to(t: torch.Tensor, length: int, value) -> torch.Tensor:
+    if t.shape[1] == length:
+        return t
+    pad = torch.full((t.shape[0], length - t.shape[1], *t.shape[2:]), value, dtype=t.dtype, device=t.device)
+    return torch.cat([t, pad], dim=1)
+
+
+def collate(batches: list[Batch]) -> Batch:
+    """Concatenate batches along the batch axis; sequences of different widths are padded with unused slots.
+
+    Every batch must hold the same modalities.
+    """
+    if not batches:
+        raise ValueError("collate needs at least one batch")
+    names = list(batches[0])
+    for b in batches[1:]:
+        if list(b) != names:
+            raise ValueError(f"cannot collate batches with different modalities: {names} vs {list(b)}")
+    out = {}
+    for name in names:
+        parts = [b[name] for b in batches]
+        n = max(p.num_positions for p in parts)
+        same = all(p.num_positions == n for p in parts)
+        values = [p.values if same or p.values.ndim == 4 else _pad_to(p.values, n, 0) for p in parts]
+        is_in = [_pad_to(p.is_input, n, False) for p in parts]
+        is_tg = [_pad_to(p.is_target, n, False) for p in parts]
+        out[name] = ModalityTokens(torch.cat(values), torch.cat(is_in), torch.cat(is_tg))
+    return Batch(out)
