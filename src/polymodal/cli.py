@@ -22,11 +22,61 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from .data.world import synthesize
+
+    try:
+        info = synthesize(args.out, args.n, args.res, args.seed, args.workers, shard_size=args.shard_size,
+                          progress=True)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"polymodal data synth: {e}") from None
+    print(f"{info['count']} samples at {info['resolution']} px (seed {info['seed']}) in {len(info['shards'])} "
+          f"shards: {args.out}")
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    from itertools import islice
+    from pathlib import Path
+
+    from .data.world import ShardError, iter_samples
+    from .data.world.preview import grid
+
+    out = Path(args.out) if args.out else Path(args.dir) / "preview.png"
+    try:
+        samples = list(islice(iter_samples(args.dir), args.n))
+        grid(samples).save(out)
+    except (ValueError, OSError, ShardError) as e:
+        raise SystemExit(f"polymodal data show: {e}") from None
+    print(f"{len(samples)} samples, every modality: {out}")
+    return 0
+
+
+def _add_data_commands(sub) -> None:
+    """``polymodal data synth|show``: the built-in world (src/polymodal/data/world)."""
+    data = sub.add_parser("data", help="the built-in multimodal world: write datasets, look at them")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("synth", help="render a world dataset as WebDataset shards (resumable)")
+    p.add_argument("--out", required=True, help="dataset folder (created; rerun to resume)")
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--res", type=int, default=64, help="image side in pixels, 32 to 1024 (default 64)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
+    p.set_defaults(func=_cmd_data_synth)
+    p = dsub.add_parser("show", help="write a PNG grid of every modality of the first samples")
+    p.add_argument("dir", help="a world dataset folder")
+    p.add_argument("--n", type=int, default=4, help="samples to show (default 4)")
+    p.add_argument("--out", help="PNG to write (default DIR/preview.png)")
+    p.set_defaults(func=_cmd_data_show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="list registered modalities and model presets")
     p.set_defaults(func=_cmd_info)
+    _add_data_commands(sub)
     return parser
 
 

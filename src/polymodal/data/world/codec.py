@@ -1,0 +1,87 @@
+"""Bytes of one sample: how each modality is stored in a shard entry, and back.
+
+=============  ==========  =====================================================================================
+modality       file        encoding
+=============  ==========  =====================================================================================
+rgb            .png        8-bit RGB
+depth          .png        16-bit gray, millimetres: ``depth_m = value / 1000`` (`DEPTH_SCALE`); 0 = sky; the
+                           range ends at 65.535 m (the world's open floor ends before)
+normal         .png        16-bit RGB: ``n = value / 65535 * 2 - 1`` per channel (x right, y up, z to viewer);
+                           sky pixels store n = 0 (read back as about +1.5e-5; use depth == 0 to find them)
+semseg         .png        8-bit gray, class ids
+instance       .png        8-bit gray, instance ids (0 = none)
+canny_edge     .png        8-bit gray, 0 / 255
+sam_edge       .png        8-bit gray, 0 / 255
+caption        .txt        UTF-8
+det, color_palette, metadata, human_poses, scene   .json   UTF-8 JSON, keys sorted
+=============  ==========  =====================================================================================
+
+PNGs are written with OpenCV (16-bit RGB is beyond Pillow); the same sample always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+DEPTH_SCALE = 1000.0  # stored units per metre
+NORMAL_SCALE = 65535.0
+EXTENSIONS = {
+    "rgb": "png", "depth": "png", "normal": "png", "semseg": "png", "instance": "png", "canny_edge": "png",
+    "sam_edge": "png", "caption": "txt", "det": "json", "color_palette": "json", "metadata": "json",
+    "human_poses": "json", "scene": "json",
+}
+_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fast; the maps are small and flat, level 3 is within a few % of 9
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img, _PNG)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {img.shape} and dtype {img.dtype} as PNG")
+    return buf.tobytes()
+
+
+def encode(modality: str, value) -> bytes:
+    """The stored bytes of one modality of a sample (see the module table)."""
+    if modality not in EXTENSIONS:
+        raise KeyError(f"unknown world modality {modality!r}; known: {', '.join(EXTENSIONS)}")
+    if modality == "rgb":
+        return _png(np.ascontiguousarray(value[..., ::-1]))
+    if modality == "depth":
+        return _png(np.clip(np.rint(value.astype(np.float64) * DEPTH_SCALE), 0, 65535).astype(np.uint16))
+    if modality == "normal":
+        v = np.clip(np.rint((value.astype(np.float64) + 1) / 2 * NORMAL_SCALE), 0, 65535).astype(np.uint16)
+        return _png(np.ascontiguousarray(v[..., ::-1]))
+    if EXTENSIONS[modality] == "png":
+        return _png(np.asarray(value, np.uint8))
+    if modality == "caption":
+        return value.encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def decode(modality: str, data: bytes):
+    """Inverse of `encode`: arrays for images (depth and normals as float32), str or JSON values otherwise."""
+    ext = EXTENSIONS.get(modality)
+    if ext is None:
+        raise KeyError(f"unknown world modality {modality!r}; known: {', '.join(EXTENSIONS)}")
+    if ext == "txt":
+        return data.decode("utf-8")
+    if ext == "json":
+        return json.loads(data.decode("utf-8"))
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"corrupt PNG for modality {modality!r}")
+    if modality == "rgb":
+        return np.ascontiguousarray(img[..., ::-1])
+    if modality == "depth":
+        return (img.astype(np.float64) / DEPTH_SCALE).astype(np.float32)
+    if modality == "normal":
+        return (img[..., ::-1].astype(np.float64) / NORMAL_SCALE * 2 - 1).astype(np.float32)
+    return img
+
+
+def quantize(modality: str, value):
+    """What a value becomes after a trip through storage (``decode(encode(x))``), for comparisons."""
+    return decode(modality, encode(modality, value))

@@ -1,0 +1,245 @@
+"""World datasets on disk: WebDataset tar shards plus ``dataset.json``; written in parallel, resumable, readable.
+
+Layout of a dataset folder::
+
+    dataset.json                 what the shards hold (count, resolution, seed, modalities, classes, encodings)
+    shard-000000.tar             samples 0 .. shard_size-1
+    shard-000001.tar             ...
+
+Each shard holds, for every sample, one entry per modality named ``{index:08d}.{modality}.{ext}`` (WebDataset's
+``key.field.ext`` naming, so ``webdataset.WebDataset`` reads the shards as they are). Encodings: `codec`.
+
+Writing is resumable shard by shard: a shard is written under a temporary name and renamed when complete (an
+atomic step), so a killed run leaves complete shards and temporary files only. A rerun with the same arguments
+removes the temporary files, keeps every shard that passes `check_shard` (all entries present, the archive not
+cut short) and rewrites the others.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from . import codec
+from .person import ACTIONS, ANGLE_NAMES, JOINT_NAMES
+from .sample import MODALITIES, check_resolution, render_sample
+from .scene import COLOR_NAMES, OBJECT_CLASSES, SEMSEG_CLASSES
+
+FORMAT, VERSION = "polymodal-world", 1
+INFO_FILE = "dataset.json"
+DEFAULT_SHARD_SIZE = 500
+
+
+class ShardError(RuntimeError):
+    """A shard is missing, truncated or corrupt. The message names the shard file."""
+
+
+def shard_name(j: int) -> str:
+    return f"shard-{j:06d}.tar"
+
+
+def entry_names(start: int, stop: int) -> list[str]:
+    """Entry names of samples ``start .. stop-1`` in the order they are written."""
+    return [f"{i:08d}.{m}.{codec.EXTENSIONS[m]}" for i in range(start, stop) for m in MODALITIES]
+
+
+def dataset_info(n: int, res: int, seed: int, shard_size: int) -> dict:
+    """The content of ``dataset.json``."""
+    return {
+        "format": FORMAT, "version": VERSION, "count": n, "resolution": res, "seed": seed, "shard_size": shard_size,
+        "shards": [shard_name(j) for j in range(-(-n // shard_size))],
+        "modalities": {m: f"{m}.{codec.EXTENSIONS[m]}" for m in MODALITIES},
+        "model_names": {m: f"{m}@{res}" for m in ("rgb", "depth", "normal", "semseg", "canny_edge", "sam_edge")},
+        "depth_scale": codec.DEPTH_SCALE, "normal_scale": codec.NORMAL_SCALE,
+        "semseg_classes": list(SEMSEG_CLASSES), "object_classes": list(OBJECT_CLASSES),
+        "colors": list(COLOR_NAMES), "actions": list(ACTIONS), "joint_names": list(JOINT_NAMES),
+        "angle_names": list(ANGLE_NAMES),
+        "box_format": "[xmin, ymin, xmax, ymax] in pixels, half-open; divide by resolution to normalize",
+    }
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write the dataset to {out}: {e.strerror or e}") from None
+
+
+def check_shard(path: Path, names: list[str]) -> str | None:
+    """None if the shard at ``path`` is complete, else the reason it is not."""
+    if not path.exists():
+        return "missing"
+    size = path.stat().st_size
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return f"unreadable tar ({e})"
+    got = [m.name for m in members]
+    if got != names:
+        missing = len(set(names) - set(got))
+        return f"{len(got)} of {len(names)} entries" + (f", {missing} missing" if missing else ", unexpected order")
+    # tarfile stops quietly at a cut inside the last entry's data: check that the data and the end blocks are there.
+    end = members[-1].offset_data + members[-1].size
+    if size < -(-end // 512) * 512 + 1024:
+        return f"cut short at byte {size} (the last entry ends at {end})"
+    return None
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same sample, same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: int) -> int:
+    """Render and write shard ``j`` atomically; returns the number of samples written."""
+    start, stop = j * shard_size, min((j + 1) * shard_size, n)
+    final = out / shard_name(j)
+    tmp = out / f"{final.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for i in range(start, stop):
+                sample = render_sample(seed, i, res)
+                for m in MODALITIES:
+                    _add(tar, f"{i:08d}.{m}.{codec.EXTENSIONS[m]}", codec.encode(m, sample[m]))
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return stop - start
+
+
+def _write_job(args: tuple) -> int:
+    out, j, n, res, seed, shard_size = args
+    return write_shard(Path(out), j, n=n, res=res, seed=seed, shard_size=shard_size)
+
+
+def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0, workers: int = 1, *,
+               shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = False) -> dict:
+    """Write (or finish writing) a world dataset of ``n`` samples to ``out_dir``; returns its ``dataset.json``.
+
+    Args:
+        n: number of samples, >= 1. A rerun may change ``n``: shards already complete are kept.
+        res: image side in pixels (32 to 1024).
+        seed: the world; sample ``i`` is ``render_sample(seed, i, res)``.
+        workers: processes rendering shards in parallel (1 renders in this process).
+        shard_size: samples per shard.
+        progress: show a tqdm bar (scenes, rate, time left).
+    """
+    res = check_resolution(res)
+    for name, value, low in (("n", n, 1), ("workers", workers, 1), ("shard_size", shard_size, 1), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"cannot write the dataset to {out}: it is a file")
+    _check_writable(out)
+    info = dataset_info(n, res, seed, shard_size)
+    info_path = out / INFO_FILE
+    if info_path.exists():
+        old = json.loads(info_path.read_text())
+        clash = [k for k in ("format", "version", "resolution", "seed", "shard_size") if old.get(k) != info[k]]
+        if clash:
+            detail = ", ".join(f"{k}: {old.get(k)!r} there, {info[k]!r} asked" for k in clash)
+            raise ValueError(f"{out} holds a different world dataset ({detail}); use another folder")
+    for stale in out.glob("shard-*.tar.tmp-*"):  # left by a killed run
+        stale.unlink()
+    info_path.write_text(json.dumps({**info, "complete": False}, indent=1) + "\n")
+
+    todo, done = [], 0
+    for j in range(len(info["shards"])):
+        start, stop = j * shard_size, min((j + 1) * shard_size, n)
+        if check_shard(out / shard_name(j), entry_names(start, stop)) is None:
+            done += stop - start
+        else:
+            todo.append((str(out), j, n, res, seed, shard_size))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, initial=done, unit="scene", desc=f"world {res}px", dynamic_ncols=True)
+    try:
+        for count in _run(todo, workers):
+            if bar is not None:
+                bar.update(count)
+    finally:
+        if bar is not None:
+            bar.close()
+    info["complete"] = True
+    info_path.write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def _run(jobs: list[tuple], workers: int) -> Iterable[int]:
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _write_job(job)
+        return
+    # fork starts workers without re-importing torch; elsewhere spawn is the only safe choice.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap_unordered(_write_job, jobs)
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """``dataset.json`` of a world dataset folder, with a clear error when it is not one."""
+    info_path = Path(path) / INFO_FILE
+    if not info_path.exists():
+        raise FileNotFoundError(f"{path} is not a world dataset: no {INFO_FILE} (write one: `polymodal data synth`)")
+    info = json.loads(info_path.read_text())
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{info_path} is not a polymodal world dataset (format {info.get('format')!r})")
+    return info
+
+
+def read_shard(path: str | os.PathLike, *, modalities: Iterable[str] | None = None) -> Iterator[dict]:
+    """Samples of one shard, decoded (`codec.decode`), each with ``__key__`` (its index, int).
+
+    Raises `ShardError` naming the shard when it is truncated or corrupt.
+    """
+    path = Path(path)
+    wanted = set(MODALITIES if modalities is None else modalities)
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = tar.getmembers()
+            reason = None
+            if members:
+                end = members[-1].offset_data + members[-1].size
+                if path.stat().st_size < -(-end // 512) * 512 + 1024:
+                    reason = f"cut short at byte {path.stat().st_size}"
+            if reason or not members:
+                raise ShardError(f"shard {path} is truncated or corrupt ({reason or 'no entries'}); rerun "
+                                 "`polymodal data synth` with the same arguments to rewrite it")
+            sample: dict = {}
+            for m in members:
+                key, modality, _ = m.name.split(".", 2)
+                if sample and sample["__key__"] != int(key):
+                    yield sample
+                    sample = {}
+                sample["__key__"] = int(key)
+                if modality in wanted:
+                    sample[modality] = codec.decode(modality, tar.extractfile(m).read())
+            if sample:
+                yield sample
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise ShardError(f"shard {path} is truncated or corrupt ({e}); rerun `polymodal data synth` with the same "
+                         "arguments to rewrite it") from e
+
+
+def iter_samples(path: str | os.PathLike, *, modalities: Iterable[str] | None = None) -> Iterator[dict]:
+    """Every sample of a world dataset folder, in index order (see `read_shard`)."""
+    info = read_info(path)
+    for name in info["shards"]:
+        shard = Path(path) / name
+        if not shard.exists():
+            raise ShardError(f"shard {shard} is missing (listed in {INFO_FILE}); rerun `polymodal data synth`")
+        yield from read_shard(shard, modalities=modalities)
