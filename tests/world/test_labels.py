@@ -90,25 +90,29 @@ def test_caption_relations_follow_the_image():
 
 
 def test_person_joints_project_inside_the_person_box():
+    """Joints lie inside the body, so inside the box of its silhouette. The box is measured on pixel centres: a
+    limb thinner than a pixel can fall between them, hence half a pixel of slack for people drawn large and 1.5
+    pixels for the small people of random scenes."""
     checked = 0
-    scenes = [describe(lone_person_scene(a, yaw=y), 64) for a, y in (("waving", 0.3), ("walking", 2.0),
-                                                                     ("raising both arms", -1.0))]
-    scenes += [render_sample(0, i, RES) for i in person_scenes(4)]
-    for s in scenes:
-        for pose in s["human_poses"]:
-            j2d = np.array(pose["joints_2d"])
-            assert j2d.shape == (len(JOINT_NAMES), 2) and np.array(pose["joints_3d"]).shape == (len(JOINT_NAMES), 3)
-            x0, y0, x1, y1 = pose["amodal_box"]
-            res = s["rgb"].shape[0]
-            inside_image = (j2d >= 0).all(1) & (j2d <= res).all(1)
-            j = j2d[inside_image]
-            # Joints lie inside the body: within the silhouette's box, up to the pixel grid's sampling.
-            assert ((j[:, 0] >= x0 - 1) & (j[:, 0] <= x1 + 1) & (j[:, 1] >= y0 - 1) & (j[:, 1] <= y1 + 1)).all()
-            det = next(d for d in s["det"] if d["instance"] == pose["instance"])
-            if det["visible_fraction"] == 1:
-                assert pose["box"] == pose["amodal_box"]
-            checked += 1
-    assert checked >= 5
+    big = [describe(lone_person_scene(a, yaw=y), 96) for a, y in (("waving", 0.3), ("walking", 2.0),
+                                                                  ("raising both arms", -1.0), ("crouching", 1.0))]
+    small = [render_sample(0, i, RES) for i in person_scenes(4)]
+    for slack, scenes in ((0.5, big), (1.5, small)):
+        for s in scenes:
+            for pose in s["human_poses"]:
+                j2d = np.array(pose["joints_2d"])
+                assert j2d.shape == (len(JOINT_NAMES), 2)
+                assert np.array(pose["joints_3d"]).shape == (len(JOINT_NAMES), 3)
+                x0, y0, x1, y1 = pose["amodal_box"]
+                res = s["rgb"].shape[0]
+                j = j2d[(j2d >= 0).all(1) & (j2d <= res).all(1)]
+                assert ((j[:, 0] >= x0 - slack) & (j[:, 0] <= x1 + slack)).all()
+                assert ((j[:, 1] >= y0 - slack) & (j[:, 1] <= y1 + slack)).all()
+                det = next(d for d in s["det"] if d["instance"] == pose["instance"])
+                if det["visible_fraction"] == 1:
+                    assert pose["box"] == pose["amodal_box"]
+                checked += 1
+    assert checked >= 6
 
 
 def test_pose_3d_joints_project_to_the_2d_joints():
@@ -144,9 +148,9 @@ def test_palette():
     img = np.zeros((32, 32, 3), np.uint8)
     img[:, :20] = (200, 30, 40)
     img[:, 20:] = (10, 90, 250)
-    pal = color_palette(img, np.random.default_rng(0), k=2)
+    pal = color_palette(img, np.random.default_rng(0), k=2, samples=img.shape[0] * img.shape[1])
     assert pal["colors"] == [[200, 30, 40], [10, 90, 250]]
-    assert pal["weights"] == pytest.approx([0.625, 0.375], abs=0.03)  # shares of a pixel subsample
+    assert pal["weights"] == [0.625, 0.375]  # every pixel sampled: exact shares
     with pytest.raises(ValueError, match="palette size"):
         color_palette(img, np.random.default_rng(0), k=8)
 

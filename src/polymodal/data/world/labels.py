@@ -76,7 +76,7 @@ def segment_edges(semseg: np.ndarray, instance: np.ndarray) -> np.ndarray:
     return edge.astype(np.uint8) * 255
 
 
-def color_palette(rgb: np.ndarray, rng: np.random.Generator, *, k: int | None = None, samples: int = 512) -> dict:
+def color_palette(rgb: np.ndarray, rng: np.random.Generator, *, k: int | None = None, samples: int = 256) -> dict:
     """k-means colours of the image, biggest cluster first: {"colors": [[r, g, b], ...], "weights": [...]}.
 
     ``k`` (1 to 7) is drawn from ``rng`` when None, as 4M mixes palette sizes. Clustering runs on ``samples``
@@ -192,7 +192,7 @@ def metadata(scene: Scene, frame: Frame, dets: list[dict], caption_lengths: dict
         **image_statistics(frame.rgb),
         "walkability": float((frame.semseg == FLOOR).mean()),
         "objectness": float((frame.semseg >= first_object).mean()),
-        "semantic_diversity": int(len(np.unique(frame.semseg))),
+        "semantic_diversity": int(np.count_nonzero(np.bincount(frame.semseg.ravel()))),
         "geometric_complexity": float(1.0 - np.linalg.norm(n.mean(axis=0))) if len(n) else 0.0,
         "occlusion_score": float(1.0 - visible_px / amodal_px) if amodal_px else 0.0,
     }

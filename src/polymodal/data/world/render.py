@@ -25,6 +25,7 @@ OPEN_FLOOR = 40.0  # half-size of the floor when there is no room: beyond it the
 AMBIENT = 0.28
 SHININESS = 60.0
 SKY_HORIZON, SKY_ZENITH = np.array([0.86, 0.90, 0.95]), np.array([0.32, 0.52, 0.85])
+_GAMMA_LUT = (np.linspace(0.0, 1.0, 16385) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
 # Stuff codes in the solid-index map, below the solid indices 0..S-1.
 _SKY, _WALL, _FLOOR = -3, -2, -1
 
@@ -192,52 +193,66 @@ def _shade(scene: Scene, solids: list[Solid], code, p, nrm, d, t, res) -> np.nda
         albedo[floor] = w * tile + (1 - w) * tones.mean(axis=0)
     light = AMBIENT + 0.12 * nrm[1]  # brighter when facing the open sky above
     spec = np.zeros_like(light)
-    solid_px = code >= 0
+    shiny_idx = np.flatnonzero(shiny)
     for lt in scene.lights:
         ld = lt.direction
         ndl = np.maximum(nrm[0] * ld[0] + nrm[1] * ld[1] + nrm[2] * ld[2], 0.0)
         vis = _visibility(scene, solids, p, nrm, ld, (ndl > 0) & (code != _SKY))
-        light = light + lt.intensity * ndl * vis
-        if shiny.any():
-            hx, hy, hz = ld[0] - d[0], ld[1] - d[1], ld[2] - d[2]
-            hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
-            ndh = np.maximum((nrm[0] * hx + nrm[1] * hy + nrm[2] * hz) / hn, 0.0)
-            spec = spec + np.where(shiny & solid_px, 0.7 * lt.intensity * ndh**SHININESS * vis, 0.0)
+        light += lt.intensity * ndl * vis
+        if len(shiny_idx):  # Blinn-Phong highlights on the shiny pixels only
+            n_s = [c.ravel()[shiny_idx] for c in nrm]
+            h = [ld[i] - d[i].ravel()[shiny_idx] for i in range(3)]
+            hn = np.sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]) + 1e-12
+            ndh = np.maximum((n_s[0] * h[0] + n_s[1] * h[1] + n_s[2] * h[2]) / hn, 0.0)
+            spec.ravel()[shiny_idx] += 0.7 * lt.intensity * ndh**SHININESS * vis.ravel()[shiny_idx]
     color = albedo * light[..., None] + spec[..., None]
     sky = code == _SKY
     if sky.any():
         k = np.clip(d[1][sky] * 2.5, 0.0, 1.0)[:, None]
         color[sky] = (1 - k) * SKY_HORIZON + k * SKY_ZENITH
-    return (np.clip(color, 0.0, 1.0) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+    # sRGB-like gamma through a table: a power per channel and pixel costs more than the rest of the shading.
+    levels = len(_GAMMA_LUT) - 1
+    return _GAMMA_LUT[(np.clip(color, 0.0, 1.0) * levels + 0.5).astype(np.intp)]
 
 
 def _visibility(scene: Scene, solids: list[Solid], p, nrm, ld, need: np.ndarray) -> np.ndarray:
-    """1 where the surface point sees the light ``ld`` (directional), 0 in shadow; (H, W) float."""
+    """1 where the surface point sees the light ``ld`` (directional), 0 in shadow; (H, W) float.
+
+    Culling: points are expressed in a frame (a, b, l) whose l axis points to the light. A solid can only shadow
+    points whose (a, b) fall within its bounding radius of the solid's (a, b), and that are not in front of it
+    along l. Points are sorted by a once, so each object finds its candidates by binary search.
+    """
     vis = np.ones(need.shape)
     idx = np.flatnonzero(need)
     if not len(idx) or not solids:
         return vis
     eps = 1e-3  # start shadow rays just off the surface so they do not hit it
-    px, py, pz = (p[i].ravel()[idx] + eps * nrm[i].ravel()[idx] for i in range(3))
+    pts = np.stack([p[i].ravel()[idx] + eps * nrm[i].ravel()[idx] for i in range(3)], axis=1)
+    l_ax = np.asarray(ld, np.float64)
+    a_ax = np.cross(l_ax, (0.0, 0.0, 1.0) if abs(l_ax[2]) < 0.9 else (1.0, 0.0, 0.0))
+    a_ax /= np.linalg.norm(a_ax)
+    frame = np.stack([a_ax, np.cross(l_ax, a_ax), l_ax], axis=1)
+    pa, pb, pl = (pts @ frame).T
+    order = np.argsort(pa, kind="stable")
+    pa_sorted = pa[order]
     blocked = np.zeros(len(idx), bool)
-    by_obj: dict[int, list[Solid]] = {}
-    for s in solids:
-        by_obj.setdefault(s.obj, []).append(s)
-    for group in by_obj.values():
-        centers = np.stack([s.shape.center for s in group])
-        c = centers.mean(axis=0)
-        rad = max(float(np.linalg.norm(s.shape.center - c)) + s.shape.bound for s in group)
-        # Rays that pass within the object's bounding sphere, towards the light.
-        wx, wy, wz = c[0] - px, c[1] - py, c[2] - pz
-        along = wx * ld[0] + wy * ld[1] + wz * ld[2]
-        near = (~blocked) & (along > -rad) & (wx * wx + wy * wy + wz * wz - along * along < rad * rad)
-        cand = np.flatnonzero(near)
-        if not len(cand):
+    centers = np.stack([s.shape.center for s in solids]) @ frame  # (S, 3) in the light frame
+    radii = np.array([s.shape.bound for s in solids])
+    groups: dict[int, list[int]] = {}
+    for k, s in enumerate(solids):
+        groups.setdefault(s.obj, []).append(k)
+    for ks in groups.values():
+        lo_a, hi_a = (centers[ks, 0] - radii[ks]).min(), (centers[ks, 0] + radii[ks]).max()
+        lo, hi = np.searchsorted(pa_sorted, [lo_a, hi_a])
+        if hi <= lo:
             continue
-        sub_o = (px[cand], py[cand], pz[cand])
-        hit = np.zeros(len(cand), bool)
-        for s in group:
-            hit |= s.shape.intersect(sub_o, ld) < np.inf
-        blocked[cand[hit]] = True
+        cand = order[lo:hi]
+        for k in ks:
+            c, r = centers[k], radii[k]
+            sel = cand[(np.abs(pa[cand] - c[0]) < r) & (np.abs(pb[cand] - c[1]) < r) & (pl[cand] < c[2] + r)]
+            sel = sel[~blocked[sel]]
+            if len(sel):
+                t = solids[k].shape.intersect((pts[sel, 0], pts[sel, 1], pts[sel, 2]), ld)
+                blocked[sel[t < np.inf]] = True
     vis.ravel()[idx[blocked]] = 0.0
     return vis

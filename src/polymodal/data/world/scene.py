@@ -43,6 +43,7 @@ COLORS: dict[str, tuple[float, float, float]] = {
 }
 COLOR_NAMES = tuple(COLORS)
 SIZES = {"small": 0.32, "large": 0.55}  # characteristic half-extent in metres
+SIZE_NAMES = tuple(SIZES)
 MATERIALS = ("matte", "shiny")
 
 # Floor and wall tones: neutral so that a named colour always means an object.
@@ -155,21 +156,23 @@ def sample_scene(seed: int, index: int, *, n_objects: int | None = None) -> Scen
     rng = np.random.default_rng([seed, index])
     n = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1)) if n_objects is None else n_objects
 
-    # People are rarer than the other classes so that most scenes stay cheap and varied.
+    # Attributes drawn as arrays (one generator call each, not one per object). People are rarer than the other
+    # classes so that most scenes stay cheap and varied.
     weights = np.array([1.0] * (len(OBJECT_CLASSES) - 1) + [0.7])
-    classes = rng.choice(OBJECT_CLASSES, size=n, p=weights / weights.sum())
-    specs = []
-    for cls in classes:
-        size = str(rng.choice(list(SIZES)))
-        lying = bool(cls == "capsule" and rng.random() < 0.5)
-        specs.append((str(cls), size, lying, footprint(str(cls), size, lying=lying)))
-    positions = _place(rng, [s[3] for s in specs])
+    classes = [OBJECT_CLASSES[c] for c in rng.choice(len(OBJECT_CLASSES), size=n, p=weights / weights.sum())]
+    sizes = [SIZE_NAMES[k] for k in rng.integers(0, len(SIZE_NAMES), size=n)]
+    colors = [COLOR_NAMES[k] for k in rng.integers(0, len(COLOR_NAMES), size=n)]
+    materials = [MATERIALS[k] for k in rng.integers(0, len(MATERIALS), size=n)]
+    yaws = rng.uniform(-np.pi, np.pi, size=n)
+    lying = [bool(c == "capsule" and u < 0.5) for c, u in zip(classes, rng.random(size=n))]
+    radii = [footprint(c, sz, lying=ly) for c, sz, ly in zip(classes, sizes, lying)]
+    positions = _place(rng, radii)
     objects = []
-    for (cls, size, lying, radius), pos in zip(specs, positions):
-        pose = sample_pose(rng, str(rng.choice(ACTIONS))) if cls == "person" else None
+    for k in range(n):
+        pose = sample_pose(rng, ACTIONS[int(rng.integers(len(ACTIONS)))]) if classes[k] == "person" else None
         objects.append(Obj(
-            cls=cls, color=str(rng.choice(COLOR_NAMES)), size=size, material=str(rng.choice(MATERIALS)),
-            position=pos, yaw=float(rng.uniform(-np.pi, np.pi)), radius=radius, lying=lying, pose=pose,
+            cls=classes[k], color=colors[k], size=sizes[k], material=materials[k], position=positions[k],
+            yaw=float(yaws[k]), radius=radii[k], lying=lying[k], pose=pose,
         ))
 
     # Camera on a circle around the objects' centre, far enough to frame their spread.
@@ -177,7 +180,7 @@ def sample_scene(seed: int, index: int, *, n_objects: int | None = None) -> Scen
     cz = float(np.mean([o.position[1] for o in objects]))
     spread = max(float(np.hypot(o.position[0] - cx, o.position[1] - cz)) + o.radius for o in objects)
     fov = float(np.deg2rad(rng.uniform(40, 70)))
-    dist = float(np.clip((spread + 0.6) / np.tan(fov / 2) * rng.uniform(0.8, 1.15), 3.0, 14.0))
+    dist = float(np.clip((spread + 0.4) / np.tan(fov / 2) * rng.uniform(0.75, 1.1), 3.0, 14.0))
     azim = float(rng.uniform(-np.pi, np.pi))
     height = float(rng.uniform(1.0, min(5.0, 0.9 * dist)))
     ground = float(np.sqrt(max(dist**2 - height**2, 1.0)))

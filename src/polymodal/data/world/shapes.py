@@ -69,14 +69,14 @@ class Capsule:
             t = (-qb - np.sqrt(np.maximum(h, 0.0))) / qa
         y = baoa + t * bard
         body = (h >= 0) & (qa > 1e-12) & (y > 0) & (y < baba) & (t > EPS)
-        t_caps = INF
-        for c in (self.a, self.b):
-            oc = _sub(o, c)
-            bb = _dot(d, oc)
-            hh = bb * bb - (_dot(oc, oc) - r2)
-            tc = -bb - np.sqrt(np.maximum(hh, 0.0))
-            t_caps = np.minimum(t_caps, np.where((hh >= 0) & (tc > EPS), tc, INF))
-        return np.where(body, t, t_caps)
+        # A ray that misses the infinite cylinder misses the caps too; one that meets it past an end can only
+        # enter through that end's sphere: one sphere test per ray, not two.
+        # With ob = oa - ba: d.ob = rdoa - bard and |ob|^2 = oaoa - 2 baoa + baba, from what is already known.
+        end = y > 0
+        bb = np.where(end, rdoa - bard, rdoa)
+        hh = bb * bb - (np.where(end, oaoa - 2 * baoa + baba, oaoa) - r2)
+        tc = -bb - np.sqrt(np.maximum(hh, 0.0))
+        return np.where(body, t, np.where((h >= 0) & (hh >= 0) & (tc > EPS), tc, INF))
 
     def normal(self, p):
         ba = self.b - self.a
@@ -158,16 +158,23 @@ class Convex:
         self.ww = self.planes[:, 3] + self.wn @ self.origin
 
     def intersect(self, o, d):
-        t_in, t_out, valid = -INF, INF, True
-        for (nx, ny, nz), w in zip(self.wn, self.ww):
-            den = nx * d[0] + ny * d[1] + nz * d[2]
-            dist = w - (nx * o[0] + ny * o[1] + nz * o[2])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = dist / den
-            t_in = np.where(den < 0, np.maximum(t_in, t), t_in)
-            t_out = np.where(den > 0, np.minimum(t_out, t), t_out)
-            valid = valid & ((den != 0) | (dist >= 0))
+        # All planes at once: (..., P) arrays of the rays' slopes and distances to each plane.
+        den, dist = self._project(d), self.ww - self._project(o)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = dist / den
+        t_in = np.where(den < 0, t, -INF).max(axis=-1)
+        t_out = np.where(den > 0, t, INF).min(axis=-1)
+        valid = ((den != 0) | (dist >= 0)).all(axis=-1)  # parallel to a plane and outside it: a miss
         return np.where(valid & (t_in <= t_out) & (t_in > EPS), t_in, INF)
+
+    def _project(self, v) -> np.ndarray:
+        """Dot products of the vector(s) ``v`` (components) with every plane normal: (..., P)."""
+        if all(np.ndim(c) == 0 for c in v):
+            return self.wn @ np.array([float(c) for c in v])
+        x, y, z = v
+        if not (np.shape(x) == np.shape(y) == np.shape(z)):
+            x, y, z = np.broadcast_arrays(x, y, z)
+        return np.stack([x, y, z], axis=-1) @ self.wn.T
 
     def normal(self, p):
         # The face a surface point lies on is the plane it is closest to (largest signed distance).
@@ -204,7 +211,7 @@ class Torus:
     pixel.
     """
 
-    SAMPLES = 24
+    SAMPLES = 16
 
     def __init__(self, x: float, z: float, major: float, minor: float):
         self.x, self.z, self.major, self.minor = float(x), float(z), float(major), float(minor)

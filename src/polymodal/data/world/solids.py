@@ -63,13 +63,13 @@ def person_joints(obj: Obj) -> np.ndarray:
 
 def person_solids(obj: Obj, k: int) -> list[Solid]:
     pose = obj.pose
-    joints_body = skeleton(pose)
+    joints = person_joints(obj)  # a rigid move of the body frame: capsules can be built from world joints
     tones = {"shirt": COLORS[obj.color], "skin": SKIN_TONES[pose.skin], "pants": PANTS_TONES[pose.pants]}
+    shiny = obj.material == "shiny"
     out = []
-    for kind, a, b, radius, part in body_parts(joints_body, pose):
-        a_w, b_w = to_world(np.stack([a, b]), obj.position, obj.yaw)
-        prim = shapes.Sphere(a_w, radius) if kind == "sphere" else shapes.Capsule(a_w, b_w, radius)
-        out.append(Solid(prim, k, tones[part], obj.material == "shiny" and part == "shirt"))
+    for kind, a, b, radius, part in body_parts(joints, pose):
+        prim = shapes.Sphere(a, radius) if kind == "sphere" else shapes.Capsule(a, b, radius)
+        out.append(Solid(prim, k, tones[part], shiny and part == "shirt"))
     return out
 
 
