@@ -22,6 +22,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_recipe(path: str):
+    """A recipe is a Python file under configs/ defining ``config() -> ExperimentConfig``."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"polymodal: recipe {path!r} not found")
+    spec = importlib.util.spec_from_file_location(f"polymodal_recipe_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "config"):
+        raise SystemExit(f"polymodal: recipe {path} defines no config() function")
+    return module.config()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import ConfigError, apply_overrides
+    from .train.loop import train
+
+    try:
+        cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"polymodal train: {e}") from None
+    result = train(cfg)
+    if result.release_dir is not None:
+        val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        print(f"done: {result.steps} steps, training loss {result.final_loss:.4f}{val}\n"
+              f"run folder: {result.run_dir}\nrelease:    {result.release_dir}")
+    return 0
+
+
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from .data.world import synthesize
 
@@ -76,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="list registered modalities and model presets")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("train", help="train a model from a recipe (configs/*.py); torchrun-ready")
+    p.add_argument("recipe", help="a recipe file defining config()")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
+    p.set_defaults(func=_cmd_train)
     _add_data_commands(sub)
     return parser
 

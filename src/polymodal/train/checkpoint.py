@@ -1,0 +1,177 @@
+"""Training checkpoints: atomic, complete (model, optimizer, progress, random state), prunable, resumable.
+
+Layout of a run folder::
+
+    checkpoints/step_00000100/   model.safetensors  optimizer.safetensors  state.json  config.json
+    checkpoints/best.json        {"step": ..., "metric": ...}
+
+A checkpoint is written into a hidden temporary folder and renamed into place, so a kill at any moment leaves
+either the complete new checkpoint or none (the previous ones are untouched). Only safetensors and JSON are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+class CheckpointWriteError(OSError):
+    """Saving failed (e.g. a full disk); the previous checkpoints are intact."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands: what a restarted run needs besides weights and optimizer moments."""
+
+    step: int = 0  # optimizer steps done
+    tokens: int = 0  # target + input tokens seen (for token-based schedules)
+    best_metric: float | None = None
+    best_step: int | None = None
+
+
+def _full_options() -> StateDictOptions:
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def gather_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full (unsharded) model state dict on CPU; a collective under FSDP, so every rank calls it."""
+    return get_model_state_dict(model, options=_full_options())
+
+
+def _flatten_optimizer(osd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {}
+    for fqn, state in osd["state"].items():
+        for key, value in state.items():
+            tensors[f"{fqn}::{key}"] = torch.as_tensor(value).contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in osd["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[str, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        fqn, key = name.rsplit("::", 1)
+        state.setdefault(fqn, {})[key] = t
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    meta = {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python": [py_state[0], list(py_state[1]), py_state[2]]}
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    p = meta["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+class CheckpointManager:
+    def __init__(self, run_dir: str | Path, *, keep_last: int = 2, is_main: bool = True):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.keep_last = max(1, keep_last)
+        self.is_main = is_main
+        if is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for junk in self.dir.glob(".tmp-*"):  # left by a kill in the middle of a save
+                shutil.rmtree(junk, ignore_errors=True)
+
+    def steps(self) -> list[int]:
+        if not self.dir.exists():
+            return []
+        return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _STEP_DIR.match(p.name))
+                      and (p / "state.json").exists())
+
+    def path(self, step: int) -> Path:
+        return self.dir / f"step_{step:08d}"
+
+    def latest(self) -> Path | None:
+        steps = self.steps()
+        return self.path(steps[-1]) if steps else None
+
+    # -------------------------------------------------------------------------------------------- save
+
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
+             config: dict[str, Any], *, metric: float | None = None) -> Path | None:
+        """Every rank calls this (gathering is collective); rank 0 writes. Returns the folder on rank 0."""
+        model_sd = gather_model_state(model)
+        optim_sd = get_optimizer_state_dict(model, optimizer, options=_full_options())
+        is_best = metric is not None and (progress.best_metric is None or metric <= progress.best_metric)
+        if is_best:
+            progress.best_metric, progress.best_step = metric, progress.step
+        if not self.is_main:
+            return None
+        final = self.path(progress.step)
+        tmp = self.dir / f".tmp-{final.name}-{os.getpid()}"
+        try:
+            tmp.mkdir(parents=True)
+            save_file({k: v.contiguous() for k, v in model_sd.items()}, str(tmp / "model.safetensors"))
+            opt_tensors, opt_meta = _flatten_optimizer(optim_sd)
+            rng_tensors, rng_meta = _rng_state()
+            save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            state = {"progress": progress.__dict__, "optimizer": opt_meta, "rng": rng_meta}
+            (tmp / "state.json").write_text(json.dumps(state) + "\n")
+            if final.exists():  # a rerun saving the same step again
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointWriteError(e.errno, f"could not write checkpoint {final.name} ({e}); "
+                                                f"previous checkpoints are intact") from e
+        if is_best:
+            (self.dir / "best.json").write_text(json.dumps({"step": progress.step, "metric": metric}) + "\n")
+        self._prune(progress.best_step)
+        return final
+
+    def _prune(self, best_step: int | None) -> None:
+        steps = self.steps()
+        for s in steps[: -self.keep_last]:
+            if s != best_step:
+                shutil.rmtree(self.path(s), ignore_errors=True)
+
+    # -------------------------------------------------------------------------------------------- load
+
+    def load(self, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Progress:
+        """Restore model, optimizer and random state from ``path``; returns the run's progress."""
+        state = json.loads((path / "state.json").read_text())
+        model_sd = load_file(str(path / "model.safetensors"))
+        tensors = load_file(str(path / "optimizer.safetensors"))
+        opt_tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+        set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(model, optimizer, _unflatten_optimizer(opt_tensors, state["optimizer"]),
+                                 options=StateDictOptions(full_state_dict=True))
+        _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
+        return Progress(**state["progress"])

@@ -1,0 +1,186 @@
+"""The one training loop, for every objective, from one CPU to many GPUs (torchrun).
+
+A run folder holds ``config.json`` (fully resolved), ``checkpoints/``, ``metrics.jsonl``, ``tb/``,
+``loss_curves.png`` and ``release/`` (``config.json`` + ``model.safetensors``, loadable by ``from_pretrained``).
+Rerunning the same command resumes from the newest checkpoint and ends with the same weights as a run that
+never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import config as config_lib
+from ..config import ExperimentConfig
+from . import dist
+from .checkpoint import CheckpointManager, Progress, gather_model_state
+from .metrics import MetricsLogger, plot_loss_curves
+from .objectives import make_objective
+from .optim import build_optimizer, lr_at, peak_lr, set_lr
+from .parallelize import autocast, no_sync, parallelize
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointMismatch(ValueError):
+    """The run folder's checkpoints were written by a different model or objective."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    val_loss: float | None
+    release_dir: Path | None
+
+
+def _schedule_lr(cfg: ExperimentConfig, progress: Progress, tokens_per_step: int) -> float:
+    o, t = cfg.optim, cfg.train
+    total = t.steps if o.unit == "steps" else t.steps * tokens_per_step
+    now = progress.step if o.unit == "steps" else progress.tokens
+    warmup = o.warmup * total if o.warmup < 1 else o.warmup
+    return lr_at(now, warmup, total, peak=peak_lr(o, t.batch_size), final=o.final_lr, schedule=o.schedule)
+
+
+def _check_compatible(saved: dict, current: dict, where: Path) -> None:
+    diffs = []
+    for section in ("objective", "model"):
+        a, b = saved.get(section), current.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{section}.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}"
+                      for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            diffs.append(f"{section}: checkpoint {a!r} vs now {b!r}")
+    if diffs:
+        raise CheckpointMismatch(f"{where} was written by another config; use a new train.out_dir or the same "
+                                 "config:\n  " + "\n  ".join(diffs[:12]))
+
+
+def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
+    names = objective.cfg.model.domains_out
+    sums = torch.zeros(len(names), dtype=torch.float64)
+    counts = torch.zeros(len(names), dtype=torch.float64)
+    model.eval()
+    with torch.no_grad():
+        for batch in objective.val_batches(info.rank, info.world_size):
+            c = objective.target_counts(batch)
+            with autocast(info.device, precision):
+                out = model(batch.to(info.device), check=False)
+                _, s = objective.loss(out, c, 1)
+            sums += s.cpu()
+            counts += c
+    model.train()
+    sums, counts = dist.all_reduce_sum(sums), dist.all_reduce_sum(counts)
+    per = {n: float(s / c) for n, s, c in zip(names, sums, counts) if c > 0}
+    per["loss"] = sum(per.values()) / max(len(per), 1)
+    return per
+
+
+def train(cfg: ExperimentConfig) -> TrainResult:
+    info = dist.init_distributed(cfg.train.device)
+    t = cfg.train
+    run_dir = Path(t.out_dir)
+    torch.manual_seed(t.seed)  # identical initial weights on every rank and every rerun
+    objective = make_objective(cfg)
+    model = objective.build_model().to(info.device)
+    trained = parallelize(model, info, mode=t.parallel, activation_checkpointing=t.activation_checkpointing,
+                          compile=t.compile)
+    optimizer = build_optimizer(model, cfg.optim, t.batch_size)
+    ckpt = CheckpointManager(run_dir, keep_last=t.keep_last, is_main=info.is_main)
+    config_dict = config_lib.to_dict(cfg)
+
+    progress = Progress()
+    latest = ckpt.latest()
+    if latest is not None:
+        _check_compatible(json.loads((latest / "config.json").read_text()), config_dict, latest)
+        progress = ckpt.load(latest, model, optimizer)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=t.tensorboard, resume_step=progress.step)
+    names = cfg.model.domains_out
+
+    bar = None
+    if info.is_main and t.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.steps, initial=progress.step, desc="train", unit="step", dynamic_ncols=True)
+
+    last_loss, val_loss = float("nan"), None
+    tick, tokens_since = time.perf_counter(), 0
+    while progress.step < t.steps:
+        step = progress.step
+        micro = objective.micro_batches(step, info.rank, info.world_size)
+        counts = dist.all_reduce_sum(sum(objective.target_counts(b) for b in micro))
+        step_tokens = int(dist.all_reduce_sum(torch.tensor(
+            float(sum(int(v.is_input.sum() + v.is_target.sum()) for b in micro for v in b.values())))))
+        set_lr(optimizer, lr := _schedule_lr(cfg, progress, step_tokens))
+        sums = torch.zeros(len(names), dtype=torch.float64)
+        for i, batch in enumerate(micro):
+            with no_sync(trained, i < len(micro) - 1), autocast(info.device, t.precision):
+                out = trained(batch.to(info.device), check=False)
+                loss, s = objective.loss(out, counts, info.world_size)
+                loss.backward()
+            sums += s.cpu()
+        sums = dist.all_reduce_sum(sums)
+        per_mod = {n: float(sums[i] / counts[i]) for i, n in enumerate(names) if counts[i] > 0}
+        last_loss = sum(per_mod.values()) / max(len(per_mod), 1)
+        if not math.isfinite(last_loss):
+            optimizer.zero_grad(set_to_none=True)
+            detail = ", ".join(f"{k}={v:.4g}" for k, v in per_mod.items())
+            kept = ckpt.latest()
+            raise TrainingDiverged(f"loss is {last_loss} at step {step} ({detail}); last good checkpoint: "
+                                   f"{kept if kept else 'none'}")
+        params = [p for p in model.parameters() if p.grad is not None]
+        max_norm = cfg.optim.clip_grad if cfg.optim.clip_grad > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.tokens += step_tokens
+        tokens_since += step_tokens
+
+        if progress.step % t.log_every == 0 or progress.step == t.steps:
+            elapsed = time.perf_counter() - tick
+            rate = tokens_since / max(elapsed, 1e-9)
+            tick, tokens_since = time.perf_counter(), 0
+            logger.log(progress.step, {"train/loss": last_loss, **{f"train/loss_{k}": v for k, v in per_mod.items()},
+                                       "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": rate,
+                                       "tokens": progress.tokens})
+            if bar is not None:
+                bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+        if bar is not None:
+            bar.update(1)
+
+        is_last = progress.step == t.steps
+        evaluate = (t.eval_every and progress.step % t.eval_every == 0) or is_last
+        metric = None
+        if evaluate and cfg.data.val_samples > 0:
+            val = _evaluate(objective, trained, info, t.precision)
+            val_loss = metric = val["loss"]
+            logger.log(progress.step, {f"val/{k}" if k == "loss" else f"val/loss_{k}": v for k, v in val.items()})
+        if progress.step % t.save_every == 0 or is_last:
+            ckpt.save(model, optimizer, progress, config_dict, metric=metric)
+
+    if bar is not None:
+        bar.close()
+    release = None
+    state = gather_model_state(model)
+    if info.is_main:
+        release = run_dir / "release"
+        objective.export(state, release)
+        plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
+    logger.close()
+    dist.shutdown()
+    return TrainResult(run_dir, progress.step, last_loss, val_loss, release)

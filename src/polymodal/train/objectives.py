@@ -1,0 +1,162 @@
+"""Objectives: what the one training loop trains. An objective builds its model, produces each rank's
+micro-batches for a step, and turns outputs into a loss. The 4M masked-modeling objective lives here; tokenizer
+objectives register themselves the same way.
+
+Exactness across process counts: sample j of global step s is the same sample with the same masks whatever the
+number of ranks (its masking generator is seeded by (seed, s, j)), and the loss is normalized by the *global*
+number of target tokens of the step, so N ranks x B/N samples compute the same gradient as 1 rank x B samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ExperimentConfig
+from ..data.batch import Batch, collate
+from ..data.masking import sample_batch
+from ..model import FourM
+from ..model.loss import modality_losses
+
+VAL_STEP = 2**31 - 1  # the masking "step" of validation samples: no training step uses it
+OBJECTIVES: dict[str, Callable[[ExperimentConfig], object]] = {}
+# Index-addressed data sources: name -> (fn(seed, index) -> {modality: np.ndarray}).
+SOURCES: dict[str, Callable[[int, int], dict[str, np.ndarray]]] = {}
+
+
+def register_objective(name: str):
+    def deco(cls):
+        OBJECTIVES[name] = cls
+        return cls
+    return deco
+
+
+def register_source(name: str, fn: Callable[[int, int], dict[str, np.ndarray]]) -> None:
+    SOURCES[name] = fn
+
+
+def _synthetic_source():
+    from ..data import synthetic
+
+    return synthetic.sample
+
+
+def get_source(name: str) -> Callable[[int, int], dict[str, np.ndarray]]:
+    if name == "synthetic_tokens" and name not in SOURCES:
+        register_source(name, _synthetic_source())
+    if name not in SOURCES:
+        raise KeyError(f"unknown data source {name!r}; registered: {', '.join(SOURCES) or 'none'}")
+    return SOURCES[name]
+
+
+def make_objective(cfg: ExperimentConfig):
+    if cfg.objective not in OBJECTIVES:
+        raise KeyError(f"unknown objective {cfg.objective!r}; registered: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[cfg.objective](cfg)
+
+
+def sample_seed(seed: int, step: int, j: int) -> int:
+    """A generator seed for sample j of a step; distinct, stable, independent of ranks."""
+    return int(np.random.SeedSequence([seed, step, j]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, 7]).permutation(n)
+
+
+@register_objective("fourm")
+class FourMObjective:
+    """4M's multimodal masked modeling on an index-addressed source with the Dirichlet masking sampler."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        self.source = get_source(cfg.data.source)
+        self.mods = {n: cfg.model.modality(n) for n in dict.fromkeys(cfg.model.domains_in + cfg.model.domains_out)}
+        t = cfg.train
+        if t.batch_size % t.grad_accum:
+            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
+
+    def build_model(self) -> nn.Module:
+        return FourM(self.cfg.model)
+
+    # ------------------------------------------------------------------------------------------- data
+
+    def _masked(self, index: int, mask_seed: int) -> Batch:
+        raw = {k: torch.from_numpy(np.asarray(v))[None] for k, v in self.source(self.cfg.data.seed, index).items()
+               if k in self.mods}
+        g = torch.Generator().manual_seed(mask_seed)
+        return sample_batch(raw, {k: self.mods[k] for k in raw}, self.cfg.masking, generator=g)
+
+    def sample_index(self, step: int, j: int) -> int:
+        n = self.cfg.data.num_samples
+        flat = step * self.cfg.train.batch_size + j
+        return int(_epoch_order(self.cfg.data.seed, flat // n, n)[flat % n])
+
+    def positions(self, rank: int, world: int) -> list[list[int]]:
+        """This rank's share of a step's global batch positions, split into micro-batches."""
+        t = self.cfg.train
+        if t.batch_size % (world * t.grad_accum):
+            raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x "
+                             f"{t.grad_accum} accumulation steps")
+        per_rank = t.batch_size // world
+        mine = list(range(rank * per_rank, (rank + 1) * per_rank))
+        m = per_rank // t.grad_accum
+        return [mine[i:i + m] for i in range(0, per_rank, m)]
+
+    def micro_batches(self, step: int, rank: int, world: int) -> list[Batch]:
+        seed = self.cfg.train.seed
+        return [collate([self._masked(self.sample_index(step, j), sample_seed(seed, step, j)) for j in group])
+                for group in self.positions(rank, world)]
+
+    def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list[Batch]:
+        """Held-out samples (indices past num_samples) with fixed masks, split across ranks."""
+        d = self.cfg.data
+        idx = list(range(d.num_samples, d.num_samples + d.val_samples))[rank::world]
+        seeds = {i: sample_seed(self.cfg.train.seed, VAL_STEP, i) for i in idx}
+        return [collate([self._masked(i, seeds[i]) for i in idx[k:k + batch_size]])
+                for k in range(0, len(idx), batch_size)]
+
+    # ------------------------------------------------------------------------------------------- loss
+
+    def target_counts(self, batch: Batch) -> torch.Tensor:
+        """(M,) float: predicted tokens per output modality (in ``domains_out`` order) in ``batch``."""
+        counts = []
+        for name in self.cfg.model.domains_out:
+            if name not in batch:
+                counts.append(0)
+                continue
+            t = batch[name].is_target
+            if self.mods[name].kind.value == "sequence":
+                counts.append(int((t[:, :-1] & t[:, 1:]).sum()))
+            else:
+                counts.append(int(t.sum()))
+        return torch.tensor(counts, dtype=torch.float64)
+
+    def loss(self, outputs, global_counts: torch.Tensor, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This micro-batch's share of the step's loss, and its per-modality CE sums (M,) for logging.
+
+        loss = world * sum_m (CE sum of m here) / (m's tokens in the whole step) / (modalities present), which
+        makes DDP's gradient average equal the single-process gradient of the modality-averaged 4M loss.
+        """
+        names = self.cfg.model.domains_out
+        parts = modality_losses(outputs)
+        present = (global_counts > 0).sum().clamp(min=1)
+        device = next(iter(outputs.values())).logits.device if outputs else torch.device("cpu")
+        sums = torch.zeros(len(names), dtype=torch.float64, device=device)
+        loss = torch.zeros((), device=device)
+        for i, name in enumerate(names):
+            if name in parts:
+                s, _ = parts[name]
+                loss = loss + s / max(float(global_counts[i]), 1.0)
+                sums[i] = s.detach().double()
+        return loss * world / float(present), sums
+
+    def export(self, model_state: dict[str, torch.Tensor], path) -> None:
+        model = FourM(self.cfg.model)
+        model.load_state_dict(model_state)
+        model.save_pretrained(path)
