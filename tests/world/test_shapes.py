@@ -78,3 +78,23 @@ def test_shadow_rays_share_one_direction():
     single = np.array([prim.intersect(tuple(oi), tuple(one)) for oi in o])
     assert np.array_equal(np.isfinite(joint), np.isfinite(single))
     assert np.allclose(joint[np.isfinite(joint)], single[np.isfinite(single)])
+
+
+def test_a_capsule_set_is_the_union_of_its_parts():
+    """The person's one-pass intersection gives each ray the nearest of its parts, and which part that is."""
+    parts = [shapes.Sphere((0.0, 1.6, 0.0), 0.11), shapes.Capsule((0, 0.9, 0), (0, 1.45, 0.05), 0.15),
+             shapes.Capsule((0.2, 1.4, 0), (0.45, 1.3, 0.1), 0.05),
+             shapes.Capsule((0.1, 0.9, 0), (0.1, 0.1, 0.2), 0.07)]
+    group = shapes.CapsuleSet(parts)
+    o, d = _rays_at(np.array([0.1, 1.0, 0.0]), n=600, seed=5)
+    t, which = group.intersect_which(tuple(o.T), tuple(d.T))
+    each = np.stack([p.intersect(tuple(o.T), tuple(d.T)) for p in parts], axis=1)
+    assert np.isfinite(t).sum() > 60, "enough rays hit the body to compare"
+    assert np.array_equal(np.isinf(t), np.isinf(each.min(axis=1)))
+    hit = np.isfinite(t)
+    assert np.allclose(t[hit], each.min(axis=1)[hit], atol=1e-9)
+    assert np.array_equal(which[hit], each.argmin(axis=1)[hit])
+    # Shadow-style rays: array origins, one direction.
+    t_shadow = group.intersect(tuple(o.T), tuple(d[0]))
+    each = np.stack([p.intersect(tuple(o.T), tuple(d[0])) for p in parts], axis=1).min(axis=1)
+    assert np.array_equal(np.isinf(t_shadow), np.isinf(each))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import FLOOR, SKY, WALL, Scene, semseg_id
+from .shapes import Capsule, CapsuleSet, Sphere
 from .solids import Solid, scene_solids
 
 OPEN_FLOOR = 40.0  # half-size of the floor when there is no room: beyond it the ray sees the sky (metres)
@@ -118,16 +119,25 @@ def render(scene: Scene, res: int) -> Frame:
     amodal = np.zeros((n_obj, res, res), bool)
 
     rects = _screen_rects(scene, solids, res)
-    for k, (solid, (x0, x1, y0, y1)) in enumerate(zip(solids, rects)):
-        if x1 <= x0 or y1 <= y0:
-            continue
-        sub = (slice(y0, y1), slice(x0, x1))
-        tk = solid.shape.intersect(o, (d[0][sub], d[1][sub], d[2][sub]))
-        hit = tk < np.inf
-        amodal[solid.obj][sub] |= hit
-        closer = tk < t[sub]
-        np.copyto(t[sub], tk, where=closer)
-        np.copyto(code[sub], k, where=closer)
+    groups = _groups(solids)
+    for ks, capsules in groups:
+        # A group of capsules (a person) is intersected in one pass over the union of its parts' rectangles.
+        for k in ([ks[0]] if capsules is not None else ks):
+            r = rects[ks] if capsules is not None else rects[[k]]
+            x0, x1, y0, y1 = r[:, 0].min(), r[:, 1].max(), r[:, 2].min(), r[:, 3].max()
+            if x1 <= x0 or y1 <= y0:
+                continue
+            sub = (slice(y0, y1), slice(x0, x1))
+            rays = (d[0][sub], d[1][sub], d[2][sub])
+            if capsules is not None:
+                tk, which = capsules.intersect_which(o, rays)
+                idx = ks[0] + which  # a group's solids are consecutive
+            else:
+                tk, idx = solids[k].shape.intersect(o, rays), k
+            amodal[solids[k].obj][sub] |= tk < np.inf
+            closer = tk < t[sub]
+            np.copyto(t[sub], tk, where=closer)
+            np.copyto(code[sub], idx, where=closer)
 
     sky = code == _SKY
     tt = np.where(sky, 0.0, t)
@@ -148,7 +158,7 @@ def render(scene: Scene, res: int) -> Frame:
         for i in range(3):
             nrm[i][sub][mask] = n[i]
 
-    rgb = _shade(scene, solids, code, p, nrm, d, tt, res)
+    rgb = _shade(scene, solids, groups, code, p, nrm, d, tt, res)
     return Frame(
         rgb=rgb, depth=_depth(scene, tt, d), normal=_camera_normals(scene, nrm),
         semseg=_semseg(scene, solids, code), instance=_instances(solids, code), amodal=amodal,
@@ -177,7 +187,20 @@ def _instances(solids: list[Solid], code: np.ndarray) -> np.ndarray:
     return lut[code + 3]
 
 
-def _shade(scene: Scene, solids: list[Solid], code, p, nrm, d, t, res) -> np.ndarray:
+def _groups(solids: list[Solid]) -> list[tuple[list[int], CapsuleSet | None]]:
+    """Solids by object: (solid indices, a `CapsuleSet` when the object is several capsules and spheres)."""
+    by_obj: dict[int, list[int]] = {}
+    for k, s in enumerate(solids):
+        by_obj.setdefault(s.obj, []).append(k)
+    out = []
+    for ks in by_obj.values():
+        parts = [solids[k].shape for k in ks]
+        capsule_like = len(ks) > 1 and all(isinstance(p, (Capsule, Sphere)) for p in parts)
+        out.append((ks, CapsuleSet(parts) if capsule_like else None))
+    return out
+
+
+def _shade(scene: Scene, solids: list[Solid], groups, code, p, nrm, d, t, res) -> np.ndarray:
     """Lambert + Blinn-Phong with ray-traced shadows and a sky gradient, then sRGB gamma: uint8 (H, W, 3)."""
     albedo = np.array([(0, 0, 0), scene.wall_tone, (0, 0, 0)] + [s.albedo for s in solids], np.float64)[code + 3]
     shiny = np.array([False, False, False] + [s.shiny for s in solids])[code + 3]
@@ -197,7 +220,7 @@ def _shade(scene: Scene, solids: list[Solid], code, p, nrm, d, t, res) -> np.nda
     for lt in scene.lights:
         ld = lt.direction
         ndl = np.maximum(nrm[0] * ld[0] + nrm[1] * ld[1] + nrm[2] * ld[2], 0.0)
-        vis = _visibility(scene, solids, p, nrm, ld, (ndl > 0) & (code != _SKY))
+        vis = _visibility(solids, groups, p, nrm, ld, (ndl > 0) & (code != _SKY))
         light += lt.intensity * ndl * vis
         if len(shiny_idx):  # Blinn-Phong highlights on the shiny pixels only
             n_s = [c.ravel()[shiny_idx] for c in nrm]
@@ -215,7 +238,7 @@ def _shade(scene: Scene, solids: list[Solid], code, p, nrm, d, t, res) -> np.nda
     return _GAMMA_LUT[(np.clip(color, 0.0, 1.0) * levels + 0.5).astype(np.intp)]
 
 
-def _visibility(scene: Scene, solids: list[Solid], p, nrm, ld, need: np.ndarray) -> np.ndarray:
+def _visibility(solids: list[Solid], groups, p, nrm, ld, need: np.ndarray) -> np.ndarray:
     """1 where the surface point sees the light ``ld`` (directional), 0 in shadow; (H, W) float.
 
     Culling: points are expressed in a frame (a, b, l) whose l axis points to the light. A solid can only shadow
@@ -238,21 +261,25 @@ def _visibility(scene: Scene, solids: list[Solid], p, nrm, ld, need: np.ndarray)
     blocked = np.zeros(len(idx), bool)
     centers = np.stack([s.shape.center for s in solids]) @ frame  # (S, 3) in the light frame
     radii = np.array([s.shape.bound for s in solids])
-    groups: dict[int, list[int]] = {}
-    for k, s in enumerate(solids):
-        groups.setdefault(s.obj, []).append(k)
-    for ks in groups.values():
+    for ks, capsules in groups:
         lo_a, hi_a = (centers[ks, 0] - radii[ks]).min(), (centers[ks, 0] + radii[ks]).max()
         lo, hi = np.searchsorted(pa_sorted, [lo_a, hi_a])
         if hi <= lo:
             continue
         cand = order[lo:hi]
-        for k in ks:
+        for k in ([ks] if capsules is not None else ks):
             c, r = centers[k], radii[k]
-            sel = cand[(np.abs(pa[cand] - c[0]) < r) & (np.abs(pb[cand] - c[1]) < r) & (pl[cand] < c[2] + r)]
+            if capsules is not None:  # the union of the parts' boxes
+                lo_c, hi_c = c - r[:, None], c + r[:, None]
+                keep = ((pb[cand] > lo_c[:, 1].min()) & (pb[cand] < hi_c[:, 1].max())
+                        & (pl[cand] < hi_c[:, 2].max()))
+            else:
+                keep = (np.abs(pa[cand] - c[0]) < r) & (np.abs(pb[cand] - c[1]) < r) & (pl[cand] < c[2] + r)
+            sel = cand[keep]
             sel = sel[~blocked[sel]]
             if len(sel):
-                t = solids[k].shape.intersect((pts[sel, 0], pts[sel, 1], pts[sel, 2]), ld)
+                shape = capsules if capsules is not None else solids[k].shape
+                t = shape.intersect((pts[sel, 0], pts[sel, 1], pts[sel, 2]), ld)
                 blocked[sel[t < np.inf]] = True
     vis.ravel()[idx[blocked]] = 0.0
     return vis
