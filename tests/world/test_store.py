@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from polymodal.cli import main
-from polymodal.data.world import ShardError, iter_samples, read_shard, render_sample, synthesize
+from polymodal.data.world import ShardError, iter_samples, read_sample, read_shard, render_sample, synthesize
 from polymodal.data.world.codec import decode, encode, quantize
 from polymodal.data.world.sample import IMAGE_KEYS, MODALITIES
 from polymodal.data.world.store import check_shard, entry_names
@@ -50,11 +50,21 @@ def test_shards_round_trip(dataset):
         assert encode(key, decode(key, encode(key, ref[key]))) == encode(key, ref[key])
 
 
+def test_random_access_reads_the_same_sample(dataset):
+    streamed = list(iter_samples(dataset, modalities=["rgb", "det"]))
+    for i in (0, 4, N - 1):
+        one = read_sample(dataset, i, modalities=["rgb", "det"])
+        assert np.array_equal(one["rgb"], streamed[i]["rgb"]) and one["det"] == streamed[i]["det"]
+    with pytest.raises(IndexError, match="out of range"):
+        read_sample(dataset, N)
+
+
 def test_dataset_json_describes_the_shards(dataset):
     info = json.loads((dataset / "dataset.json").read_text())
     assert info["complete"] and info["count"] == N and info["resolution"] == RES and info["seed"] == 4
     assert info["shards"] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     assert set(info["modalities"]) == set(MODALITIES) and info["semseg_classes"][:3] == ["sky", "wall", "floor"]
+    assert "millimetres" in (dataset / "README.md").read_text()
 
 
 def test_same_arguments_same_bytes_whatever_the_workers(dataset, tmp_path):

@@ -12,9 +12,9 @@ casting and shading), `labels` and `caption` (derived modalities), `sample` (one
 
 from .sample import IMAGE_KEYS, MODALITIES, VALUE_KEYS, describe, render_sample
 from .scene import COLOR_NAMES, OBJECT_CLASSES, SEMSEG_CLASSES, sample_scene
-from .store import ShardError, iter_samples, read_info, read_shard, synthesize
+from .store import ShardError, iter_samples, read_info, read_sample, read_shard, synthesize
 
 __all__ = [
     "COLOR_NAMES", "IMAGE_KEYS", "MODALITIES", "OBJECT_CLASSES", "SEMSEG_CLASSES", "VALUE_KEYS", "ShardError",
-    "describe", "iter_samples", "read_info", "read_shard", "render_sample", "sample_scene", "synthesize",
+    "describe", "iter_samples", "read_info", "read_sample", "read_shard", "render_sample", "sample_scene", "synthesize",
 ]

@@ -154,6 +154,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
     for stale in out.glob("shard-*.tar.tmp-*"):  # left by a killed run
         stale.unlink()
     info_path.write_text(json.dumps({**info, "complete": False}, indent=1) + "\n")
+    (out / "README.md").write_text(_readme(info))
 
     todo, done = [], 0
     for j in range(len(info["shards"])):
@@ -162,32 +163,41 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
             done += stop - start
         else:
             todo.append((str(out), j, n, res, seed, shard_size))
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        # Started before the progress bar's monitor thread exists: forking a threaded process is fragile.
+        # fork starts workers without re-importing torch; elsewhere spawn is the only safe choice.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(min(workers, len(todo)))
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, initial=done, unit="scene", desc=f"world {res}px", dynamic_ncols=True)
     try:
-        for count in _run(todo, workers):
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, initial=done, unit="scene", desc=f"world {res}px", dynamic_ncols=True)
+        for count in (pool.imap_unordered(_write_job, todo) if pool else map(_write_job, todo)):
             if bar is not None:
                 bar.update(count)
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     info["complete"] = True
     info_path.write_text(json.dumps(info, indent=1) + "\n")
     return info
 
 
-def _run(jobs: list[tuple], workers: int) -> Iterable[int]:
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield _write_job(job)
-        return
-    # fork starts workers without re-importing torch; elsewhere spawn is the only safe choice.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(min(workers, len(jobs))) as pool:
-        yield from pool.imap_unordered(_write_job, jobs)
+def _readme(info: dict) -> str:
+    from . import sample
+
+    return (
+        f"# polymodal world dataset\n\n{info['count']} samples of world seed {info['seed']} at "
+        f"{info['resolution']} px, {info['shard_size']} per shard. Written by `polymodal data synth`; sample i is "
+        f"`polymodal.data.world.render_sample({info['seed']}, i, {info['resolution']})`.\n\n"
+        f"## Modalities\n{sample.__doc__.split('returned dict', 1)[-1]}\n## Encodings\n{codec.__doc__}"
+    )
 
 
 def read_info(path: str | os.PathLike) -> dict:
@@ -232,6 +242,25 @@ def read_shard(path: str | os.PathLike, *, modalities: Iterable[str] | None = No
                 yield sample
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         raise ShardError(f"shard {path} is truncated or corrupt ({e}); rerun `polymodal data synth` with the same "
+                         "arguments to rewrite it") from e
+
+
+def read_sample(path: str | os.PathLike, index: int, *, modalities: Iterable[str] | None = None) -> dict:
+    """Sample ``index`` of a world dataset folder (random access: opens only its shard)."""
+    info = read_info(path)
+    if not 0 <= index < info["count"]:
+        raise IndexError(f"sample {index} is out of range: {path} holds {info['count']} samples")
+    shard = Path(path) / info["shards"][index // info["shard_size"]]
+    wanted = set(MODALITIES if modalities is None else modalities)
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            out = {"__key__": index}
+            for m in wanted:
+                member = tar.getmember(f"{index:08d}.{m}.{codec.EXTENSIONS[m]}")
+                out[m] = codec.decode(m, tar.extractfile(member).read())
+            return out
+    except (tarfile.TarError, EOFError, OSError, KeyError, ValueError) as e:
+        raise ShardError(f"shard {shard} is truncated or corrupt ({e}); rerun `polymodal data synth` with the same "
                          "arguments to rewrite it") from e
 
 
