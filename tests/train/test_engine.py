@@ -160,3 +160,9 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path):
 
 def test_loop_module_exports_train():
     assert loop_mod.train is train
+
+
+def test_activation_checkpointing_changes_nothing(tmp_path):
+    a = train(tiny_experiment(tmp_path / "a", "train.steps=3"))
+    b = train(tiny_experiment(tmp_path / "b", "train.steps=3", "train.activation_checkpointing=true"))
+    assert_same_weights(release_weights(a.run_dir), release_weights(b.run_dir), atol=1e-6)

@@ -154,7 +154,8 @@ class FourM(nn.Module):
         for name, q in queries.items():
             n = q.x.shape[1]
             causal = self.decoder_embeddings[name].causal
-            segments.append(Segment(start, start + n, causal=causal, key_valid=None if causal else q.valid))
+            segments.append(Segment(start, start + n, causal=causal,
+                                    mask=None if causal else key_padding_mask(q.valid)))
             start += n
         x = torch.cat([q.x for q in queries.values()], dim=1)
         h = self.run_decoder(x, enc, segments)

@@ -18,14 +18,15 @@ from torch.nn import functional as F
 class Segment:
     """A run of query positions [start, end) that attend only among themselves (one modality in the decoder).
 
-    ``key_valid`` (B, end-start) marks real tokens when rows are padded; None when none are. A causal segment
-    relies on padding sitting at its end (valid queries never see it), so it needs no key mask.
+    ``mask`` is the run's SDPA key mask (B, 1, 1, end-start) when rows are padded (see `key_padding_mask`), built
+    once per forward rather than in every layer; None when no row is padded. A causal segment relies on padding
+    sitting at its end (valid queries never see it), so it needs no mask.
     """
 
     start: int
     end: int
     causal: bool = False
-    key_valid: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -83,9 +84,9 @@ class SelfAttention(nn.Module):
             parts = []
             for s in segments:
                 sl = slice(s.start, s.end)
-                mask = None if s.causal else key_padding_mask(s.key_valid)
                 parts.append(F.scaled_dot_product_attention(q[:, :, sl], k[:, :, sl], v[:, :, sl],
-                                                            attn_mask=mask, is_causal=s.causal))
+                                                            attn_mask=None if s.causal else s.mask,
+                                                            is_causal=s.causal))
             out = torch.cat(parts, dim=2)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
