@@ -41,7 +41,6 @@ class Frame:
     semseg: np.ndarray  # uint8 (H, W), ids into scene.SEMSEG_CLASSES
     instance: np.ndarray  # uint8 (H, W), object index + 1, 0 = no object
     amodal: np.ndarray  # bool (K, H, W): pixels object k covers when nothing else is drawn
-    world_points: np.ndarray  # float64 (H, W, 3): the surface point under each pixel (sky: along the ray)
 
 
 def camera_rays(scene: Scene, res: int) -> tuple[np.ndarray, ...]:
@@ -121,20 +120,21 @@ def render(scene: Scene, res: int) -> Frame:
     rects = _screen_rects(scene, solids, res)
     groups = _groups(solids)
     for ks, capsules in groups:
-        # A group of capsules (a person) is intersected in one pass over the union of its parts' rectangles.
-        for k in ([ks[0]] if capsules is not None else ks):
-            r = rects[ks] if capsules is not None else rects[[k]]
+        # A group of capsules (a person) is one pass over the union of its parts' rectangles; the rest, one each.
+        passes = [(ks, capsules)] if capsules is not None else [([k], solids[k].shape) for k in ks]
+        for part, shape in passes:
+            r = rects[part]
             x0, x1, y0, y1 = r[:, 0].min(), r[:, 1].max(), r[:, 2].min(), r[:, 3].max()
             if x1 <= x0 or y1 <= y0:
                 continue
             sub = (slice(y0, y1), slice(x0, x1))
             rays = (d[0][sub], d[1][sub], d[2][sub])
-            if capsules is not None:
+            if shape is capsules:
                 tk, which = capsules.intersect_which(o, rays)
-                idx = ks[0] + which  # a group's solids are consecutive
+                idx = part[0] + which  # a group's solids are consecutive
             else:
-                tk, idx = solids[k].shape.intersect(o, rays), k
-            amodal[solids[k].obj][sub] |= tk < np.inf
+                tk, idx = shape.intersect(o, rays), part[0]
+            amodal[solids[part[0]].obj][sub] |= tk < np.inf
             closer = tk < t[sub]
             np.copyto(t[sub], tk, where=closer)
             np.copyto(code[sub], idx, where=closer)
@@ -162,7 +162,6 @@ def render(scene: Scene, res: int) -> Frame:
     return Frame(
         rgb=rgb, depth=_depth(scene, tt, d), normal=_camera_normals(scene, nrm),
         semseg=_semseg(scene, solids, code), instance=_instances(solids, code), amodal=amodal,
-        world_points=np.stack(p, axis=-1),
     )
 
 
