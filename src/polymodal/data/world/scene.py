@@ -90,7 +90,8 @@ class Obj:
     """One object on the floor.
 
     ``position`` is the centre of its footprint on the floor (x, z); ``yaw`` turns it about the vertical axis;
-    ``radius`` bounds its footprint (used for placement). ``pose`` is set for people only.
+    ``radius`` bounds its footprint (used for placement). ``pose`` is set for people only; a person's height
+    comes from its pose's limb scales, not from ``size`` (drawn for every class, unused for people).
     """
 
     cls: str
