@@ -68,23 +68,19 @@ def _check_compatible(saved: dict, current: dict, where: Path) -> None:
 
 
 def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
-    names = objective.cfg.model.domains_out
-    sums = torch.zeros(len(names), dtype=torch.float64)
-    counts = torch.zeros(len(names), dtype=torch.float64)
+    sums, stats = None, None
     model.eval()
     with torch.no_grad():
         for batch in objective.val_batches(info.rank, info.world_size):
-            c = objective.target_counts(batch)
+            st = objective.step_stats([batch])
             with autocast(info.device, precision):
-                out = model(batch.to(info.device), check=False)
-                _, s = objective.loss(out, c, 1)
-            sums += s.cpu()
-            counts += c
+                _, s = objective.loss(model, batch, st, 1, info.device)
+            sums = s.cpu() if sums is None else sums + s.cpu()
+            stats = st if stats is None else stats + st
     model.train()
-    sums, counts = dist.all_reduce_sum(sums), dist.all_reduce_sum(counts)
-    per = {n: float(s / c) for n, s, c in zip(names, sums, counts) if c > 0}
-    per["loss"] = sum(per.values()) / max(len(per), 1)
-    return per
+    if sums is None:
+        return {}
+    return objective.summarize(dist.all_reduce_sum(sums), dist.all_reduce_sum(stats))
 
 
 def train(cfg: ExperimentConfig) -> TrainResult:
@@ -109,8 +105,6 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=t.tensorboard, resume_step=progress.step)
-    names = cfg.model.domains_out
-
     bar = None
     if info.is_main and t.progress:
         from tqdm.auto import tqdm
@@ -122,20 +116,19 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     while progress.step < t.steps:
         step = progress.step
         micro = objective.micro_batches(step, info.rank, info.world_size)
-        counts = dist.all_reduce_sum(sum(objective.target_counts(b) for b in micro))
-        step_tokens = int(dist.all_reduce_sum(torch.tensor(
-            float(sum(int(v.is_input.sum() + v.is_target.sum()) for b in micro for v in b.values())))))
+        # Normalizers of the whole step (all ranks, all micro-batches), known before any forward pass.
+        stats = dist.all_reduce_sum(objective.step_stats(micro))
+        step_tokens = int(dist.all_reduce_sum(torch.tensor(float(objective.num_tokens(micro)))))
         set_lr(optimizer, lr := _schedule_lr(cfg, progress, step_tokens))
-        sums = torch.zeros(len(names), dtype=torch.float64)
+        sums = None
         for i, batch in enumerate(micro):
             with no_sync(trained, i < len(micro) - 1), autocast(info.device, t.precision):
-                out = trained(batch.to(info.device), check=False)
-                loss, s = objective.loss(out, counts, info.world_size)
+                loss, s = objective.loss(trained, batch, stats, info.world_size, info.device)
                 loss.backward()
-            sums += s.cpu()
-        sums = dist.all_reduce_sum(sums)
-        per_mod = {n: float(sums[i] / counts[i]) for i, n in enumerate(names) if counts[i] > 0}
-        last_loss = sum(per_mod.values()) / max(len(per_mod), 1)
+            sums = s.cpu() if sums is None else sums + s.cpu()
+        summary = objective.summarize(dist.all_reduce_sum(sums), stats)
+        last_loss = summary["loss"]
+        per_mod = {k: v for k, v in summary.items() if k != "loss"}
         if not math.isfinite(last_loss):
             optimizer.zero_grad(set_to_none=True)
             detail = ", ".join(f"{k}={v:.4g}" for k, v in per_mod.items())
@@ -168,8 +161,10 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         metric = None
         if evaluate and cfg.data.val_samples > 0:
             val = _evaluate(objective, trained, info, t.precision)
-            val_loss = metric = val["loss"]
-            logger.log(progress.step, {f"val/{k}" if k == "loss" else f"val/loss_{k}": v for k, v in val.items()})
+            if val:
+                val_loss = metric = val["loss"]
+                logger.log(progress.step, {f"val/{k}" if k == "loss" else f"val/loss_{k}": v
+                                           for k, v in val.items()})
         if progress.step % t.save_every == 0 or is_last:
             ckpt.save(model, optimizer, progress, config_dict, metric=metric)
 

@@ -1,6 +1,16 @@
-"""Objectives: what the one training loop trains. An objective builds its model, produces each rank's
-micro-batches for a step, and turns outputs into a loss. The 4M masked-modeling objective lives here; tokenizer
-objectives register themselves the same way.
+"""Objectives: what the one training loop trains. The 4M masked-modeling objective lives here; tokenizer
+objectives register themselves the same way (`register_objective`). An objective provides:
+
+- ``build_model() -> nn.Module`` (single-device code; the loop parallelizes it);
+- ``micro_batches(step, rank, world) -> list`` this rank's micro-batches of a step, deterministic in
+  (seed, step, position) and independent of the number of ranks; ``val_batches(rank, world) -> list``;
+- ``step_stats(micro) -> (S,) float64`` normalizers of the step (e.g. target tokens per modality), summed over
+  ranks by the loop before any forward pass; ``num_tokens(micro) -> int`` for throughput and token schedules;
+- ``loss(model, batch, stats, world, device) -> (loss, sums)``: this micro-batch's share of the step loss (already
+  divided by the global normalizers and multiplied by ``world``, so DDP's gradient average equals the
+  single-process gradient) and a float64 vector of sums for logging;
+- ``summarize(sums, stats) -> {"loss": ..., name: ...}`` from the rank-summed vectors;
+- ``export(state_dict, path)``: the release folder (``config.json`` + ``model.safetensors``).
 
 Exactness across process counts: sample j of global step s is the same sample with the same masks whatever the
 number of ranks (its masking generator is seeded by (seed, s, j)), and the loss is normalized by the *global*
@@ -137,16 +147,28 @@ class FourMObjective:
                 counts.append(int(t.sum()))
         return torch.tensor(counts, dtype=torch.float64)
 
-    def loss(self, outputs, global_counts: torch.Tensor, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_stats(self, micro: list[Batch]) -> torch.Tensor:
+        return sum(self.target_counts(b) for b in micro)
+
+    def num_tokens(self, micro: list[Batch]) -> int:
+        return sum(int(v.is_input.sum() + v.is_target.sum()) for b in micro for v in b.values())
+
+    def summarize(self, sums: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:
+        per = {n: float(sums[i] / counts[i]) for i, n in enumerate(self.cfg.model.domains_out) if counts[i] > 0}
+        return {"loss": sum(per.values()) / max(len(per), 1), **per}
+
+    def loss(self, model, batch: Batch, global_counts: torch.Tensor, world: int,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """This micro-batch's share of the step's loss, and its per-modality CE sums (M,) for logging.
 
         loss = world * sum_m (CE sum of m here) / (m's tokens in the whole step) / (modalities present), which
         makes DDP's gradient average equal the single-process gradient of the modality-averaged 4M loss.
         """
+        outputs = model(batch.to(device), check=False)
         names = self.cfg.model.domains_out
         parts = modality_losses(outputs)
         present = (global_counts > 0).sum().clamp(min=1)
-        device = next(iter(outputs.values())).logits.device if outputs else torch.device("cpu")
+        device = torch.device(device)
         sums = torch.zeros(len(names), dtype=torch.float64, device=device)
         loss = torch.zeros((), device=device)
         for i, name in enumerate(names):
