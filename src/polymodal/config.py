@@ -102,15 +102,37 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """4M's input/target sampling: fixed token budgets spread over modalities by a mixture of Dirichlets."""
+    """4M's input/target sampling: fixed token budgets spread over modalities by a mixture of Dirichlets.
+
+    See `polymodal.data.masking` for what each field does to a sample.
+    """
 
     num_input_tokens: int = 128
     num_target_tokens: int = 128
-    mixture: str = "uniform"  # a named mixture (see data.masking.MIXTURES) or "uniform" (alpha 1 over all)
-    input_alphas: dict[str, float] = field(default_factory=dict)  # per-modality alpha, overrides the mixture
+    mixture: str = "uniform"  # a named mixture (data.masking.MIXTURES): "uniform" (alpha 1 over all) or "4m21"
+    input_alphas: dict[str, float] = field(default_factory=dict)  # per-modality alpha, in every mixture component
     target_alphas: dict[str, float] = field(default_factory=dict)
     keep_schemes: dict[str, str] = field(default_factory=dict)  # sequence name -> "random" | "all" | "binary"
-    max_spans: int = 10  # T5 span masking: upper bound on the number of masked spans
+    # Budget left over, handed out again over the modalities with room: "clamped" (what a modality's size cut
+    # off), "all" (also what span masking left unused in sequences: exact totals), "none" (4M: dropped).
+    refill: str = "clamped"
+    sequence_width: str = "tight"  # sequence values width: "tight" (batch max) or "fixed" (2 * max_length + 2)
+
+    def __post_init__(self) -> None:
+        for name, field_ in (("input_alphas", self.input_alphas), ("target_alphas", self.target_alphas),
+                             ("keep_schemes", self.keep_schemes)):
+            object.__setattr__(self, name, dict(field_))
+        if self.num_input_tokens < 0 or self.num_target_tokens < 0:
+            raise ConfigError("masking.num_input_tokens and num_target_tokens must be >= 0")
+        if any(a < 0 for a in (*self.input_alphas.values(), *self.target_alphas.values())):
+            raise ConfigError("masking alphas must be >= 0")
+        bad = {k: v for k, v in self.keep_schemes.items() if v not in ("random", "all", "binary")}
+        if bad:
+            raise ConfigError(f"masking.keep_schemes must be 'random', 'all' or 'binary', got {bad}")
+        if self.refill not in ("none", "clamped", "all"):
+            raise ConfigError(f"masking.refill must be 'none', 'clamped' or 'all', got {self.refill!r}")
+        if self.sequence_width not in ("tight", "fixed"):
+            raise ConfigError(f"masking.sequence_width must be 'tight' or 'fixed', got {self.sequence_width!r}")
 
 
 @dataclass(frozen=True)
