@@ -165,6 +165,9 @@ class DataConfig:
     val_samples: int = 256  # held-out samples (indices past num_samples) for validation
     seed: int = 0
     workers: int = 0  # data-loader worker processes (0: in the training process)
+    # Samples masked together in one sampler call (much faster than one by one). Masks depend on
+    # (seed, step, chunk), so every rank's micro-batch must hold whole chunks: a multiple of mask_chunk.
+    mask_chunk: int = 8
 
 
 @dataclass(frozen=True)

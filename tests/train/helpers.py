@@ -17,7 +17,7 @@ RECIPE = ROOT / "configs" / "fourm_tiny_cpu.py"
 # 12 steps of 8 samples, a checkpoint every 4 steps; the learning rate is high because the batch is small.
 BASE = ["train.steps=12", "train.batch_size=8", "train.save_every=4", "train.log_every=2", "train.eval_every=0",
         "train.progress=false", "train.tensorboard=false", "data.val_samples=16", "data.num_samples=64",
-        "optim.base_lr=0.05"]
+        "optim.base_lr=0.05", "data.mask_chunk=2"]
 
 
 def tiny_experiment(out_dir: Path, *overrides: str):

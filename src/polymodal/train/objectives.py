@@ -13,7 +13,8 @@ objectives register themselves the same way (`register_objective`). An objective
 - ``export(state_dict, path)``: the release folder (``config.json`` + ``model.safetensors``).
 
 Exactness across process counts: sample j of global step s is the same sample with the same masks whatever the
-number of ranks (its masking generator is seeded by (seed, s, j)), and the loss is normalized by the *global*
+number of ranks (it is masked with its chunk of ``data.mask_chunk`` neighbours by a generator seeded by
+(seed, s, chunk)), and the loss is normalized by the *global*
 number of target tokens of the step, so N ranks x B/N samples compute the same gradient as 1 rank x B samples.
 """
 
@@ -70,7 +71,7 @@ def make_objective(cfg: ExperimentConfig):
 
 
 def sample_seed(seed: int, step: int, j: int) -> int:
-    """A generator seed for sample j of a step; distinct, stable, independent of ranks."""
+    """A generator seed for chunk j of a step; distinct, stable, independent of ranks."""
     return int(np.random.SeedSequence([seed, step, j]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
@@ -96,9 +97,10 @@ class FourMObjective:
 
     # ------------------------------------------------------------------------------------------- data
 
-    def _masked(self, index: int, mask_seed: int) -> Batch:
-        raw = {k: torch.from_numpy(np.asarray(v))[None] for k, v in self.source(self.cfg.data.seed, index).items()
-               if k in self.mods}
+    def _masked(self, indices: list[int], mask_seed: int) -> Batch:
+        """Raw samples ``indices`` masked together by one sampler call seeded with ``mask_seed``."""
+        raws = [self.source(self.cfg.data.seed, i) for i in indices]
+        raw = {k: torch.from_numpy(np.stack([np.asarray(r[k]) for r in raws])) for k in raws[0] if k in self.mods}
         g = torch.Generator().manual_seed(mask_seed)
         return sample_batch(raw, {k: self.mods[k] for k in raw}, self.cfg.masking, generator=g)
 
@@ -109,27 +111,37 @@ class FourMObjective:
 
     def positions(self, rank: int, world: int) -> list[list[int]]:
         """This rank's share of a step's global batch positions, split into micro-batches."""
-        t = self.cfg.train
+        t, chunk = self.cfg.train, self.cfg.data.mask_chunk
         if t.batch_size % (world * t.grad_accum):
             raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x "
                              f"{t.grad_accum} accumulation steps")
         per_rank = t.batch_size // world
-        mine = list(range(rank * per_rank, (rank + 1) * per_rank))
         m = per_rank // t.grad_accum
+        if m % chunk:
+            raise ValueError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / {t.grad_accum} "
+                             f"accumulation steps) is not a multiple of data.mask_chunk={chunk}; set "
+                             f"data.mask_chunk to a divisor of {m}")
+        mine = list(range(rank * per_rank, (rank + 1) * per_rank))
         return [mine[i:i + m] for i in range(0, per_rank, m)]
 
     def micro_batches(self, step: int, rank: int, world: int) -> list[Batch]:
-        seed = self.cfg.train.seed
-        return [collate([self._masked(self.sample_index(step, j), sample_seed(seed, step, j)) for j in group])
-                for group in self.positions(rank, world)]
+        seed, chunk = self.cfg.train.seed, self.cfg.data.mask_chunk
+        out = []
+        for group in self.positions(rank, world):
+            # Chunks start at global positions that are multiples of mask_chunk, whatever the rank split.
+            parts = [self._masked([self.sample_index(step, j) for j in group[k:k + chunk]],
+                                  sample_seed(seed, step, group[k] // chunk)) for k in range(0, len(group), chunk)]
+            out.append(collate(parts))
+        return out
 
     def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list[Batch]:
-        """Held-out samples (indices past num_samples) with fixed masks, split across ranks."""
+        """Held-out samples (indices past num_samples) with fixed masks, split across ranks by chunks."""
         d = self.cfg.data
-        idx = list(range(d.num_samples, d.num_samples + d.val_samples))[rank::world]
-        seeds = {i: sample_seed(self.cfg.train.seed, VAL_STEP, i) for i in idx}
-        return [collate([self._masked(i, seeds[i]) for i in idx[k:k + batch_size]])
-                for k in range(0, len(idx), batch_size)]
+        idx = list(range(d.num_samples, d.num_samples + d.val_samples))
+        chunks = [idx[k:k + d.mask_chunk] for k in range(0, len(idx), d.mask_chunk)][rank::world]
+        parts = [self._masked(c, sample_seed(self.cfg.train.seed, VAL_STEP, c[0])) for c in chunks]
+        per = max(1, batch_size // d.mask_chunk)
+        return [collate(parts[k:k + per]) for k in range(0, len(parts), per)]
 
     # ------------------------------------------------------------------------------------------- loss
 
