@@ -132,21 +132,26 @@ def check_ids(ids: torch.Tensor, vocab_size: int, what: str = "ids") -> None:
 class VectorQuantizer(nn.Module):
     """Cosine-similarity VQ with an EMA codebook and dead-code restarts.
 
-    Buffers: ``codebook`` (V, D) unit rows, ``cluster_size`` (V,) EMA of vectors per code per batch, ``embed_sum``
-    (V, D) EMA of their sums. The codebook gets no gradient; the encoder gets the commitment loss
+    Buffers: ``codebook`` (V, D) unit rows; ``cluster_size`` (V,) EMA of the vectors assigned to each code per
+    batch and ``embed_sum`` (V, D) EMA of their sums, both started at zero and read bias-corrected (as Adam's
+    moments) through ``updates``. The codebook gets no gradient; the encoder gets the commitment loss
     ``commitment * |z - sg(code)|^2`` (per item: mean over positions, sum over channels).
+
+    A code whose corrected EMA count falls under ``dead_threshold`` vectors per batch is restarted on a random
+    vector of the current batch; at the first training step that is every unused code (a data-dependent init).
     """
 
     def __init__(self, dim: int, codebook_size: int, *, decay: float = 0.99, commitment: float = 0.25,
-                 dead_threshold: float = 0.1, eps: float = 1e-5):
+                 dead_threshold: float = 1.0, eps: float = 1e-5):
         super().__init__()
         self.dim, self.codebook_size = dim, codebook_size
         self.decay, self.commitment, self.dead_threshold, self.eps = decay, commitment, dead_threshold, eps
         self.generator: torch.Generator | None = None  # restarts draw from it when set
         init = l2norm(torch.randn(codebook_size, dim))
         self.register_buffer("codebook", init)
-        self.register_buffer("cluster_size", torch.ones(codebook_size))
-        self.register_buffer("embed_sum", init.clone())
+        self.register_buffer("cluster_size", torch.zeros(codebook_size))
+        self.register_buffer("embed_sum", init * eps)  # direction of the initial codes until they are used
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def ids(self, z: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N) ids; pure (no codebook update)."""
@@ -166,24 +171,31 @@ class VectorQuantizer(nn.Module):
         loss = self.commitment * (zn - q).pow(2).sum(-1).mean(-1)
         return Quantized(straight_through(zn, q).to(z.dtype), ids, loss)
 
+    def corrected_cluster_size(self) -> torch.Tensor:
+        """(V,) bias-corrected EMA of the vectors per batch assigned to each code."""
+        t = max(int(self.updates), 1)
+        return self.cluster_size / (1.0 - self.decay ** t)
+
     @torch.no_grad()
     def update(self, flat: torch.Tensor, ids: torch.Tensor) -> None:
         """EMA step on a batch of unit vectors ``flat`` (M, D) assigned ``ids`` (M,), then restart dead codes."""
         onehot = F.one_hot(ids, self.codebook_size).to(flat.dtype)  # (M, V)
         counts = _all_reduce_(onehot.sum(0))
         sums = _all_reduce_(onehot.t() @ flat)
+        self.updates += 1
         ema_(self.cluster_size, counts, self.decay)
         ema_(self.embed_sum, sums, self.decay)
-        # Laplace smoothing keeps empty codes finite; cosine codebook: only the direction of the mean matters.
-        self.codebook.copy_(l2norm(self.embed_sum / (self.cluster_size + self.eps)[:, None]))
-        dead = dead_codes(self.cluster_size, self.dead_threshold)
+        # Cosine codebook: only the direction of the mean matters (no Laplace smoothing needed).
+        norm = self.embed_sum.norm(dim=-1, keepdim=True)
+        self.codebook.copy_(torch.where(norm > 0, self.embed_sum / norm.clamp(min=1e-30), self.codebook))
+        dead = dead_codes(self.corrected_cluster_size(), self.dead_threshold)
         if bool(dead.any()):
             fresh = _broadcast_(restart_codes(self.codebook, dead, flat, generator=self.generator))
             self.codebook.copy_(fresh)
-            # A restarted code starts as if it held one average batch share of vectors at its new place.
-            share = float(self.cluster_size.sum()) / self.codebook_size
-            self.cluster_size[dead] = max(share, self.dead_threshold)
-            self.embed_sum[dead] = fresh[dead] * self.cluster_size[dead, None]
+            # A restarted code gets a grace period: twice the threshold, decaying unless vectors come to it.
+            raw = 2 * self.dead_threshold * (1.0 - self.decay ** int(self.updates))
+            self.cluster_size[dead] = raw
+            self.embed_sum[dead] = fresh[dead] * raw
 
 
 # ----------------------------------------------------------------------------------------------------- FSQ
@@ -297,7 +309,7 @@ class Memcodes(nn.Module):
 
 
 def build_quantizer(kind: str, *, dim: int, codebook_size: int, fsq_levels: tuple[int, ...] = (),
-                    heads: int = 1, decay: float = 0.99, commitment: float = 0.25, dead_threshold: float = 0.1,
+                    heads: int = 1, decay: float = 0.99, commitment: float = 0.25, dead_threshold: float = 1.0,
                     temperature: float = 1.0) -> nn.Module:
     """A quantizer by name: ``"vq"``, ``"fsq"`` (dim = len(fsq_levels)) or ``"memcodes"``."""
     if kind == "vq":

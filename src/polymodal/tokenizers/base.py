@@ -1,0 +1,137 @@
+"""The tokenizer protocol and tokenizer folders.
+
+Every tokenizer (image VQ-VAE, vector MLP, text) offers the same four names::
+
+    ids = tok.encode(values)     # natural units in (rgb 0..1 or uint8, depth in metres, class ids, vectors)
+    values = tok.decode(ids)     # (B, num_tokens) ids in [0, vocab_size) -> natural units out
+    tok.vocab_size, tok.num_tokens
+
+and is a folder ``config.json`` (``_class_name`` + its config fields) + ``model.safetensors`` (+ ``README.md``),
+loadable alone with ``Class.from_pretrained(folder)`` or, whatever the class, ``load_tokenizer(folder)``.
+Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import config as config_lib
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+# _class_name in config.json -> the tokenizer class (each registers itself with `register_tokenizer`).
+TOKENIZER_CLASSES: dict[str, type] = {}
+
+
+class TokenizerInputError(ValueError):
+    """Values or ids a tokenizer cannot take: wrong shape, channels, size, dtype, NaN, ids outside the codebook."""
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    vocab_size: int
+    num_tokens: int
+
+    def encode(self, values: Any) -> torch.Tensor: ...
+
+    def decode(self, ids: torch.Tensor) -> Any: ...
+
+
+def register_tokenizer(cls: type) -> type:
+    """Class decorator: make ``load_tokenizer`` know a tokenizer class by its name."""
+    TOKENIZER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------- folders
+
+
+def save_folder(module: torch.nn.Module, cfg: Any, path: str | Path, *, readme: str = "") -> Path:
+    """Write ``config.json`` (class name + config) and ``model.safetensors`` (the state dict) to ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    data = {"_class_name": type(module).__name__, **config_lib.to_dict(cfg)}
+    (path / CONFIG).write_text(json.dumps(data, indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(path / WEIGHTS))
+    if readme:
+        (path / "README.md").write_text(readme)
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    """The ``config.json`` of a tokenizer folder, with clear errors for a folder that is not one."""
+    path = Path(path).expanduser()
+    if not (path / CONFIG).is_file():
+        raise FileNotFoundError(f"{path} is not a tokenizer folder: no {CONFIG}")
+    try:
+        data = json.loads((path / CONFIG).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path / CONFIG}: not valid JSON ({e})") from e
+    if "_class_name" not in data:
+        raise ValueError(f"{path / CONFIG} has no _class_name: not a polymodal tokenizer folder")
+    return data
+
+
+def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: str = "cpu"):
+    """Build ``cls(config)`` from a folder and load its weights strictly; returns it in eval mode."""
+    path = Path(path).expanduser()
+    data = read_config(path)
+    if data["_class_name"] != cls.__name__:
+        raise ValueError(f"{path} holds a {data['_class_name']}, not a {cls.__name__} (use load_tokenizer)")
+    cfg = config_lib.from_dict(config_cls, {k: v for k, v in data.items() if not k.startswith("_")},
+                               source=str(path / CONFIG))
+    model = cls(cfg)
+    if not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{path}: no {WEIGHTS}")
+    model.load_state_dict(load_file(str(path / WEIGHTS), device=map_location), strict=True)
+    return model.eval()
+
+
+def load_tokenizer(path: str | Path):
+    """Any tokenizer folder, whatever its class (dispatch on ``_class_name`` in its config.json)."""
+    name = read_config(path)["_class_name"]
+    if name not in TOKENIZER_CLASSES:
+        _import_builtin_tokenizers()
+    if name not in TOKENIZER_CLASSES:
+        raise ValueError(f"{path}: unknown tokenizer class {name!r}; known: {', '.join(sorted(TOKENIZER_CLASSES))}")
+    return TOKENIZER_CLASSES[name].from_pretrained(path)
+
+
+def _import_builtin_tokenizers() -> None:
+    import importlib
+
+    for module in ("vqvae", "mlp", "text"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ImportError:  # a tokenizer module that is not there yet
+            pass
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+        n = int((~torch.isfinite(x)).sum())
+        raise TokenizerInputError(f"{what} holds {n} NaN or infinite value(s) out of {x.numel()}")
+
+
+def check_token_ids(ids: torch.Tensor, vocab_size: int, num_tokens: int, what: str) -> torch.Tensor:
+    """(B, num_tokens) integer ids in [0, vocab_size), else a TokenizerInputError saying what is wrong."""
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise TokenizerInputError(f"{what}: ids must be integers, got {ids.dtype}")
+    if ids.ndim != 2 or ids.shape[1] != num_tokens:
+        raise TokenizerInputError(f"{what}: expected ids of shape (B, {num_tokens}), got {tuple(ids.shape)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise TokenizerInputError(f"{what}: ids outside the codebook (from {int(ids.min())} to {int(ids.max())}); "
+                                  f"valid ids are 0 to {vocab_size - 1}")
+    return ids.long()

@@ -1,0 +1,198 @@
+"""The MLP tokenizer of vectors: one (D,) vector <-> ``num_tokens`` ids.
+
+As 4M's global-embedding tokenizers (a DINOv2 or ImageBind global embedding -> 16 tokens with 16 Memcodes
+heads) and pose tokenizers (pose parameters -> 8 tokens). Encoder: normalize -> linear -> residual pre-norm MLP
+blocks -> norm -> linear to ``num_tokens * code_dim``; the quantizer sees it as one position with ``num_tokens``
+Memcodes heads (or as ``num_tokens`` positions for VQ and FSQ). Decoder: the mirror image, back to (D,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .. import config as config_lib
+from ..modalities import Kind, Modality, register
+from ..nn import Mlp
+from .base import (
+    TokenizerInputError,
+    check_finite,
+    check_token_ids,
+    load_folder,
+    register_tokenizer,
+    save_folder,
+)
+from .losses import LOSSES, reconstruction_loss
+from .quantizers import build_quantizer
+
+
+@dataclass(frozen=True)
+class MLPTokenizerConfig:
+    """A vector tokenizer. ``mean``/``std`` (one value per input channel, or one for all) normalize the input;
+    ``l2_normalize`` makes it a unit vector first (global embeddings are compared by cosine)."""
+
+    in_dim: int
+    name: str = ""
+    num_tokens: int = 16
+    quantizer: str = "memcodes"  # "memcodes" (one head per token), "vq" or "fsq"
+    codebook_size: int = 256
+    code_dim: int = 32  # per token
+    fsq_levels: tuple[int, ...] = ()
+    hidden: int = 256
+    depth: int = 2
+    ema_decay: float = 0.99
+    commitment: float = 0.25
+    dead_threshold: float = 1.0
+    temperature: float = 1.0
+    loss: str = "cosine"
+    l2_normalize: bool = False
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name or f"tok_vector{self.in_dim}_{self.num_tokens}")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        object.__setattr__(self, "fsq_levels", tuple(int(v) for v in self.fsq_levels))
+        if self.quantizer == "fsq":
+            object.__setattr__(self, "code_dim", len(self.fsq_levels))
+            object.__setattr__(self, "codebook_size", int(torch.tensor(self.fsq_levels).prod()))
+        if self.loss not in LOSSES or self.loss == "ce":
+            raise config_lib.ConfigError(f"loss must be mse, l1, smooth_l1 or cosine, got {self.loss!r}")
+        for field_ in (self.mean, self.std):
+            if len(field_) not in (1, self.in_dim):
+                raise config_lib.ConfigError(f"mean and std need 1 or in_dim={self.in_dim} values")
+        if min(self.std) <= 0:
+            raise config_lib.ConfigError("std must be > 0")
+
+
+class MLPTokenizerOutput(NamedTuple):
+    """pred (B, D) normalized units; ids (B, num_tokens); per-item losses (B,)."""
+
+    pred: torch.Tensor
+    ids: torch.Tensor
+    recon_loss: torch.Tensor
+    quant_loss: torch.Tensor
+
+
+class ResidualMlp(nn.Module):
+    """x + mlp(norm x), (B, ..., dim) -> same."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, 4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+def _stack(dim_in: int, hidden: int, dim_out: int, depth: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim_in, hidden), *(ResidualMlp(hidden) for _ in range(depth)),
+                         nn.LayerNorm(hidden, eps=1e-6), nn.Linear(hidden, dim_out))
+
+
+@register_tokenizer
+class MLPTokenizer(nn.Module):
+    """(B, in_dim) float vectors <-> (B, num_tokens) ids."""
+
+    def __init__(self, cfg: MLPTokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        t, d = cfg.num_tokens, cfg.code_dim
+        self.encoder = _stack(cfg.in_dim, cfg.hidden, t * d, cfg.depth)
+        self.quantizer = build_quantizer(cfg.quantizer, dim=t * d if cfg.quantizer == "memcodes" else d,
+                                         codebook_size=cfg.codebook_size, fsq_levels=cfg.fsq_levels, heads=t,
+                                         decay=cfg.ema_decay, commitment=cfg.commitment,
+                                         dead_threshold=cfg.dead_threshold, temperature=cfg.temperature)
+        self.decoder = _stack(t * d, cfg.hidden, cfg.in_dim, cfg.depth)
+        self.register_buffer("mean", torch.tensor(cfg.mean)[None], persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std)[None], persistent=False)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.cfg.codebook_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.cfg.num_tokens
+
+    @property
+    def modality(self) -> Modality:
+        """Global tokens as 4M lays them out: a (1, num_tokens) grid with learned positions (4x4 for 16)."""
+        t = self.cfg.num_tokens
+        side = int(t ** 0.5)
+        grid = (side, side) if side * side == t else (1, t)
+        return Modality(self.cfg.name, Kind.IMAGE_TOKENS, vocab_size=self.vocab_size, grid=grid, pos="learned",
+                        description=f"vector of {self.cfg.in_dim} -> {t} tokens ({self.cfg.quantizer})")
+
+    def register_modality(self, *, overwrite: bool = False) -> Modality:
+        return register(self.modality, overwrite=overwrite)
+
+    # ------------------------------------------------------------------------------------------------
+
+    def prepare(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) natural units -> normalized; TokenizerInputError on a wrong shape or NaN."""
+        if not isinstance(values, torch.Tensor):
+            values = torch.as_tensor(values)
+        what = f"{self.cfg.name} (vector) tokenizer"
+        if values.ndim != 2 or values.shape[1] != self.cfg.in_dim:
+            raise TokenizerInputError(f"{what}: expected (B, {self.cfg.in_dim}) vectors, got shape "
+                                      f"{tuple(values.shape)}")
+        if not values.dtype.is_floating_point:
+            raise TokenizerInputError(f"{what}: expected float vectors, got {values.dtype}")
+        x = values.to(self.mean.device).float()
+        check_finite(x, what)
+        if self.cfg.l2_normalize:
+            x = nn.functional.normalize(x, dim=-1)
+        return (x - self.mean) / self.std
+
+    def _latents(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)
+        if self.cfg.quantizer == "memcodes":
+            return z[:, None]  # one position, num_tokens heads
+        return rearrange(z, "b (t d) -> b t d", t=self.cfg.num_tokens)
+
+    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(codes.reshape(codes.shape[0], -1))
+
+    def forward(self, values: torch.Tensor) -> MLPTokenizerOutput:
+        x = self.prepare(values)
+        q = self.quantizer(self._latents(x))
+        pred = self._decode_codes(q.codes)
+        ids = q.ids.reshape(x.shape[0], -1)
+        return MLPTokenizerOutput(pred, ids, reconstruction_loss(pred, x, self.cfg.loss), q.loss)
+
+    @torch.no_grad()
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, num_tokens) int64 ids. Deterministic in eval mode."""
+        x = self.prepare(values)
+        return self.quantizer.ids(self._latents(x)).reshape(x.shape[0], -1)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, num_tokens) ids -> (B, in_dim) vectors in natural units."""
+        ids = check_token_ids(ids, self.vocab_size, self.num_tokens, f"{self.cfg.name} decode").to(self.mean.device)
+        ids = ids[:, None] if self.cfg.quantizer == "memcodes" else ids
+        return self.to_values(self._decode_codes(self.quantizer.ids_to_codes(ids)))
+
+    def to_values(self, pred: torch.Tensor) -> torch.Tensor:
+        return pred.float() * self.std + self.mean
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        c = self.cfg
+        readme = (f"# {c.name}\n\npolymodal MLP tokenizer: a vector of {c.in_dim} -> {c.num_tokens} tokens "
+                  f"({c.quantizer}, {self.vocab_size} codes).\n")
+        return save_folder(self, c, path, readme=readme)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> MLPTokenizer:
+        return load_folder(cls, MLPTokenizerConfig, path, map_location=map_location)
+
+
+config_lib.MODEL_CONFIG_CLASSES.setdefault("tokenizer_mlp", MLPTokenizerConfig)
