@@ -103,6 +103,68 @@ def _add_data_commands(sub) -> None:
     p.set_defaults(func=_cmd_data_show)
 
 
+def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from .config import ConfigError, apply_overrides
+    from .train import tokenizer as _registers_tokenizer_objectives  # noqa: F401
+    from .train.loop import train
+
+    try:
+        cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"polymodal tokenizer train: {e}") from None
+    if not cfg.objective.startswith("tokenizer"):
+        raise SystemExit(f"polymodal tokenizer train: {args.recipe} trains objective {cfg.objective!r}, not a "
+                         "tokenizer (use `polymodal train`)")
+    result = train(cfg)
+    if result.release_dir is not None:
+        print(f"done: {result.steps} steps, training loss {result.final_loss:.4f}\nrun folder: {result.run_dir}\n"
+              f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
+    return 0
+
+
+def _add_tokenizer_commands(sub) -> None:
+    """``polymodal tokenizer ...``: train and use tokenizers."""
+    tok = sub.add_parser("tokenizer", help="tokenizers: train them")
+    tsub = tok.add_subparsers(dest="tokenizer_command", required=True)
+    p = tsub.add_parser("train", help="train a tokenizer from a recipe (configs/tokenizer_*.py); torchrun-ready")
+    p.add_argument("recipe", help="a recipe file defining config()")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
+    p.set_defaults(func=_cmd_tokenizer_train)
+
+
+def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
+    from .data.world.scene import OBJECT_CLASSES
+    from .tokenizers.text import train_text_tokenizer
+
+    classes = args.classes if args.classes is not None else OBJECT_CLASSES
+    try:
+        tok = train_text_tokenizer(args.corpus, vocab_size=args.vocab_size, extra_classes=classes,
+                                   max_length=args.max_length, show_progress=not args.quiet)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"polymodal tokenizer train-text: {e}") from None
+    tok.save_pretrained(args.out)
+    extra = ", ".join(tok.extra_classes) or "none"
+    print(f"text tokenizer: {tok.vocab_size} ids, extra single-token classes: {extra}\nsaved: {args.out}")
+    return 0
+
+
+def _add_tokenizer_commands(sub):
+    """``polymodal tokenizer ...``: train tokenizers. Returns the group's subparsers, for more commands."""
+    group = sub.add_parser("tokenizer", help="train tokenizers (text vocabulary, ...)")
+    tsub = group.add_subparsers(dest="tokenizer_command", required=True)
+    p = tsub.add_parser("train-text", help="train a WordPiece vocabulary in 4M's layout on text files")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one document per line")
+    p.add_argument("--vocab-size", type=int, required=True, help="ids in all, 4M's fixed 4284 included")
+    p.add_argument("--out", required=True, help="tokenizer folder to write (config.json + tokenizer.json)")
+    p.add_argument("--classes", nargs="*", metavar="NAME",
+                   help="extra single-token class names after the 80 COCO ones (default: the world's object "
+                        "classes; give the flag alone for none)")
+    p.add_argument("--max-length", type=int, default=256, help="default encoded length, [EOS] included (256)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tokenizer_train_text)
+    return tsub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
     p.set_defaults(func=_cmd_train)
     _add_data_commands(sub)
+    _add_tokenizer_commands(sub)
     return parser
 
 

@@ -165,6 +165,10 @@ def train(cfg: ExperimentConfig) -> TrainResult:
                 val_loss = metric = val["loss"]
                 logger.log(progress.step, {f"val/{k}" if k == "loss" else f"val/loss_{k}": v
                                            for k, v in val.items()})
+            on_eval = getattr(objective, "on_eval", None)  # optional: metrics and pictures beyond the loss
+            if on_eval is not None:
+                extra = on_eval(trained, progress.step, run_dir if info.is_main else None)
+                logger.log(progress.step, {f"val/{k}": v for k, v in (extra or {}).items()})
         if progress.step % t.save_every == 0 or is_last:
             ckpt.save(model, optimizer, progress, config_dict, metric=metric)
 

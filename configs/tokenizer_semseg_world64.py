@@ -1,0 +1,24 @@
+"""Semantic-segmentation tokenizer of the synthetic world at 64 px: 11 classes (one-hot in, cross-entropy out),
+8x8 tokens, 256 codes, tiny ViT VQ-VAE.
+
+Command:   polymodal tokenizer train configs/tokenizer_semseg_world64.py [train.out_dir=runs/tok_semseg64]
+Hardware:  one CPU core (OMP_NUM_THREADS=1 is fastest for a model this small when the cores are shared).
+Time:      about 2 minutes for 600 steps of 32 label maps.
+Expect:    held-out mIoU of decode(encode(x)) about 0.6 (val/miou), pixel accuracy about 0.93.
+"""
+
+from polymodal.config import DataConfig, ExperimentConfig, OptimConfig, TrainConfig
+from polymodal.data.world import SEMSEG_CLASSES
+from polymodal.tokenizers.vqvae import VQVAEConfig
+
+
+def config() -> ExperimentConfig:
+    return ExperimentConfig(
+        objective="tokenizer",
+        model=VQVAEConfig("semseg", name="tok_semseg@64", channels=len(SEMSEG_CLASSES), image_size=64,
+                          patch_size=8, dim=64, codebook_size=256, code_dim=16, ema_decay=0.95),
+        data=DataConfig(source="world", num_samples=2000, val_samples=64, seed=0),
+        optim=OptimConfig(base_lr=1.6e-2, warmup=0.05, final_lr=1e-5, weight_decay=0.0),
+        train=TrainConfig(out_dir="runs/tok_semseg_world64", steps=600, batch_size=32, log_every=20,
+                          eval_every=200, save_every=200),
+    )

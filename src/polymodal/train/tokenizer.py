@@ -1,0 +1,238 @@
+"""Tokenizer training through the one training loop: objectives ``"tokenizer"`` (a `VQVAEConfig`) and
+``"tokenizer_mlp"`` (an `MLPTokenizerConfig`).
+
+Data: the tokenizer's modality name gives the sample key (``tok_canny_edge@64`` reads ``canny_edge``; an MLP
+tokenizer reads its ``name``). Sources, in order:
+
+- ``data.path``: a world dataset folder (``polymodal data synth``); the last ``data.val_samples`` samples are
+  held out, training uses the first ``min(data.num_samples, count - val_samples)``. Shards are read on first use
+  and kept in memory (the one modality only).
+- ``data.source = "world"``: samples rendered on the fly by ``render_sample(data.seed, index, image_size)``
+  (deterministic by index) and kept in memory; indices past ``data.num_samples`` are held out.
+- any other registered index source (`objectives.register_source`) returning the key.
+
+Every evaluation also writes ``reconstructions/step_XXXXXX.png`` (originals above their reconstructions) and logs
+the reconstruction metric (`tokenizers.metrics`), codebook usage and perplexity of the held-out set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ConfigError, ExperimentConfig
+from ..data.world import IMAGE_KEYS, read_info, read_shard, render_sample
+from ..tokenizers.metrics import metric_sums, summarize_metrics
+from ..tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig
+from ..tokenizers.quantizers import code_histogram, codebook_usage
+from ..tokenizers.vqvae import ViTVQVAE
+from . import dist
+from .objectives import _epoch_order, get_source, register_objective
+
+PICTURES = 8  # held-out samples in each reconstruction PNG
+
+
+def sample_key(name: str) -> str:
+    """``tok_depth@64`` -> ``depth``: the sample key a tokenizer of this modality reads."""
+    return name.removeprefix("tok_").split("@")[0]
+
+
+def to_tensor(values: str, arrays: list[np.ndarray]) -> torch.Tensor:
+    """World arrays (H, W, C) / (H, W) -> the tokenizer's (B, C, H, W) / (B, H, W) input."""
+    t = torch.from_numpy(np.stack(arrays))
+    if values in ("rgb", "normal", "feature") and t.ndim == 4:
+        t = t.permute(0, 3, 1, 2)
+    if values == "semseg":
+        t = t.long()
+    return t.contiguous()
+
+
+class _Store:
+    """Index -> one modality's array, from a dataset folder, the world renderer or a source; cached."""
+
+    def __init__(self, cfg: ExperimentConfig, key: str, res: int | None):
+        self.cfg, self.key, self.res = cfg, key, res
+        self.cache: dict[int, np.ndarray] = {}
+        d = cfg.data
+        if d.path:
+            info = read_info(d.path)
+            if res is not None and info["resolution"] != res:
+                raise ConfigError(f"{d.path} holds {info['resolution']} px samples; the tokenizer wants {res} px")
+            if key not in info["modalities"]:
+                raise ConfigError(f"{d.path} has no modality {key!r}")
+            if info["count"] <= d.val_samples:
+                raise ConfigError(f"{d.path} holds {info['count']} samples, not more than data.val_samples")
+            self.info = info
+            self.val_start = info["count"] - d.val_samples
+            self.num_train = min(d.num_samples, self.val_start)
+        else:
+            if d.source == "world":
+                if key not in IMAGE_KEYS:
+                    raise ConfigError(f"the world has no image modality {key!r}; choose one of {IMAGE_KEYS}")
+                self.fn = lambda seed, i: {key: render_sample(seed, i, res)[key]}
+            else:
+                self.fn = get_source(d.source)
+            self.val_start = self.num_train = d.num_samples
+
+    def get(self, index: int) -> np.ndarray:
+        if index not in self.cache:
+            if self.cfg.data.path:
+                j = index // self.info["shard_size"]
+                for s in read_shard(Path(self.cfg.data.path) / self.info["shards"][j], modalities=[self.key]):
+                    self.cache[s["__key__"]] = s[self.key]
+            else:
+                self.cache[index] = np.asarray(self.fn(self.cfg.data.seed, index)[self.key])
+        return self.cache[index]
+
+
+class TokenizerObjective:
+    """Reconstruction + quantizer loss, averaged over the items of a step (exact across process counts)."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        m = cfg.model
+        self.is_mlp = isinstance(m, MLPTokenizerConfig)
+        self.values = "vector" if self.is_mlp else m.values
+        self.key = m.name if self.is_mlp else sample_key(m.name)
+        self.store = _Store(cfg, self.key, None if self.is_mlp else m.image_size)
+        t = cfg.train
+        if t.batch_size % t.grad_accum:
+            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
+
+    def build_model(self) -> nn.Module:
+        return MLPTokenizer(self.cfg.model) if self.is_mlp else ViTVQVAE(self.cfg.model)
+
+    # ------------------------------------------------------------------------------------------- data
+
+    def _batch(self, indices: list[int]) -> torch.Tensor:
+        arrays = [self.store.get(i) for i in indices]
+        if self.is_mlp:
+            return torch.from_numpy(np.stack(arrays)).float()
+        return to_tensor(self.values, arrays)
+
+    def sample_index(self, step: int, j: int) -> int:
+        n = self.store.num_train
+        flat = step * self.cfg.train.batch_size + j
+        return int(_epoch_order(self.cfg.data.seed, flat // n, n)[flat % n])
+
+    def micro_batches(self, step: int, rank: int, world: int) -> list[torch.Tensor]:
+        t = self.cfg.train
+        if t.batch_size % (world * t.grad_accum):
+            raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x {t.grad_accum} "
+                             "accumulation steps")
+        per_rank = t.batch_size // world
+        m = per_rank // t.grad_accum
+        mine = range(rank * per_rank, (rank + 1) * per_rank)
+        return [self._batch([self.sample_index(step, j) for j in mine[i:i + m]]) for i in range(0, per_rank, m)]
+
+    def val_indices(self) -> list[int]:
+        start = self.store.val_start
+        return list(range(start, start + self.cfg.data.val_samples))
+
+    def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list[torch.Tensor]:
+        idx = self.val_indices()[rank::world]
+        return [self._batch(idx[k:k + batch_size]) for k in range(0, len(idx), batch_size)]
+
+    # ------------------------------------------------------------------------------------------- loss
+
+    def step_stats(self, micro: list[torch.Tensor]) -> torch.Tensor:
+        return torch.tensor([float(sum(b.shape[0] for b in micro))], dtype=torch.float64)
+
+    def num_tokens(self, micro: list[torch.Tensor]) -> int:
+        return sum(b.shape[0] for b in micro) * self.cfg.model.num_tokens if self.is_mlp else \
+            sum(b.shape[0] for b in micro) * self.cfg.model.grid ** 2
+
+    def loss(self, model, batch: torch.Tensor, stats: torch.Tensor, world: int,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """world * (reconstruction + quantizer loss summed over this micro-batch) / items in the step."""
+        out = model(batch.to(device))
+        recon, quant = out.recon_loss.sum(), out.quant_loss.sum()
+        loss = (recon + quant) * world / max(float(stats[0]), 1.0)
+        return loss, torch.stack([recon.detach(), quant.detach()]).double()
+
+    def summarize(self, sums: torch.Tensor, stats: torch.Tensor) -> dict[str, float]:
+        n = max(float(stats[0]), 1.0)
+        return {"loss": float(sums.sum() / n), "recon": float(sums[0] / n), "quant": float(sums[1] / n)}
+
+    # ------------------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def on_eval(self, model, step: int, run_dir: Path | None) -> dict[str, float]:
+        """Held-out metric, codebook usage and perplexity (summed over ranks); the PNG where run_dir is given."""
+        tok = getattr(model, "module", model)
+        was_training = tok.training
+        tok.eval()
+        device = next(tok.parameters()).device
+        nclass = 0 if self.is_mlp else self.cfg.model.channels
+        metric, hist, shown = None, None, []
+        for batch in self.val_batches(*_rank_world()):
+            x = batch.to(device)
+            out = tok(x)
+            recon = tok.to_values(out.pred)
+            target = x if self.values != "semseg" else x.long()
+            if self.values in ("rgb", "edge") and target.dtype == torch.uint8:
+                target = target.float() / 255.0
+            s = metric_sums(self.values, recon, target.to(recon.dtype) if self.values != "semseg" else target,
+                            num_classes=nclass).cpu()
+            h = code_histogram(out.ids.cpu(), tok.vocab_size)
+            metric = s if metric is None else metric + s
+            hist = h if hist is None else hist + h
+            if len(shown) < PICTURES:
+                shown += list(zip(batch.cpu(), recon.cpu(), strict=True))[:PICTURES - len(shown)]
+        if metric is None:
+            metric, hist = torch.zeros(2 * nclass or 2, dtype=torch.float64), torch.zeros(tok.vocab_size).double()
+        metric, hist = dist.all_reduce_sum(metric), dist.all_reduce_sum(hist)
+        if was_training:
+            tok.train()
+        if run_dir is not None and shown and self.values not in ("feature", "vector"):
+            folder = Path(run_dir) / "reconstructions"
+            folder.mkdir(parents=True, exist_ok=True)
+            reconstruction_picture(self.key, self.values, shown).save(folder / f"step_{step:06d}.png")
+        return {**summarize_metrics(self.values, metric), **codebook_usage(hist)}
+
+    def export(self, model_state: dict[str, torch.Tensor], path) -> None:
+        model = self.build_model()
+        model.load_state_dict(model_state)
+        model.save_pretrained(path)
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_rank(), torch_dist.get_world_size()
+    return 0, 1
+
+
+def _world_format(values: str, x: torch.Tensor) -> np.ndarray:
+    """One item of tokenizer input or output -> the world's array layout (for `preview.colorize`)."""
+    if values in ("rgb", "normal"):
+        a = x.permute(1, 2, 0).float().numpy()
+        return (np.clip(a, 0, 1) * 255).astype(np.uint8) if values == "rgb" and x.dtype != torch.uint8 else \
+            a.astype(np.uint8 if values == "rgb" else np.float32)
+    if values == "edge":
+        return (x.float().numpy() * (255 if x.dtype != torch.uint8 else 1)).clip(0, 255).astype(np.uint8)
+    if values == "semseg":
+        return x.numpy().astype(np.uint8)
+    return x.float().numpy()
+
+
+def reconstruction_picture(key: str, values: str, pairs: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A PIL image: originals in the top row, their reconstructions below."""
+    from PIL import Image
+
+    from ..data.world.preview import colorize
+
+    name = "canny_edge" if values == "edge" else values
+    rows = [np.concatenate([colorize(name, _world_format(values, t)) for t, _ in pairs], axis=1),
+            np.concatenate([colorize(name, _world_format(values, r)) for _, r in pairs], axis=1)]
+    img = np.concatenate(rows, axis=0)
+    scale = max(1, 256 // img.shape[0])
+    return Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
+
+
+register_objective("tokenizer")(TokenizerObjective)
+register_objective("tokenizer_mlp")(TokenizerObjective)
