@@ -122,14 +122,13 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_tokenizer_commands(sub) -> None:
-    """``polymodal tokenizer ...``: train and use tokenizers."""
-    tok = sub.add_parser("tokenizer", help="tokenizers: train them")
-    tsub = tok.add_subparsers(dest="tokenizer_command", required=True)
+def _add_tokenizer_train_command(tsub) -> None:
+    """``polymodal tokenizer train RECIPE``: image and vector tokenizers through the training engine."""
     p = tsub.add_parser("train", help="train a tokenizer from a recipe (configs/tokenizer_*.py); torchrun-ready")
     p.add_argument("recipe", help="a recipe file defining config()")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
     p.set_defaults(func=_cmd_tokenizer_train)
+    _add_train_text_command(tsub)
 
 
 def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
@@ -148,10 +147,8 @@ def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_tokenizer_commands(sub):
-    """``polymodal tokenizer ...``: train tokenizers. Returns the group's subparsers, for more commands."""
-    group = sub.add_parser("tokenizer", help="train tokenizers (text vocabulary, ...)")
-    tsub = group.add_subparsers(dest="tokenizer_command", required=True)
+def _add_train_text_command(tsub) -> None:
+    """``polymodal tokenizer train-text``: a WordPiece vocabulary in 4M's text layout."""
     p = tsub.add_parser("train-text", help="train a WordPiece vocabulary in 4M's layout on text files")
     p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one document per line")
     p.add_argument("--vocab-size", type=int, required=True, help="ids in all, 4M's fixed 4284 included")
@@ -162,7 +159,6 @@ def _add_tokenizer_commands(sub):
     p.add_argument("--max-length", type=int, default=256, help="default encoded length, [EOS] included (256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tokenizer_train_text)
-    return tsub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
     p.set_defaults(func=_cmd_train)
     _add_data_commands(sub)
-    _add_tokenizer_commands(sub)
+    _add_tokenizer_train_command(_add_tokenizer_commands(sub))
     return parser
 
 
