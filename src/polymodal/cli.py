@@ -128,7 +128,6 @@ def _add_tokenizer_train_command(tsub) -> None:
     p.add_argument("recipe", help="a recipe file defining config()")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
     p.set_defaults(func=_cmd_tokenizer_train)
-    _add_train_text_command(tsub)
 
 
 def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
@@ -147,8 +146,11 @@ def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_text_command(tsub) -> None:
-    """``polymodal tokenizer train-text``: a WordPiece vocabulary in 4M's text layout."""
+def _add_tokenizer_commands(sub):
+    """``polymodal tokenizer ...``: the group, with ``train-text`` (a WordPiece vocabulary in 4M's text layout).
+    Returns the group's subparsers so that other tokenizer commands join it."""
+    group = sub.add_parser("tokenizer", help="train tokenizers (image, vector, text)")
+    tsub = group.add_subparsers(dest="tokenizer_command", required=True)
     p = tsub.add_parser("train-text", help="train a WordPiece vocabulary in 4M's layout on text files")
     p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one document per line")
     p.add_argument("--vocab-size", type=int, required=True, help="ids in all, 4M's fixed 4284 included")
@@ -159,6 +161,7 @@ def _add_train_text_command(tsub) -> None:
     p.add_argument("--max-length", type=int, default=256, help="default encoded length, [EOS] included (256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tokenizer_train_text)
+    return tsub
 
 
 def build_parser() -> argparse.ArgumentParser:
