@@ -14,7 +14,15 @@ from polymodal.cli import main
 from polymodal.tokenizers.base import TokenizerInputError
 from polymodal.tokenizers.serializers import SERIALIZERS, boxes_from_world, metadata_from_world
 from polymodal.tokenizers.text import TextTokenizer, TextTooLongError, TextTruncationWarning
-from polymodal.tokenizers.text_layout import COCO_CLASSES, EOS, NUM_FIXED, PAD, coord_id, fixed_tokens
+from polymodal.tokenizers.text_layout import (
+    COCO_CLASSES,
+    EOS,
+    NUM_FIXED,
+    PAD,
+    SERIALIZER_WORDS,
+    coord_id,
+    fixed_tokens,
+)
 from tokenizers import Tokenizer
 
 from .text_helpers import RES, WORLD_EXTRA, official, official_path, trained, world_samples
@@ -35,6 +43,7 @@ def test_official_fixed_ids():
     assert tok.tokenize("wine glass") == [raw.token_to_id("wine glass")]
     assert 4204 <= raw.token_to_id("wine glass") < 4284
     assert [raw.token_to_id(c) for c in COCO_CLASSES] == list(range(4204, 4284))
+    assert all(len(tok.tokenize(w)) == 1 for w in SERIALIZER_WORDS)  # "human", "point", ... are one piece
 
 
 def test_official_ids_identical_for_captions_boxes_and_metadata():
@@ -71,6 +80,8 @@ def test_trained_vocabulary_keeps_the_layout_and_adds_world_classes(tmp_path):
     for k, name in enumerate(WORLD_EXTRA):
         assert tok.tokenize(name) == [NUM_FIXED + k]
         assert tok.tokenize(name.upper()) == [NUM_FIXED + k]  # class names match after lower-casing
+    for word in SERIALIZER_WORDS:  # whole pieces, as in the official vocabulary
+        assert len(tok.tokenize(word)) == 1
     assert tok.tokenize("person wine glass v2=7 [S_3]") == [4253, 4282, coord_id(2, 7), 7]
     # Flags as 4M's: coordinates are case-sensitive whole words, "spheres" is not the class "sphere".
     assert len(tok.tokenize("V2=7")) > 1 and tok.tokenize("spheres") != tok.tokenize("sphere")

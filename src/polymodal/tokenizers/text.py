@@ -41,6 +41,7 @@ from .text_layout import (
     EOS,
     NUM_FIXED,
     PAD,
+    SERIALIZER_WORDS,
     SOS,
     SPECIAL_TOKENS,
     fixed_tokens,
@@ -279,7 +280,9 @@ def train_text_tokenizer(files: Iterable[str | Path], *, vocab_size: int, extra_
     Ids 0..4283 are 4M's fixed tokens (identical to the official vocabulary); ``extra_classes`` become single
     tokens from id 4284 in the given order (names that are COCO classes already are skipped); the rest is
     learned. Lower-case ASCII letters, digits and punctuation are always in the alphabet, so a small corpus never
-    turns a serializer keyword or a comma into [UNK].
+    turns a comma into [UNK], and the serializers' words (`SERIALIZER_WORDS`: ``human``, ``pose``, ``point``,
+    ...) are whole-word pieces as in the official vocabulary (appended to the vocabulary when the corpus did not
+    teach them; ``vocab_size`` counts them).
     """
     files = [Path(f) for f in files]
     missing = [str(f) for f in files if not f.is_file()]
@@ -294,7 +297,7 @@ def train_text_tokenizer(files: Iterable[str | Path], *, vocab_size: int, extra_
         if norm not in fixed and norm not in extras:
             extras.append(norm)
     alphabet = list(string.ascii_lowercase + string.digits + string.punctuation)
-    need = NUM_FIXED + len(extras) + len(alphabet)
+    need = NUM_FIXED + len(extras) + len(alphabet) + len(SERIALIZER_WORDS)
     if vocab_size < need + 1:
         raise ValueError(f"vocab_size {vocab_size} leaves no room for learned pieces: the fixed tokens, "
                          f"{len(extras)} extra classes and the alphabet take {need}")
@@ -308,11 +311,25 @@ def train_text_tokenizer(files: Iterable[str | Path], *, vocab_size: int, extra_
     special += [AddedToken(t, single_word=True, normalized=False, special=True)
                 for t in fixed_tokens()[len(SPECIAL_TOKENS):CLASS_BASE]]
     special += [AddedToken(t, single_word=True, normalized=True, special=True) for t in (*COCO_CLASSES, *extras)]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size - len(SERIALIZER_WORDS), min_frequency=min_frequency,
                                         show_progress=show_progress, special_tokens=special,
                                         initial_alphabet=alphabet, continuing_subword_prefix="##")
     tok.train([str(f) for f in files], trainer=trainer)
+    tok = _with_whole_words(tok, SERIALIZER_WORDS)
     out = TextTokenizer(tok, TextTokenizerConfig(max_length=max_length, truncation=truncation))
     if out.extra_classes != tuple(extras):  # the trainer places special tokens first, in order
         raise RuntimeError(f"trained vocabulary has extra classes {out.extra_classes}, expected {tuple(extras)}")
     return out
+
+
+def _with_whole_words(tok: Tokenizer, words: Sequence[str]) -> Tokenizer:
+    """``tok`` with each of ``words`` in its WordPiece vocabulary (new ids at the end) where it is not one piece.
+    WordPiece matches the longest vocabulary entry first, so a word in the vocabulary is always one piece."""
+    missing = [w for w in words if tok.encode(w).ids != [tok.token_to_id(w)]]
+    if not missing:
+        return tok
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for w in missing:
+        vocab[w] = len(vocab)
+    return Tokenizer.from_str(json.dumps(data))

@@ -43,6 +43,10 @@ COCO_CLASSES = (
 )
 NUM_FIXED = CLASS_BASE + len(COCO_CLASSES)  # 4284 ids shared by every 4M text vocabulary
 
+# The words 4M's serializers write (human poses, SAM instances). Each is one WordPiece of the official vocabulary;
+# a vocabulary trained here gets them as whole words too, so that a person stays 39 tokens (7 fit human_poses).
+SERIALIZER_WORDS = ("human", "pose", "global", "camera", "shape", "none", "point", "polygon")
+
 
 def sentinel_token(k: int) -> str:
     return f"[S_{k}]"

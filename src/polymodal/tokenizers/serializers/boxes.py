@@ -85,9 +85,11 @@ class BoxSerializer(Serializer[list[Box]]):
         out = []
         for k, chunk in enumerate(chunks(items, lambda it: it[:2] == ("v", 0))):
             axes = [it[1] if it[0] == "v" else None for it in chunk[:4]]
-            if len(chunk) != 5 or axes != [0, 1, 2, 3] or chunk[4][0] != "w":
+            if len(chunk) < 5 or axes != [0, 1, 2, 3] or chunk[4][0] != "w":
                 broken(f"det: box {k} is not v0= v1= v2= v3= <class>: {' '.join(map(describe, chunk))}", strict)
                 continue
+            if len(chunk) > 5:  # a good box with stray tokens after it: keep the box
+                broken(f"det: box {k} has tokens after its class: {' '.join(map(describe, chunk[5:]))}", strict)
             q = [it[2] for it in chunk[:4]]
             if q[0] > q[2] or q[1] > q[3]:
                 broken(f"det: box {k} has xmin > xmax or ymin > ymax: {q}", strict)
