@@ -92,12 +92,14 @@ class TextTokenizer:
         self.hf = tokenizer  # the `tokenizers.Tokenizer` backend
         self.config = cfg or TextTokenizerConfig()
         self._pieces: dict[str, list[int]] = {}
+        self._texts: dict[tuple[int, ...], str] = {}
+        self._vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)  # slow to ask (builds the vocab)
 
     # ------------------------------------------------------------------------------------------ properties
 
     @property
     def vocab_size(self) -> int:
-        return self.hf.get_vocab_size(with_added_tokens=True)
+        return self._vocab_size
 
     @property
     def num_tokens(self) -> int:
@@ -197,8 +199,15 @@ class TextTokenizer:
         return self.hf.decode_batch(rows, skip_special_tokens=False)
 
     def decode_piece(self, ids: Sequence[int]) -> str:
-        """Text of a run of ids as they are (no [EOS] or [PAD] handling); ids must be valid."""
-        return self.hf.decode(list(ids), skip_special_tokens=False)
+        """Text of a run of ids as they are (no [EOS] or [PAD] handling); ids must be valid. Cached: serializers
+        decode the same class names and keywords over and over."""
+        key = tuple(ids)
+        text = self._texts.get(key)
+        if text is None:
+            if len(self._texts) > 100_000:  # model outputs can hold any runs: keep the cache bounded
+                self._texts.clear()
+            text = self._texts[key] = self.hf.decode(list(key), skip_special_tokens=False)
+        return text
 
     # ---------------------------------------------------------------------------------------------- folders
 

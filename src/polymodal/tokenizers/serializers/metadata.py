@@ -139,22 +139,25 @@ class MetadataSerializer(Serializer[dict]):
     def parse(self, items: list[Item], *, strict: bool) -> dict:
         found: dict[str, float | int] = {}
         for chunk in chunks(items, lambda it: it[:2] == ("v", 1)):
-            text = " ".join(map(describe_item, chunk))
             if len(chunk) < 2 or chunk[0][:2] != ("v", 1) or chunk[1][:2] != ("v", 0):
-                broken(f"metadata: chunk {text} is not v1=<field> v0=<bin>", strict)
+                broken(f"metadata: chunk {_text(chunk)} is not v1=<field> v0=<bin>", strict)
                 continue
             if len(chunk) > 2:  # a good chunk with stray tokens after it: keep the chunk
-                broken(f"metadata: chunk {text} has tokens after v1=<field> v0=<bin>", strict)
+                broken(f"metadata: chunk {_text(chunk)} has tokens after v1=<field> v0=<bin>", strict)
             f, b = BY_ID.get(chunk[0][2]), chunk[1][2]
             if f is None or b >= f.num_bins or (strict and f.name in found):
                 why = "unknown field id" if f is None else "a repeated field" if f.name in found else "bin too large"
-                broken(f"metadata: chunk {text}: {why}", strict)
+                broken(f"metadata: chunk {_text(chunk)}: {why}", strict)
                 continue
             found[f.name] = f.from_bin(b)
         return {f.name: found[f.name] for f in FIELDS if f.name in found}
 
 
 # ------------------------------------------------------------------------------------------- the world
+
+
+def _text(chunk: list[Item]) -> str:
+    return " ".join(map(describe_item, chunk))
 
 
 def metadata_from_world(meta: Mapping[str, float]) -> dict[str, float]:
