@@ -26,7 +26,7 @@ from polymodal.tokenizers.serializers import (
     poses_from_world,
     sample_query_points,
 )
-from polymodal.tokenizers.text import TextTruncationWarning
+from polymodal.tokenizers.text import TextTokenizer, TextTokenizerConfig, TextTooLongError, TextTruncationWarning
 from polymodal.tokenizers.text_layout import EOS
 
 from .text_helpers import RES, WORLD_EXTRA, official, trained, world_samples
@@ -127,6 +127,9 @@ def test_boxes_round_trip(get):
     with pytest.warns(TextTruncationWarning, match="1 of 52 records"):
         ids = DET.encode(full + full[:1], tok)
     assert len(ids) == 255 and EOS not in ids and len(DET.decode(ids, tok, strict=True)) == 51
+    strict = TextTokenizer(tok.hf, TextTokenizerConfig(truncation="error"))
+    with pytest.raises(TextTooLongError, match="det: 1 of 52 records"):
+        DET.encode(full + full[:1], strict)
 
 
 def random_metadata(rng: random.Random, fields=FIELDS) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from polymodal.cli import main
-from polymodal.tokenizers.base import TokenizerInputError
+from polymodal.tokenizers.base import TokenizerInputError, load_tokenizer
 from polymodal.tokenizers.serializers import SERIALIZERS, boxes_from_world, metadata_from_world
 from polymodal.tokenizers.text import TextTokenizer, TextTooLongError, TextTruncationWarning
 from polymodal.tokenizers.text_layout import (
@@ -89,6 +89,7 @@ def test_trained_vocabulary_keeps_the_layout_and_adds_world_classes(tmp_path):
     assert added["v0=5"]["single_word"] and not added["v0=5"]["normalized"]
     assert added["sphere"]["single_word"] and added["sphere"]["normalized"]
     again = TextTokenizer.from_pretrained(tok.save_pretrained(tmp_path / "tok"))
+    assert isinstance(load_tokenizer(tmp_path / "tok"), TextTokenizer)  # the generic loader knows the class
     caps = [s["caption"] for s in world_samples()]
     assert again.encode_lists(caps) == tok.encode_lists(caps)
     assert 1 not in sum(tok.encode_lists(caps + [", ; ! ? human polygon"]), [])  # no [UNK]

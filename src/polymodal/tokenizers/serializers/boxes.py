@@ -9,7 +9,8 @@ ordered by the squared distance of their top-left corner to the origin, ``xmin^2
 
 Class names are whatever the text tokenizer makes of them: one token for the 80 COCO classes (and the extra classes
 of a vocabulary trained here), word pieces otherwise (``torus`` -> ``tor ##us`` with the official vocabulary);
-they decode lower-cased, as the tokenizer normalizes them.
+they decode lower-cased, as the tokenizer normalizes them. 51 boxes of one-token classes + [EOS] fit the 256
+tokens of ``det``; past that, whole boxes are dropped (4M cuts the token sequence, possibly inside a box).
 """
 
 from __future__ import annotations
