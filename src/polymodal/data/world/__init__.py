@@ -7,14 +7,18 @@
 Sample ``i`` of world ``seed`` depends on ``(seed, i)`` only. Files: `scene` (sampling scene descriptions),
 `person` (the articulated body), `shapes` (ray intersections), `solids` (objects -> primitives), `render` (ray
 casting and shading), `labels` and `caption` (derived modalities), `sample` (one sample, every modality),
-`codec` (bytes of each modality), `store` (shards: write, resume, read), `preview` (a PNG grid of every modality).
+`codec` (bytes of each modality), `store` (shards: write, resume, read), `preview` (a PNG grid of every modality),
+`text_embed` (caption embeddings from an offline sentence encoder, the optional extra ``polymodal[text]``;
+importing the package registers their modalities, ``minilm_global`` and ``minilm_caption``, and loads nothing).
 """
 
 from .sample import IMAGE_KEYS, MODALITIES, VALUE_KEYS, describe, render_sample
 from .scene import COLOR_NAMES, OBJECT_CLASSES, SEMSEG_CLASSES, sample_scene
 from .store import ShardError, iter_samples, read_info, read_sample, read_shard, synthesize
+from .text_embed import TEXT_KEYS, SentenceEncoder
 
 __all__ = [
-    "COLOR_NAMES", "IMAGE_KEYS", "MODALITIES", "OBJECT_CLASSES", "SEMSEG_CLASSES", "VALUE_KEYS", "ShardError",
-    "describe", "iter_samples", "read_info", "read_sample", "read_shard", "render_sample", "sample_scene", "synthesize",
+    "COLOR_NAMES", "IMAGE_KEYS", "MODALITIES", "OBJECT_CLASSES", "SEMSEG_CLASSES", "TEXT_KEYS", "VALUE_KEYS",
+    "SentenceEncoder", "ShardError", "describe", "iter_samples", "read_info", "read_sample", "read_shard",
+    "render_sample", "sample_scene", "synthesize",
 ]

@@ -14,13 +14,18 @@ canny_edge     .png        8-bit gray, 0 / 255
 sam_edge       .png        8-bit gray, 0 / 255
 caption        .txt        UTF-8
 det, color_palette, metadata, human_poses, scene   .json   UTF-8 JSON, keys sorted
+minilm_global  .npy        float16 (384,), unit norm: the caption's sentence embedding (`text_embed`); only in
+                           datasets written with ``--text-embeddings``
+minilm_caption .npy        float16 (L, 384): the caption's per-token embeddings, [CLS] .. [SEP], L <= 256
 =============  ==========  =====================================================================================
 
-PNGs are written with OpenCV (16-bit RGB is beyond Pillow); the same sample always gives the same bytes.
+PNGs are written with OpenCV (16-bit RGB is beyond Pillow); the same sample always gives the same bytes. Arrays
+are NumPy ``.npy`` files, read with ``allow_pickle=False`` (never unpickled) and returned as float32.
 """
 
 from __future__ import annotations
 
+import io
 import json
 
 import cv2
@@ -31,8 +36,9 @@ NORMAL_SCALE = 65535.0
 EXTENSIONS = {
     "rgb": "png", "depth": "png", "normal": "png", "semseg": "png", "instance": "png", "canny_edge": "png",
     "sam_edge": "png", "caption": "txt", "det": "json", "color_palette": "json", "metadata": "json",
-    "human_poses": "json", "scene": "json",
+    "human_poses": "json", "scene": "json", "minilm_global": "npy", "minilm_caption": "npy",
 }
+_ARRAY_NDIM = {"minilm_global": 1, "minilm_caption": 2}  # float16 arrays, last axis the embedding
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fast; the maps are small and flat, level 3 is within ~10 % of 9
 
 
@@ -50,7 +56,8 @@ def _to_uint16(x: np.ndarray) -> np.ndarray:
 
 def encode(modality: str, value) -> bytes:
     """The stored bytes of one modality of a sample (see the module table)."""
-    if modality not in EXTENSIONS:
+    ext = EXTENSIONS.get(modality)
+    if ext is None:
         raise KeyError(f"unknown world modality {modality!r}; known: {', '.join(EXTENSIONS)}")
     if modality == "rgb":
         return _png(np.ascontiguousarray(value[..., ::-1]))
@@ -58,15 +65,22 @@ def encode(modality: str, value) -> bytes:
         return _png(_to_uint16(value.astype(np.float64) * DEPTH_SCALE))
     if modality == "normal":  # channels reversed: OpenCV writes BGR
         return _png(_to_uint16((value[..., ::-1].astype(np.float64) + 1) * (NORMAL_SCALE / 2)))
-    if EXTENSIONS[modality] == "png":
+    if ext == "png":
         return _png(np.asarray(value, np.uint8))
     if modality == "caption":
         return value.encode("utf-8")
+    if ext == "npy":
+        with np.errstate(over="ignore"):  # out of float16's range becomes inf, refused by the check
+            arr = _check_array(modality, np.asarray(value).astype(np.float16))
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        return buf.getvalue()
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def decode(modality: str, data: bytes):
-    """Inverse of `encode`: arrays for images (depth and normals as float32), str or JSON values otherwise."""
+    """Inverse of `encode`: arrays for images (depth and normals as float32) and embeddings (float32), str or JSON
+    values otherwise."""
     ext = EXTENSIONS.get(modality)
     if ext is None:
         raise KeyError(f"unknown world modality {modality!r}; known: {', '.join(EXTENSIONS)}")
@@ -74,6 +88,11 @@ def decode(modality: str, data: bytes):
         return data.decode("utf-8")
     if ext == "json":
         return json.loads(data.decode("utf-8"))
+    if ext == "npy":
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if arr.dtype != np.float16:
+            raise ValueError(f"{modality}: expected a float16 array, got {arr.dtype}")
+        return _check_array(modality, arr).astype(np.float32)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"corrupt PNG for modality {modality!r}")
@@ -84,6 +103,15 @@ def decode(modality: str, data: bytes):
     if modality == "normal":
         return (img[..., ::-1].astype(np.float64) / NORMAL_SCALE * 2 - 1).astype(np.float32)
     return img
+
+
+def _check_array(modality: str, arr: np.ndarray) -> np.ndarray:
+    if arr.ndim != _ARRAY_NDIM[modality] or arr.shape[-1] == 0:
+        raise ValueError(f"{modality}: expected {_ARRAY_NDIM[modality]} axes ending in the embedding, got "
+                         f"shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{modality}: non-finite values (beyond float16's range?)")
+    return arr
 
 
 def quantize(modality: str, value):

