@@ -81,4 +81,4 @@ def forward_logits(model: FourM, mod_dict: Mapping[str, Mapping[str, torch.Tenso
     """Per target domain: logits (B, T, V) and valid (B, T), rows being the domain's queries in ascending
     position order, as the fixtures' ``case.safetensors`` stores them."""
     out = model(batch_from_mod_dict(mod_dict, model))
-    return {name: (o.logits, o.valid) for name, o in out.items()}
+    return {name: (o.dense(), o.valid) for name, o in out.items()}

@@ -28,12 +28,26 @@ from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Embedded, Queries, ta
 
 
 class TargetLogits(NamedTuple):
-    """One target modality's predictions; rows are its queries in ascending position order."""
+    """One target modality's predictions. Query rows (B, T) are in ascending position order per sample and padded
+    to the batch's largest count; logits exist only for the valid rows, packed in (sample, row) order, because
+    padding rows can be most of (B, T) and the vocabulary projection and its softmax are the costly part."""
 
-    logits: torch.Tensor  # (B, T, V)
+    logits: torch.Tensor  # (n, V) for the n valid rows: logits[k] belongs to the k-th True of ``valid``
     targets: torch.Tensor  # (B, T) int64 ids to predict (0 on padding rows)
     valid: torch.Tensor  # (B, T) bool, False on padding rows
     positions: torch.Tensor  # (B, T) int64 position of each predicted token in the modality's values
+
+    @property
+    def target_ids(self) -> torch.Tensor:
+        """(n,) the ids that ``logits`` predict, row for row."""
+        return self.targets[self.valid]
+
+    def dense(self) -> torch.Tensor:
+        """(B, T, V) logits with zeros on padding rows."""
+        b, t = self.valid.shape
+        out = self.logits.new_zeros(b, t, self.logits.shape[-1])
+        out[self.valid] = self.logits
+        return out
 
 
 class EncoderState(NamedTuple):
@@ -161,8 +175,8 @@ class FourM(nn.Module):
         h = self.run_decoder(x, enc, segments)
         out = {}
         for (name, q), seg in zip(queries.items(), segments):
-            logits = self.decoder_embeddings[name].to_logits(h[:, seg.start:seg.end])
-            out[name] = TargetLogits(logits, q.targets, q.valid, q.positions)
+            rows = h[:, seg.start:seg.end][q.valid]  # (n, D): only rows that predict something
+            out[name] = TargetLogits(self.decoder_embeddings[name].to_logits(rows), q.targets, q.valid, q.positions)
         return out
 
     def run_decoder(self, x: torch.Tensor, enc: EncoderState, segments: list[Segment]) -> torch.Tensor:

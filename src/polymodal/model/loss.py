@@ -15,10 +15,9 @@ def modality_losses(outputs: Mapping[str, TargetLogits], *, label_smoothing: flo
     """Per modality: (sum of token cross-entropies, number of valid target tokens), both scalars (float32)."""
     out = {}
     for name, o in outputs.items():
-        targets = o.targets.masked_fill(~o.valid, -100)  # ignore_index skips padding rows without a sync
-        ce = F.cross_entropy(o.logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
-                             reduction="sum", label_smoothing=label_smoothing)
-        out[name] = (ce, o.valid.sum().float())
+        target_ids = o.target_ids
+        ce = F.cross_entropy(o.logits.float(), target_ids, reduction="sum", label_smoothing=label_smoothing)
+        out[name] = (ce, torch.tensor(float(target_ids.numel()), device=ce.device))
     return out
 
 

@@ -81,18 +81,20 @@ class SelfAttention(nn.Module):
         if segments is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         else:
-            parts = []
-            for s in segments:
-                sl = slice(s.start, s.end)
-                parts.append(F.scaled_dot_product_attention(q[:, :, sl], k[:, :, sl], v[:, :, sl],
-                                                            attn_mask=None if s.causal else s.mask,
-                                                            is_causal=s.causal))
+            # split (not slicing): its backward concatenates, where a slice's backward fills a full-size zero
+            # gradient per segment, which dominated the decoder's backward pass.
+            sizes = [s.end - s.start for s in segments]
+            if segments[0].start != 0 or sum(sizes) != x.shape[1]:
+                raise ValueError("decoder segments must tile the query axis in order")
+            parts = [F.scaled_dot_product_attention(qs, ks, vs, attn_mask=None if s.causal else s.mask,
+                                                    is_causal=s.causal)
+                     for s, qs, ks, vs in zip(segments, q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2))]
             out = torch.cat(parts, dim=2)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        return qkv[0], qkv[1], qkv[2]
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads).unbind(0)
+        return q, k, v
 
 
 class CrossAttention(nn.Module):
@@ -109,8 +111,7 @@ class CrossAttention(nn.Module):
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, D) queries, context (B, M, D), key_mask (B, 1, 1, M) -> (B, N, D)."""
         q = _split_heads(self.q(x), self.heads)
-        kv = rearrange(self.kv(context), "b m (two h d) -> two b h m d", two=2, h=self.heads)
-        k, v = kv[0], kv[1]
+        k, v = rearrange(self.kv(context), "b m (two h d) -> two b h m d", two=2, h=self.heads).unbind(0)
         if self.qk_norm is not None:
             q, k = self.qk_norm(q, k)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
