@@ -161,29 +161,54 @@ class FourM(nn.Module):
         return out
 
     def decode(self, batch: Batch, enc: EncoderState, domains: list[str] | None = None) -> dict[str, TargetLogits]:
+        """Two layouts, the same result: without padding, each modality is a contiguous segment with its own
+        attention call; with padding (counts differ between samples, the usual case in training), each sample's
+        queries are packed to the front, so no compute goes to padding rows, and one block-diagonal mask keeps
+        attention inside each modality (causal inside sequences)."""
         queries = self.queries(batch, domains)
         if not queries:
             return {}
-        segments, start = [], 0
-        for name, q in queries.items():
-            n = q.x.shape[1]
-            causal = self.decoder_embeddings[name].causal
-            segments.append(Segment(start, start + n, causal=causal,
-                                    mask=None if causal else key_padding_mask(q.valid)))
-            start += n
+        names = list(queries)
+        causal = [self.decoder_embeddings[n].causal for n in names]
         x = torch.cat([q.x for q in queries.values()], dim=1)
-        h = self.run_decoder(x, enc, segments)
-        out = {}
-        for (name, q), seg in zip(queries.items(), segments):
-            rows = h[:, seg.start:seg.end][q.valid]  # (n, D): only rows that predict something
-            out[name] = TargetLogits(self.decoder_embeddings[name].to_logits(rows), q.targets, q.valid, q.positions)
-        return out
+        valid = torch.cat([q.valid for q in queries.values()], dim=1)
+        if bool(valid.all()):
+            segments, start = [], 0
+            for q, c in zip(queries.values(), causal):
+                segments.append(Segment(start, start + q.x.shape[1], causal=c))
+                start += q.x.shape[1]
+            h = self.run_decoder(x, enc, segments=segments)
+            parts = torch.split(h, [q.x.shape[1] for q in queries.values()], dim=1)
+            rows = {n: p.reshape(-1, p.shape[-1]) for n, p in zip(names, parts)}
+        else:
+            mod = torch.cat([torch.full_like(q.valid, i, dtype=torch.long) for i, q in enumerate(queries.values())],
+                            dim=1)
+            order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, : int(valid.sum(1).max())]
+            x, valid, mod = take(x, order), take(valid, order), take(mod, order)
+            h = self.run_decoder(x, enc, self_mask=self._packed_mask(mod, valid, causal))
+            rows = {n: h[(mod == i) & valid] for i, n in enumerate(names)}
+        return {n: TargetLogits(self.decoder_embeddings[n].to_logits(rows[n]), q.targets, q.valid, q.positions)
+                for n, q in queries.items()}
 
-    def run_decoder(self, x: torch.Tensor, enc: EncoderState, segments: list[Segment]) -> torch.Tensor:
-        """Decoder blocks on queries x (B, Q, D) split into ``segments``; returns normed states (B, Q, D)."""
+    @staticmethod
+    def _packed_mask(mod: torch.Tensor, valid: torch.Tensor, causal: list[bool]) -> torch.Tensor:
+        """(B, 1, Q, Q) self-attention mask of packed queries: same modality, valid keys, causal for sequences
+        (packing is stable, so a sequence's queries keep their order). The diagonal keeps padding rows finite."""
+        q = mod.shape[1]
+        mask = (mod[:, :, None] == mod[:, None, :]) & valid[:, None, :]
+        is_causal = torch.tensor(causal, device=mod.device)[mod]  # (B, Q) per query row
+        tril = torch.ones(q, q, dtype=torch.bool, device=mod.device).tril()
+        mask &= ~is_causal[:, :, None] | tril
+        mask |= torch.eye(q, dtype=torch.bool, device=mod.device)
+        return mask[:, None]
+
+    def run_decoder(self, x: torch.Tensor, enc: EncoderState, *, segments: list[Segment] | None = None,
+                    self_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder blocks on queries x (B, Q, D), split into ``segments`` or masked by ``self_mask``
+        (B, 1, Q, Q); returns normed states (B, Q, D)."""
         context_mask = key_padding_mask(enc.valid)
         for block in self.decoder:
-            x = block(x, enc.context, segments=segments, context_mask=context_mask)
+            x = block(x, enc.context, segments=segments, self_mask=self_mask, context_mask=context_mask)
         return self.decoder_norm(x)
 
     # ---------------------------------------------------------------------------------------- save/load
