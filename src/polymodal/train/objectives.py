@@ -66,6 +66,8 @@ def get_source(name: str) -> Callable[[int, int], dict[str, np.ndarray]]:
 
 def make_objective(cfg: ExperimentConfig):
     if cfg.objective not in OBJECTIVES:
+        from . import tokenizer  # noqa: F401 - registers the tokenizer objectives
+    if cfg.objective not in OBJECTIVES:
         raise KeyError(f"unknown objective {cfg.objective!r}; registered: {', '.join(OBJECTIVES)}")
     return OBJECTIVES[cfg.objective](cfg)
 
