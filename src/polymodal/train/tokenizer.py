@@ -96,7 +96,7 @@ class TokenizerObjective:
         m = cfg.model
         self.is_mlp = isinstance(m, MLPTokenizerConfig)
         self.values = "vector" if self.is_mlp else m.values
-        self.key = m.name if self.is_mlp else sample_key(m.name)
+        self.key = sample_key(m.name)  # tok_minilm_global reads minilm_global, tok_depth@64 reads depth
         self.store = _Store(cfg, self.key, None if self.is_mlp else m.image_size)
         t = cfg.train
         if t.batch_size % t.grad_accum:
