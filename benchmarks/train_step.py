@@ -17,7 +17,7 @@ Memory: one training step of one implementation in a fresh subprocess, so that t
 
 Tokens/s = (input + target budget) * batch / median step time (forward + backward + AdamW + zero_grad).
 
-    python benchmarks/train_step.py                     # test, tiny, small; fp32 and bf16; batch 4; ~4 min
+    python benchmarks/train_step.py                     # test, tiny, small; fp32 and bf16; batch 4; ~5 min idle
     python benchmarks/train_step.py --quick             # ~30 s (test and tiny, fp32, vocabularies capped)
     python benchmarks/train_step.py --presets small B --dtypes fp32 --batch 16 --steps 5 --max-vocab 4096
 """
