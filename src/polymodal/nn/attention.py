@@ -18,15 +18,13 @@ from torch.nn import functional as F
 class Segment:
     """A run of query positions [start, end) that attend only among themselves (one modality in the decoder).
 
-    ``mask`` is the run's SDPA key mask (B, 1, 1, end-start) when rows are padded (see `key_padding_mask`), built
-    once per forward rather than in every layer; None when no row is padded. A causal segment relies on padding
-    sitting at its end (valid queries never see it), so it needs no mask.
+    Segments carry no padding: the decoder uses them only when every query is real, and packs queries under a
+    block-diagonal mask otherwise.
     """
 
     start: int
     end: int
     causal: bool = False
-    mask: torch.Tensor | None = None
 
 
 def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -86,8 +84,7 @@ class SelfAttention(nn.Module):
             sizes = [s.end - s.start for s in segments]
             if segments[0].start != 0 or sum(sizes) != x.shape[1]:
                 raise ValueError("decoder segments must tile the query axis in order")
-            parts = [F.scaled_dot_product_attention(qs, ks, vs, attn_mask=None if s.causal else s.mask,
-                                                    is_causal=s.causal)
+            parts = [F.scaled_dot_product_attention(qs, ks, vs, is_causal=s.causal)
                      for s, qs, ks, vs in zip(segments, q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2))]
             out = torch.cat(parts, dim=2)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
