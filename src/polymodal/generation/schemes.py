@@ -1,0 +1,169 @@
+"""One step function per decoding scheme. Each takes the generation state (a `Batch`) and returns the next one;
+guidance wraps any of them through its `Guidance` argument (the passes share one forward).
+
+State of a target during generation: image tokens hold the committed ids with ``is_input`` True (committed
+tokens are encoder inputs at the next step, as in ml-4m) and ``is_target`` True where tokens are still to come.
+A sequence target holds its prompt as input ids: ``[S_1]`` alone to write from scratch, or a text with sentinels
+``[S_k]`` where spans are to be written; after its step it holds the merged text as a full input.
+
+- `maskgit_step`: decode every position still to come, sample all of them, commit each sample's ``counts[b]``
+  most confident (ml-4m: confidence = probability of the sampled token, 1 for every position when greedy, ties
+  broken by `torch.topk` over positions in ascending order, as in ml-4m).
+- `roar_step`: random-order autoregression: pick ``counts[b]`` positions still to come in a random order
+  (``torch.rand`` over the grid, as ml-4m), decode only those queries and commit all their samples.
+- `autoregressive_step`: start from the first sentinel of the prompt and decode token by token (KV cache) until
+  each sample emits its closing sentinel (one past the prompt's last sentinel, ``[S_2]`` for an empty prompt) or,
+  with ``stop_at_eos``, ``[EOS]``; then replace each prompt sentinel by the span generated after it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.batch import Batch, ModalityTokens
+from ..model.fourm import FourM
+from ..tokenizers.text_layout import EOS, NUM_SENTINELS, PAD, SENTINEL_BASE
+from .forward import SequenceDecoder, decode_image, encode, repeat_rows
+from .guidance import Guidance
+from .sampling import sample, select_confident
+
+NO_GUIDANCE = Guidance()
+
+
+class PromptError(ValueError):
+    """A sequence prompt that cannot be completed (no sentinel to write at, no room left)."""
+
+
+def _is_sentinel(i: int) -> bool:
+    return SENTINEL_BASE <= i < SENTINEL_BASE + NUM_SENTINELS
+
+
+def commit(state: Batch, target: str, positions: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> Batch:
+    """Write ``ids`` (B, Q) at ``positions`` (B, Q) where ``chosen`` (B, Q): they become inputs, not targets."""
+    t = state[target]
+    b, q = chosen.nonzero(as_tuple=True)
+    pos = positions[b, q]
+    values = t.values.clone()
+    values[b, pos] = ids[b, q].to(values.dtype)
+    done = torch.zeros_like(t.is_target)
+    done[b, pos] = True
+    return state.replace(**{target: ModalityTokens(values, t.is_input | done, t.is_target & ~done)})
+
+
+def _guided_image_logits(model: FourM, state: Batch, target: str, query_mask: torch.Tensor, guidance: Guidance):
+    batched = guidance.passes(state, model.config.modality)
+    enc = encode(model, batched)
+    logits, valid, positions = decode_image(model, target, state, query_mask, enc, guidance.num_passes)
+    return guidance.combine(logits), valid, positions
+
+
+def maskgit_step(model: FourM, state: Batch, target: str, counts: torch.Tensor, *, temperature: float = 1.0,
+                 top_k: int | float = 0, top_p: float = 0.0, guidance: Guidance = NO_GUIDANCE,
+                 generator: torch.Generator | None = None) -> Batch:
+    """Commit ``counts`` (B,) tokens of image modality ``target`` (see the module docstring)."""
+    todo = state[target].is_target
+    if not bool(counts.any()):
+        return state
+    logits, valid, positions = _guided_image_logits(model, state, target, todo, guidance)
+    ids, conf = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    return commit(state, target, positions, ids, select_confident(conf, valid, counts))
+
+
+def roar_order(todo: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, N) positions still to come -> (B, N) rank of each position in a random order, those to come first.
+    One uniform draw per grid position, shared by the batch (ml-4m's ``forward_mask_decoder_roar``)."""
+    dev = generator.device if generator is not None else todo.device
+    r = torch.rand(todo.shape[1], generator=generator, device=dev).to(todo.device)
+    order = torch.argsort((~todo).float() + r[None, :] * 1e-6, dim=1)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(todo.shape[1], device=todo.device).expand_as(order).contiguous())
+    return ranks
+
+
+def roar_step(model: FourM, state: Batch, target: str, counts: torch.Tensor, *, temperature: float = 1.0,
+              top_k: int | float = 0, top_p: float = 0.0, guidance: Guidance = NO_GUIDANCE,
+              generator: torch.Generator | None = None) -> Batch:
+    """Commit ``counts`` (B,) randomly chosen tokens of image modality ``target``."""
+    todo = state[target].is_target
+    chosen = todo & (roar_order(todo, generator) < counts[:, None])
+    if not bool(chosen.any()):
+        return state
+    logits, valid, positions = _guided_image_logits(model, state, target, chosen, guidance)
+    ids, _ = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    return commit(state, target, positions, ids, valid)
+
+
+def prompt_rows(tokens: ModalityTokens, name: str) -> list[list[int]]:
+    rows = []
+    for b in range(tokens.batch_size):
+        row = tokens.values[b][tokens.is_input[b]].tolist()
+        if not any(_is_sentinel(i) for i in row):
+            raise PromptError(f"{name}: the prompt of sample {b} has no sentinel [S_k] marking where to write "
+                              f"(ids {row[:12]}{'...' if len(row) > 12 else ''}); use [S_1] alone to write from "
+                              "scratch")
+        rows.append(row)
+    return rows
+
+
+def merge_spans(prompt: list[int], generated: list[int]) -> list[int]:
+    """Each sentinel of ``prompt`` replaced by the tokens that follow the same sentinel in ``generated``."""
+    spans: dict[int, list[int]] = {}
+    current = None
+    for tok in generated:
+        if _is_sentinel(tok):
+            current = tok
+            spans.setdefault(tok, [])
+        else:
+            spans.setdefault(current, []).append(tok)
+    out: list[int] = []
+    for tok in prompt:
+        out.extend(spans.get(tok, [])) if _is_sentinel(tok) else out.append(tok)
+    return out
+
+
+def autoregressive_step(model: FourM, state: Batch, target: str, *, temperature: float = 1.0,
+                        top_k: int | float = 0, top_p: float = 0.0, guidance: Guidance = NO_GUIDANCE,
+                        generator: torch.Generator | None = None, max_tokens: int | None = None,
+                        stop_at_eos: bool = False, cache: bool = True) -> tuple[Batch, torch.Tensor]:
+    """Write the spans of sequence modality ``target``. Returns the new state (the merged text as input) and the
+    decoded ids (B, T) from the start sentinel on, PAD after each sample's stop token.
+
+    The encoder runs once for all guidance passes; the decoder runs once per token (cached) or over the whole
+    prefix per token (``cache=False``). At most ``max_tokens`` tokens are generated (default: the modality's
+    maximum length minus the prompt's, as ml-4m's target budget).
+    """
+    tokens = state[target]
+    mod = model.config.modality(target)
+    prompts = prompt_rows(tokens, target)
+    dev = tokens.values.device
+    start = torch.tensor([min(i for i in r if _is_sentinel(i)) for r in prompts], device=dev)
+    close = torch.tensor([max(i for i in r if _is_sentinel(i)) + 1 for r in prompts], device=dev)
+    room = mod.max_length - max(len(r) for r in prompts)
+    room = min(room, max_tokens) if max_tokens is not None else room
+    if room < 1:
+        raise PromptError(f"{target}: the prompt fills the modality's {mod.max_length} tokens; no room to write")
+    enc = encode(model, guidance.passes(state, model.config.modality))
+    p = guidance.num_passes
+    decoder = SequenceDecoder(model, target, enc, capacity=room, cache=cache)
+    out, tok = [start], start
+    done = torch.zeros_like(start, dtype=torch.bool)
+    lengths = torch.full_like(start, room + 1)  # tokens up to and including each sample's stop token
+    for i in range(room):
+        logits = guidance.combine(decoder.step(repeat_rows(tok, p)))
+        tok, _ = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        # finished rows keep being decoded (batch-shaped cache, same draws as ml-4m) but their tokens are PAD
+        out.append(torch.where(done, torch.full_like(tok, PAD), tok))
+        stop = ~done & ((tok == close) | ((tok == EOS) & stop_at_eos))
+        lengths = torch.where(stop, torch.full_like(lengths, i + 2), lengths)
+        done |= stop
+        if bool(done.all()):
+            break
+    generated = torch.stack(out, dim=1)
+    merged = [merge_spans(pr, g[:n]) for pr, g, n in zip(prompts, generated.tolist(), lengths.tolist())]
+    width = max(len(m) for m in merged)
+    values = torch.full((len(merged), width), PAD, dtype=torch.long, device=dev)
+    used = torch.zeros(len(merged), width, dtype=torch.bool, device=dev)
+    for b, m in enumerate(merged):
+        values[b, :len(m)] = torch.tensor(m, dtype=torch.long)
+        used[b, :len(m)] = True
+    return state.replace(**{target: ModalityTokens(values, used, torch.zeros_like(used))}), generated
