@@ -1,0 +1,285 @@
+"""Pre-tokenization: a dataset of pixels and labels -> token shards that training reads (never pixels).
+
+    polymodal data tokenize DATASET --tokenizer rgb=tok/rgb depth=tok/depth caption=tok/text --crops 4 --out TOKENS
+
+For every sample, ``crops`` crop settings are drawn (`transforms.Crop`; the first is the centre crop, the others
+random resized crops with a flip, seeded by ``(seed, sample key, k)``), and every modality is stored per crop:
+
+==================  ===================================================================================
+entry               value
+==================  ===================================================================================
+``crops.npy``       (N, 5) int32: top, left, height, width, flip of each crop (source pixels)
+``tok_*.npy``       (N, T) int16: an image modality's token ids per crop (its tokenizer's name, e.g.
+                    ``tok_rgb@64``; from the dataset key given with ``--tokenizer``)
+``caption.npy``,    (N, L) int16: a sequence's ids per crop, [EOS] then [PAD] = 0 (``caption`` through the
+``det.npy``, ...    text tokenizer; ``det``, ``metadata``, ``color_palette`` through their serializers;
+                    boxes are cropped with the image)
+==================  ===================================================================================
+
+A sample lacking a modality gets no entry for it (the loader treats it as absent). ``tokens.json`` lists the
+shards, their sample counts and every stored modality's definition (kind, vocabulary, grid or length) and
+tokenizer. One output shard per input shard (or per ``shard_size`` samples of a folder dataset), written under a
+temporary name and renamed when complete: a rerun skips complete shards (resumable); ``workers`` processes
+tokenize shards in parallel, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import multiprocessing as mp
+import os
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import modalities
+from .readers import INFO_FILE, FolderDataset, iter_shard, shard_paths
+from .transforms import Crop, apply_crop, center_crop, image_size, random_resized_crop
+
+FORMAT, VERSION = "polymodal-tokens", 1
+TOKENS_FILE = "tokens.json"
+SERIALIZED = ("det", "metadata", "color_palette")  # world-format values with a serializer; caption is plain text
+
+
+def modality_spec(mod: modalities.Modality) -> dict:
+    d = {k: v for k, v in dataclasses.asdict(mod).items() if v is not None and k != "description"}
+    d["kind"] = mod.kind.value
+    return d
+
+
+def crops_for(key: str, h: int, w: int, n: int, seed: int) -> list[Crop]:
+    """``n`` crop settings of sample ``key``: the centre crop, then random resized crops with flips."""
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
+    return [center_crop(h, w)] + [random_resized_crop(h, w, rng) for _ in range(n - 1)]
+
+
+def _image_tensor(values: list[np.ndarray], kind: str) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(values))
+    if x.ndim == 4:  # (B, H, W, C) -> (B, C, H, W)
+        x = x.permute(0, 3, 1, 2).contiguous()
+    if kind == "semseg":
+        return x.long()
+    return x if x.dtype == torch.uint8 else x.float()
+
+
+class SampleTokenizer:
+    """Tokenizes one sample's crops with the tokenizers of ``{dataset key: tokenizer folder}``."""
+
+    def __init__(self, tokenizers: dict[str, str], *, crops: int, seed: int, size: int | None = None):
+        from ..tokenizers import load_tokenizer
+
+        self.tok = {k: load_tokenizer(p) for k, p in tokenizers.items()}
+        self.crops, self.seed = crops, seed
+        self.image = {k: t for k, t in self.tok.items() if hasattr(t, "cfg") and hasattr(t.cfg, "image_size")}
+        self.text = {k: t for k, t in self.tok.items() if k not in self.image}
+        bad = [k for k in self.text if k != "caption" and k not in SERIALIZED]
+        if bad:
+            raise ValueError(f"no way to tokenize {bad} with a text tokenizer (caption and {', '.join(SERIALIZED)})")
+        sizes = [t.cfg.image_size for t in self.image.values()]
+        self.size = size or (max(sizes) if sizes else 224)
+
+    def modalities(self) -> dict[str, dict]:
+        """What ``tokens.json`` records of every stored modality."""
+        out = {}
+        for key, tok in self.image.items():
+            out[tok.cfg.name] = {"source": key, "spec": modality_spec(tok.modality), "tokenizer": type(tok).__name__}
+        for key, tok in self.text.items():
+            spec = modality_spec(modalities.get(key).replace(vocab_size=tok.vocab_size))
+            out[key] = {"source": key, "spec": spec, "tokenizer": type(tok).__name__}
+        return out
+
+    @torch.no_grad()
+    def __call__(self, sample: dict) -> dict[str, np.ndarray]:
+        key = str(sample["__key__"])
+        h, w = image_size(sample)
+        crops = crops_for(key, h, w, self.crops, self.seed)
+        out = {"crops": np.stack([c.as_array() for c in crops])}
+        for k, tok in self.image.items():
+            if k in sample:
+                views = [apply_crop({k: sample[k]}, c, tok.cfg.image_size)[k] for c in crops]
+                out[tok.cfg.name] = tok.encode(_image_tensor(views, tok.cfg.values)).numpy().astype(np.int16)
+        for k, tok in self.text.items():
+            if k not in sample:
+                continue
+            if k in ("det",):  # boxes move with the crop
+                rows = [self._serialize(k, apply_crop({k: sample[k]}, c, self.size)[k], tok) for c in crops]
+            else:
+                rows = [self._serialize(k, sample[k], tok)] * len(crops)
+            width = max(len(r) for r in rows)
+            arr = np.zeros((len(crops), max(width, 1)), dtype=np.int16)  # [PAD] = 0
+            for i, r in enumerate(rows):
+                arr[i, :len(r)] = r
+            out[k] = arr
+        return out
+
+    def _serialize(self, key: str, value, tok) -> list[int]:
+        limit = modalities.get(key).max_length
+        if key == "caption":
+            return tok.encode_lists([value], max_length=limit)[0]
+        from ..tokenizers import serializers as S
+
+        adapted = {"det": lambda v: S.boxes_from_world(v, self.size), "metadata": S.metadata_from_world,
+                   "color_palette": S.palette_from_world}[key](value)
+        return S.SERIALIZERS[key].encode(adapted, tok, max_tokens=limit)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+_WORKER: dict = {}
+
+
+def _job(args: tuple) -> tuple[str, int, list[str]]:
+    """Tokenize one unit (an input shard, or a range of a folder dataset) into ``out/name``."""
+    unit, out, name, tok_args = args
+    if _WORKER.get("args") != tok_args:
+        tokenizers, crops, seed, size = tok_args
+        torch.set_num_threads(1)  # workers are processes: one thread each does not oversubscribe the cores
+        _WORKER.update(args=tok_args, st=SampleTokenizer(dict(tokenizers), crops=crops, seed=seed, size=size))
+    st = _WORKER["st"]
+    if isinstance(unit, str):
+        samples = iter_shard(unit)
+    else:
+        folder = FolderDataset(unit[0])
+        samples = (folder[i] for i in range(*unit[1:]))
+    final = Path(out) / name
+    tmp = final.with_name(f"{name}.tmp-{os.getpid()}")
+    n, errors = 0, []
+    try:
+        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for sample in samples:
+                try:
+                    entries = st(sample)
+                except ValueError as e:  # a sample the tokenizers refuse: reported, the shard goes on
+                    errors.append(f"{sample.get('__key__')}: {e}")
+                    continue
+                for field, arr in entries.items():
+                    _add(tar, f"{sample['__key__']}.{field}.npy", _npy(arr))
+                n += 1
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return name, n, errors
+
+
+def _units(dataset: str, shard_size: int) -> list:
+    path = Path(dataset)
+    if path.is_dir() and not (path / INFO_FILE).exists() and not any(path.glob("*.tar")):
+        n = len(FolderDataset(path))
+        return [(str(path), a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
+    return [str(p) for p in shard_paths(dataset)]
+
+
+def pretokenize(dataset: str, tokenizers: dict[str, str], out: str | os.PathLike, *, crops: int = 1, seed: int = 0,
+                size: int | None = None, workers: int = 1, shard_size: int = 500, progress: bool = False) -> dict:
+    """Tokenize ``dataset`` (shards or folder layout) into token shards in ``out``; returns ``tokens.json``.
+
+    Args:
+        tokenizers: dataset key -> tokenizer folder (image tokenizers: ``rgb``, ``depth``, ``normal``, ``semseg``,
+            ``canny_edge``...; a text tokenizer for ``caption``, ``det``, ``metadata``, ``color_palette``).
+        crops: crop settings per sample, >= 1; the first is the centre crop.
+        size: the frame boxes are normalized in (default: the largest image tokenizer's side).
+        workers: processes tokenizing shards in parallel; shard_size: samples per shard of a folder dataset.
+    """
+    if crops < 1 or workers < 1:
+        raise ValueError(f"crops and workers must be >= 1, got {crops} and {workers}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok_args = (tuple(sorted((k, str(Path(v).resolve())) for k, v in tokenizers.items())), crops, seed, size)
+    units = _units(dataset, shard_size)
+    names = [f"tokens-{j:06d}.tar" for j in range(len(units))]
+    mods = SampleTokenizer(dict(tok_args[0]), crops=crops, seed=seed, size=size).modalities()
+    info = {"format": FORMAT, "version": VERSION, "source": str(dataset), "crops": crops, "seed": seed,
+            "tokenizers": dict(tok_args[0]), "modalities": mods, "shards": names}
+    info_path = out / TOKENS_FILE
+    old = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if old and any(old.get(k) != info[k] for k in ("crops", "seed", "tokenizers", "shards")):
+        raise ValueError(f"{out} holds tokens made with other settings; use another folder")
+    counts, errors = old.get("counts", {}), dict(old.get("errors", {}))
+    if isinstance(counts, list):  # a complete run stores them as a list in shard order
+        counts = dict(zip(old["shards"], counts))
+    for stale in out.glob("tokens-*.tar.tmp-*"):  # left by a killed run
+        stale.unlink()
+    todo = [(u, str(out), name, tok_args) for u, name in zip(units, names)
+            if not ((out / name).exists() and name in counts)]
+    info_path.write_text(json.dumps({**info, "counts": counts, "errors": errors, "complete": False}, indent=1))
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(min(workers, len(todo)))
+    bar = None
+    try:
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(units), initial=len(units) - len(todo), unit="shard", desc="tokenize")
+        for name, n, errs in (pool.imap_unordered(_job, todo) if pool else map(_job, todo)):
+            counts[name] = n
+            if errs:
+                errors[name] = errs
+            # Recorded after each shard: a killed run keeps what it finished.
+            info_path.write_text(json.dumps({**info, "counts": counts, "errors": errors, "complete": False},
+                                            indent=1))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    info.update(counts=[counts[n] for n in names], count=sum(counts[n] for n in names), errors=errors,
+                complete=True)
+    tmp = info_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, info_path)
+    return info
+
+
+def write_tokens(out: str | os.PathLike, samples, mods: dict[str, modalities.Modality], *, shard_size: int = 500,
+                 crops: int = 1) -> dict:
+    """Write already tokenized samples (``{"__key__": str, name: (crops, T) int array, ...}``) as a token dataset,
+    the format `pretokenize` writes (for tests, benchmarks and imports of tokens made elsewhere)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, counts, tar, f, n = [], [], None, None, 0
+    try:
+        for sample in samples:
+            if tar is None or n == shard_size:
+                if tar is not None:
+                    tar.close()
+                    f.close()
+                    counts.append(n)
+                names.append(f"tokens-{len(names):06d}.tar")
+                f = open(out / names[-1], "wb")
+                tar, n = tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT), 0
+            for field, arr in sample.items():
+                if field != "__key__":
+                    _add(tar, f"{sample['__key__']}.{field}.npy", _npy(np.asarray(arr, dtype=np.int16)))
+            n += 1
+    finally:
+        if tar is not None:
+            tar.close()
+            f.close()
+            counts.append(n)
+    info = {"format": FORMAT, "version": VERSION, "source": "write_tokens", "crops": crops, "seed": 0,
+            "tokenizers": {}, "shards": names, "counts": counts, "count": sum(counts), "errors": {},
+            "modalities": {k: {"source": k, "spec": modality_spec(m), "tokenizer": None} for k, m in mods.items()},
+            "complete": True}
+    (out / TOKENS_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    return info
