@@ -1,1 +1,22 @@
-"""polymodal.viz"""
+"""polymodal.viz: token ids -> values (`decode_outputs`), a picture of any value (`picture`), grids of inputs and
+outputs as PNG (`inputs_outputs_grid`, `tile_grid`).
+
+    values = decode_outputs(ids, tokenizers)                       # modality -> batched values
+    kinds = {m: value_kind(m, tokenizers) for m in ids} | {"rgb@64": "rgb"}
+    save_png(inputs_outputs_grid({"rgb@64": rgb}, values, kinds), "out.png")
+
+The built-in world's own preview (`polymodal.data.world.preview`, every stored modality of a few samples) stays in
+data/: data sits below viz in the import table and cannot call it.
+"""
+
+from .colors import class_colors, colormap, depth_rgb, feature_pca_rgb, normal_rgb, semseg_rgb
+from .decode import DecodeError, decode_one, decode_outputs, tokenizer_for, value_kind
+from .grid import grid_size, inputs_outputs_grid, sample_tiles, save_png, tile_grid
+from .pictures import KINDS, draw_boxes, draw_instances, draw_palette, draw_poses, draw_text, picture
+
+__all__ = [
+    "KINDS", "DecodeError", "class_colors", "colormap", "decode_one", "decode_outputs", "depth_rgb", "draw_boxes",
+    "draw_instances", "draw_palette", "draw_poses", "draw_text", "feature_pca_rgb", "grid_size",
+    "inputs_outputs_grid", "normal_rgb", "sample_tiles", "save_png", "semseg_rgb", "tile_grid", "tokenizer_for",
+    "value_kind", "picture",
+]
