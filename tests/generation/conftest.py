@@ -7,8 +7,8 @@ import torch
 
 from polymodal import modalities
 from polymodal.config import ModelConfig
-from polymodal.model import FourM
 from polymodal.modalities import Kind, Modality
+from polymodal.model import FourM
 
 from ..conftest import TINY_MODS
 
@@ -34,3 +34,12 @@ def text(rows: list[list[int]]) -> torch.Tensor:
     """Ids padded with [PAD] (0)."""
     width = max(len(r) for r in rows)
     return torch.tensor([r + [0] * (width - len(r)) for r in rows])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: thread hand-offs cost more than they save, most of all on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polymodal.generation import (ScheduleError, cosine_schedule, filter_top_k, filter_top_p, linear_schedule,
-                                  sample, select_confident, temperature_schedule, token_schedule)
+from polymodal.generation import (
+    ScheduleError,
+    cosine_schedule,
+    filter_top_k,
+    filter_top_p,
+    linear_schedule,
+    sample,
+    select_confident,
+    temperature_schedule,
+    token_schedule,
+)
 
 
 @pytest.mark.parametrize("steps,total", [(1, 1), (1, 196), (8, 196), (16, 196), (12, 16), (16, 16), (7, 1000)])

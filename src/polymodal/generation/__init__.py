@@ -25,8 +25,17 @@ them); ``cfg_grow_conditioning`` here also adds autoregressive targets.
 from .generate import ConditionError, StepResult, generate, generate_iter, initial_state
 from .guidance import Guidance, GuidanceError, drop_condition
 from .plan import Plan, PlanError, Step, preset
-from .sampling import (ScheduleError, cosine_schedule, filter_top_k, filter_top_p, linear_schedule, sample,
-                       select_confident, temperature_schedule, token_schedule)
+from .sampling import (
+                       ScheduleError,
+                       cosine_schedule,
+                       filter_top_k,
+                       filter_top_p,
+                       linear_schedule,
+                       sample,
+                       select_confident,
+                       temperature_schedule,
+                       token_schedule,
+)
 from .schemes import PromptError, autoregressive_step, maskgit_step, merge_spans, roar_step
 
 __all__ = ["ConditionError", "Guidance", "GuidanceError", "Plan", "PlanError", "PromptError", "ScheduleError", "Step",

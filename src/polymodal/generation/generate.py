@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 
 from ..data.batch import Batch, ModalityTokens
-from ..model.fourm import FourM
 from ..modalities import Kind
+from ..model.fourm import FourM
 from ..tokenizers.text_layout import EOS, PAD
 from .guidance import S_1
 from .plan import Plan, PlanError, Step
-from .schemes import prompt_rows, autoregressive_step, maskgit_step, roar_step
+from .schemes import autoregressive_step, maskgit_step, prompt_rows, roar_step
 
 
 class ConditionError(ValueError):
@@ -68,8 +68,9 @@ def initial_state(model: FourM, conditions: Mapping[str, object], plan: Plan, *,
     enc, dec = model.encoder_embeddings, model.decoder_embeddings
     for name in list(conditions) + list(plan.targets):
         if name not in enc and name not in dec:
+            cfg = model.config
             raise ConditionError(f"modality {name!r} is not a domain of this model (inputs: "
-                                 f"{', '.join(model.config.domains_in)}; outputs: {', '.join(model.config.domains_out)})")
+                                 f"{', '.join(cfg.domains_in)}; outputs: {', '.join(cfg.domains_out)})")
     for step in plan.steps:
         if step.target not in dec:
             raise PlanError(f"{step.target}: this model cannot output it (outputs: "
