@@ -8,8 +8,9 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "src" / "polymodal"
 
 # Layer ranks, bottom first; a module may import polymodal modules of a strictly lower rank (and its own package).
+# viz (pictures of values) sits just below retrieval and eval, which draw their results and reports with it.
 RANK = {"modalities": 0, "config": 1, "nn": 2, "tokenizers": 3, "data": 4, "model": 5, "generation": 6,
-        "retrieval": 7, "eval": 7, "viz": 7, "train": 8, "interop": 9, "cli": 10, "__main__": 11}
+        "viz": 7, "retrieval": 7.5, "eval": 7.5, "train": 8, "interop": 9, "cli": 10, "__main__": 11}
 # Narrower rules stated in the table.
 ONLY = {"nn": set(), "model": {"nn", "modalities", "config", "data.batch"}}
 
