@@ -11,12 +11,16 @@ tokenizer reads its ``name``). Sources, in order:
   (deterministic by index) and kept in memory; indices past ``data.num_samples`` are held out.
 - any other registered index source (`objectives.register_source`) returning the key.
 
+An MLP tokenizer with ``standardize=True`` and no per-channel ``mean``/``std`` gets them fitted on the first
+10,000 training vectors before training (`tokenizers.mlp.fit_standardization`); the release folder keeps them.
+
 Every evaluation also writes ``reconstructions/step_XXXXXX.png`` (originals above their reconstructions) and logs
 the reconstruction metric (`tokenizers.metrics`), codebook usage and perplexity of the held-out set.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +29,15 @@ from torch import nn
 
 from ..config import ConfigError, ExperimentConfig
 from ..data.world import IMAGE_KEYS, read_info, read_shard, render_sample
-from ..tokenizers.metrics import metric_sums, summarize_metrics
-from ..tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig
+from ..tokenizers.metrics import metric_sums, num_sums, summarize_metrics
+from ..tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig, fit_standardization
 from ..tokenizers.quantizers import code_histogram, codebook_usage
 from ..tokenizers.vqvae import ViTVQVAE
 from . import dist
 from .objectives import _epoch_order, get_source, register_objective
 
 PICTURES = 8  # held-out samples in each reconstruction PNG
+STANDARDIZE_SAMPLES = 10_000  # training vectors an MLP tokenizer's mean/std are fitted on
 
 
 def sample_key(name: str) -> str:
@@ -98,9 +103,19 @@ class TokenizerObjective:
         self.values = "vector" if self.is_mlp else m.values
         self.key = sample_key(m.name)  # tok_minilm_global reads minilm_global, tok_depth@64 reads depth
         self.store = _Store(cfg, self.key, None if self.is_mlp else m.image_size)
+        if self.is_mlp and m.standardize and len(m.mean) == 1:
+            self.cfg = cfg = self._standardized(cfg)
         t = cfg.train
         if t.batch_size % t.grad_accum:
             raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
+
+    def _standardized(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """The experiment with the MLP tokenizer's mean/std fitted on (up to 10,000 of) the training vectors: the
+        same on every rank and rerun (the first indices, no randomness); the release folder's config keeps them."""
+        n = min(self.store.num_train, STANDARDIZE_SAMPLES)
+        x = torch.from_numpy(np.stack([self.store.get(i) for i in range(n)])).float()
+        mean, std = fit_standardization(x, l2_normalize=cfg.model.l2_normalize)
+        return replace(cfg, model=replace(cfg.model, mean=mean, std=std))
 
     def build_model(self) -> nn.Module:
         return MLPTokenizer(self.cfg.model) if self.is_mlp else ViTVQVAE(self.cfg.model)
@@ -183,7 +198,8 @@ class TokenizerObjective:
             if len(shown) < PICTURES:
                 shown += list(zip(batch.cpu(), recon.cpu(), strict=True))[:PICTURES - len(shown)]
         if metric is None:
-            metric, hist = torch.zeros(2 * nclass or 2, dtype=torch.float64), torch.zeros(tok.vocab_size).double()
+            metric = torch.zeros(num_sums(self.values, num_classes=nclass), dtype=torch.float64)
+            hist = torch.zeros(tok.vocab_size, dtype=torch.float64)
         metric, hist = dist.all_reduce_sum(metric), dist.all_reduce_sum(hist)
         if was_training:
             tok.train()
