@@ -34,7 +34,13 @@ from .quantizers import build_quantizer
 @dataclass(frozen=True)
 class MLPTokenizerConfig:
     """A vector tokenizer. ``mean``/``std`` (one value per input channel, or one for all) normalize the input;
-    ``l2_normalize`` makes it a unit vector first (global embeddings are compared by cosine)."""
+    ``l2_normalize`` makes it a unit vector first (global embeddings are compared by cosine).
+
+    ``standardize``: the training objective fits per-channel ``mean``/``std`` on the training vectors
+    (`fit_standardization`) before training, where they are not given, and the release folder keeps them.
+    Sentence and image embeddings need it: they crowd around one direction (the world's MiniLM caption vectors
+    have cosine 0.85 to their mean), and unstandardized, every Memcodes head collapses onto one code.
+    """
 
     in_dim: int
     name: str = ""
@@ -51,6 +57,7 @@ class MLPTokenizerConfig:
     temperature: float = 1.0
     loss: str = "cosine"
     l2_normalize: bool = False
+    standardize: bool = False
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
 
@@ -69,6 +76,21 @@ class MLPTokenizerConfig:
                 raise config_lib.ConfigError(f"mean and std need 1 or in_dim={self.in_dim} values")
         if min(self.std) <= 0:
             raise config_lib.ConfigError("std must be > 0")
+
+
+def fit_standardization(vectors: torch.Tensor, *, l2_normalize: bool = False) -> tuple[tuple[float, ...],
+                                                                                        tuple[float, ...]]:
+    """(N, D) training vectors -> per-channel (mean, std), of unit vectors if ``l2_normalize``.
+
+    A channel's std is floored at a tenth of the median channel's: some embeddings have channels that are
+    (nearly) constant, and dividing by their ~0 std would blow up the smallest difference on held-out vectors.
+    """
+    x = vectors.double()
+    if l2_normalize:
+        x = nn.functional.normalize(x, dim=-1)
+    std = x.std(0) if x.shape[0] > 1 else torch.ones(x.shape[1], dtype=x.dtype)
+    std = std.clamp(min=max(0.1 * float(std.median()), 1e-8))
+    return tuple(x.mean(0).tolist()), tuple(std.tolist())
 
 
 class MLPTokenizerOutput(NamedTuple):
@@ -182,7 +204,10 @@ class MLPTokenizer(nn.Module):
         return self.to_values(self._decode_codes(self.quantizer.ids_to_codes(ids)))
 
     def to_values(self, pred: torch.Tensor) -> torch.Tensor:
-        return pred.float() * self.std + self.mean
+        """(B, in_dim) model output -> natural units; unit vectors when the tokenizer l2-normalizes its input
+        (it only learns directions then: a cosine loss leaves the output's length free)."""
+        x = pred.float() * self.std + self.mean
+        return nn.functional.normalize(x, dim=-1) if self.cfg.l2_normalize else x
 
     def save_pretrained(self, path: str | Path) -> Path:
         c = self.cfg
