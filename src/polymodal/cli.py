@@ -167,6 +167,76 @@ def _add_tokenizer_commands(sub):
     return tsub
 
 
+def _cmd_retrieve_build(args: argparse.Namespace) -> int:
+    from .data.world import ShardError
+    from .retrieval import GalleryIndex
+
+    try:
+        index = GalleryIndex.from_world(args.world, modality=args.modality, metric=args.metric, limit=args.limit)
+    except (ValueError, KeyError, OSError, ShardError) as e:
+        raise SystemExit(f"polymodal retrieve build: {e}") from None
+    index.save(args.out)
+    print(f"{index}: {args.out}")
+    return 0
+
+
+def _cmd_retrieve_search(args: argparse.Namespace) -> int:
+    """Queries are the stored vectors of samples of a world folder (the gallery's own by default): a look at what
+    the gallery holds and the ceiling a predicted embedding can reach. Predicted queries: `polymodal.retrieval.
+    retrieve` with a sampler from `polymodal.generation`."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from .data.world import ShardError, read_sample
+    from .retrieval import GalleryIndex, Retrieval, draw_matches, world_pictures
+    from .viz import picture, save_png
+
+    try:
+        index = GalleryIndex.load(args.index)
+        world = args.world or index.source
+        if not world:
+            raise ValueError(f"{args.index} does not name its world folder: pass --world")
+        samples = [read_sample(world, i, modalities=[index.modality, "rgb", "caption"]) for i in args.samples]
+        vectors = torch.as_tensor(np.stack([s[index.modality] for s in samples]))
+        result = Retrieval(vectors, index.search(vectors, args.k))
+        queries = [[(f"query #{i}", picture("rgb", s["rgb"], size=args.size)),
+                    ("caption", picture("caption", s["caption"], size=args.size))]
+                   for i, s in zip(args.samples, samples)]
+        gallery = args.gallery_world or index.source
+        out = save_png(draw_matches(result, world_pictures(gallery), queries=queries, size=args.size),
+                       Path(args.out) if args.out else Path(args.index) / "matches.png")
+    except (ValueError, KeyError, IndexError, OSError, ShardError) as e:
+        raise SystemExit(f"polymodal retrieve search: {e}") from None
+    for i, keys, scores in zip(args.samples, result.hits.keys, result.hits.scores.tolist()):
+        print(f"#{i}: " + "  ".join(f"#{k} {s:.3f}" for k, s in zip(keys, scores)))
+    print(f"matches: {out}")
+    return 0
+
+
+def _add_retrieve_parser(sub) -> None:
+    """``polymodal retrieve build|search``: gallery indexes of global embeddings (src/polymodal/retrieval)."""
+    group = sub.add_parser("retrieve", help="build and search gallery indexes of global embeddings")
+    rsub = group.add_subparsers(dest="retrieve_command", required=True)
+    p = rsub.add_parser("build", help="index one vector modality of a world folder (e.g. minilm_global)")
+    p.add_argument("world", help="a world dataset folder (written with --text-embeddings for minilm_global)")
+    p.add_argument("--out", required=True, help="index folder to write (config.json + vectors.safetensors)")
+    p.add_argument("--modality", default="minilm_global", help="the stored vector modality (default minilm_global)")
+    p.add_argument("--metric", choices=("cosine", "l2"), default="cosine", help="similarity (default cosine)")
+    p.add_argument("--limit", type=int, help="index only the first N samples")
+    p.set_defaults(func=_cmd_retrieve_build)
+    p = rsub.add_parser("search", help="search with the stored vectors of world samples; PNG of the matches")
+    p.add_argument("index", help="an index folder (polymodal retrieve build)")
+    p.add_argument("--samples", type=int, nargs="+", required=True, help="query sample indices")
+    p.add_argument("--world", help="folder of the query samples (default: the index's own world)")
+    p.add_argument("--gallery-world", help="folder of the gallery's pictures (default: the index's own world)")
+    p.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
+    p.add_argument("--size", type=int, default=96, help="tile side in pixels (default 96)")
+    p.add_argument("--out", help="PNG to write (default INDEX/matches.png)")
+    p.set_defaults(func=_cmd_retrieve_search)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
     _add_data_commands(sub)
     _add_tokenizer_train_command(_add_tokenizer_commands(sub))
+    _add_retrieve_parser(sub)
     return parser
 
 

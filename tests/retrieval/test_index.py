@@ -123,6 +123,7 @@ def test_gallery_from_a_world_folder(tmp_path, monkeypatch):
     synthesize(world, 5, 32, seed=0, shard_size=3, text_embeddings=True)
     index = GalleryIndex.from_world(world)
     assert len(index) == 5 and index.dim == 384 and index.keys == [0, 1, 2, 3, 4]
+    assert GalleryIndex.load(index.save(tmp_path / "idx")).source == str(world)
     stored = [s["minilm_global"] for s in iter_samples(world, modalities=["minilm_global"])]
     assert index.search(np.stack(stored), 1).keys == [[i] for i in range(5)]
     assert len(GalleryIndex.from_world(world, limit=2)) == 2

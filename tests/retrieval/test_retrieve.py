@@ -63,3 +63,21 @@ def test_matches_are_drawn_one_row_per_query(tmp_path):
     assert draw_matches(result, rgb, size=40).size == grid_size(2, 3, tile=40)
     with pytest.raises(ValueError, match="2 queries searched but 1"):
         draw_matches(result, rgb, queries=queries[:1])
+
+
+def test_cli_builds_and_searches_a_world_gallery(tmp_path, monkeypatch, capsys):
+    from polymodal.cli import main
+    from polymodal.data.world import text_embed
+
+    from .test_index import FakeEncoder
+
+    monkeypatch.setattr(text_embed, "shared_encoder", lambda device="cpu": FakeEncoder())
+    world, idx = tmp_path / "world", tmp_path / "idx"
+    synthesize(world, 4, 32, seed=0, shard_size=4, text_embeddings=True)
+    assert main(["retrieve", "build", str(world), "--out", str(idx)]) == 0
+    assert main(["retrieve", "search", str(idx), "--samples", "2", "0", "--k", "2", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "#2: #2 1.000" in out and "#0: #0 1.000" in out
+    assert (idx / "matches.png").is_file()
+    with pytest.raises(SystemExit, match="k must be an integer"):
+        main(["retrieve", "search", str(idx), "--samples", "0", "--k", "5"])

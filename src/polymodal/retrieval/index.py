@@ -9,9 +9,10 @@ product index) and ``"l2"`` (scores are Euclidean distances, lower first). Searc
 at gallery sizes of the world and of 4M's evaluations (10^4 to 10^6 vectors) a flat index answers in
 milliseconds to a second, and exact results make recall numbers comparable across runs.
 
-A saved index is a folder: ``config.json`` (metric, dimension, count, modality, key type), ``vectors.safetensors``
-(the gallery as given, float32, and integer keys) + ``keys.json`` for string keys + ``README.md``. The faiss index
-is rebuilt on load (flat indexes hold nothing but the vectors), so loading never unpickles.
+A saved index is a folder: ``config.json`` (metric, dimension, count, modality, source folder, key type),
+``vectors.safetensors`` (the gallery as given, float32, and integer keys) + ``keys.json`` for string keys +
+``README.md``. The faiss index is rebuilt on load (flat indexes hold nothing but the vectors), so loading never
+unpickles.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class GalleryIndex:
     """(N, D) gallery vectors with one key each (default 0..N-1), searched exactly by ``metric``."""
 
     def __init__(self, vectors, keys: Sequence[Hashable] | None = None, *, metric: str = "cosine",
-                 modality: str = "") -> None:
+                 modality: str = "", source: str = "") -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         a = _as_matrix(vectors, "gallery")
@@ -83,6 +84,7 @@ class GalleryIndex:
                 or all(isinstance(k, str) for k in keys)):
             raise ValueError("gallery: keys must be all integers or all strings (what a folder can store)")
         self.metric, self.modality = metric, modality
+        self.source = source  # where the gallery came from (a world folder), to find its pictures again
         self.vectors = torch.from_numpy(a)  # as given (not normalized): what is saved
         self.keys = [int(k) if not isinstance(k, str) else k for k in keys]
         self._faiss = faiss.IndexFlatIP(a.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(a.shape[1])
@@ -151,8 +153,10 @@ class GalleryIndex:
         if modality not in stored:
             raise KeyError(f"{path} stores no {modality!r} (it holds {', '.join(stored)}); caption embeddings need "
                            "`polymodal data synth --text-embeddings`")
-        return cls.from_samples(iter_samples(path, modalities=[modality]), modality=modality, metric=metric,
-                                limit=limit)
+        index = cls.from_samples(iter_samples(path, modalities=[modality]), modality=modality, metric=metric,
+                                 limit=limit)
+        index.source = str(path)
+        return index
 
     # ------------------------------------------------------------------------------------------ folders
 
@@ -168,7 +172,8 @@ class GalleryIndex:
             tensors["keys"] = torch.tensor(self.keys, dtype=torch.int64)
         save_file(tensors, str(path / VECTORS))
         cfg = {"_class_name": type(self).__name__, "format_version": FORMAT_VERSION, "metric": self.metric,
-               "dim": self.dim, "count": len(self), "modality": self.modality, "key_type": "str" if str_keys else "int"}
+               "dim": self.dim, "count": len(self), "modality": self.modality, "source": self.source,
+               "key_type": "str" if str_keys else "int"}
         (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
         (path / "README.md").write_text(
             f"# Gallery index\n\n{len(self)} vectors of {self.dim} ({self.modality or 'unnamed modality'}), "
@@ -187,7 +192,8 @@ class GalleryIndex:
             raise ValueError(f"{path / CONFIG} holds a {cfg.get('_class_name')!r}, not a {cls.__name__}")
         tensors = load_file(str(path / VECTORS))
         keys = json.loads((path / KEYS).read_text()) if cfg["key_type"] == "str" else tensors["keys"].tolist()
-        index = cls(tensors["vectors"], keys, metric=cfg["metric"], modality=cfg.get("modality", ""))
+        index = cls(tensors["vectors"], keys, metric=cfg["metric"], modality=cfg.get("modality", ""),
+                    source=cfg.get("source", ""))
         if len(index) != cfg["count"] or index.dim != cfg["dim"]:
             raise ValueError(f"{path}: config.json says {cfg['count']} x {cfg['dim']}, the vectors are "
                              f"{len(index)} x {index.dim}")
