@@ -95,13 +95,42 @@ def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: 
 
 
 def load_tokenizer(path: str | Path):
-    """Any tokenizer folder, whatever its class (dispatch on ``_class_name`` in its config.json)."""
+    """Any tokenizer folder, whatever its class (dispatch on ``_class_name`` in its config.json).
+
+    Also a bare HF ``tokenizers`` JSON file, such as 4M's official ``text_tokenizer_4m_wordpiece_30k.json``, or a
+    folder holding only such a JSON (no config.json): a `TextTokenizer` with the file's ids. Anything else raises
+    FileNotFoundError (nothing there) or ValueError (something there that is not a tokenizer), saying what it found.
+    """
+    path = Path(path).expanduser()
+    if path.is_file() and path.name == CONFIG:
+        path = path.parent
+    if _bare_text_tokenizer(path):
+        from .text import TextTokenizer
+
+        return TextTokenizer.from_pretrained(path)
     name = read_config(path)["_class_name"]
     if name not in TOKENIZER_CLASSES:
         _import_builtin_tokenizers()
     if name not in TOKENIZER_CLASSES:
         raise ValueError(f"{path}: unknown tokenizer class {name!r}; known: {', '.join(sorted(TOKENIZER_CLASSES))}")
     return TOKENIZER_CLASSES[name].from_pretrained(path)
+
+
+def _bare_text_tokenizer(path: Path) -> bool:
+    """Whether ``path`` is a JSON file or a folder without config.json but with JSON files (a text tokenizer to
+    try); raises for a file that is not JSON and for a folder with neither."""
+    if path.is_file():
+        if path.suffix != ".json":
+            raise ValueError(f"{path} is not a tokenizer: expected a tokenizer folder (config.json + weights) or a "
+                             f"HF tokenizers JSON file, got a {path.suffix or 'suffix-less'} file")
+        return True
+    if path.is_dir() and not (path / CONFIG).is_file():
+        if not any(path.glob("*.json")):
+            raise FileNotFoundError(f"{path} is not a tokenizer folder: no {CONFIG} and no tokenizer JSON file")
+        return True
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer {path}: no such file or folder")
+    return False
 
 
 def _import_builtin_tokenizers() -> None:
