@@ -168,6 +168,11 @@ class DataConfig:
     # Samples masked together in one sampler call (much faster than one by one). Masks depend on
     # (seed, step, chunk), so every rank's micro-batch must hold whole chunks: a multiple of mask_chunk.
     mask_chunk: int = 8
+    # source="tokens": pre-tokenized datasets (data.loader). ``path`` alone, or a mixture {path: weight}; a path to
+    # .txt files is a text-only source whose lines become captions (tokenized with ``text_tokenizer``).
+    mixture: dict[str, float] = field(default_factory=dict)
+    text_tokenizer: str = ""
+    shuffle_buffer: int = 1000  # samples per source in each reader's shuffle buffer
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Progress:
     tokens: int = 0  # target + input tokens seen (for token-based schedules)
     best_metric: float | None = None
     best_step: int | None = None
+    data: dict | None = None  # a streaming loader's position (objectives with data_state), else None
 
 
 def _full_options() -> StateDictOptions:

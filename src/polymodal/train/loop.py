@@ -101,6 +101,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     if latest is not None:
         _check_compatible(json.loads((latest / "config.json").read_text()), config_dict, latest)
         progress = ckpt.load(latest, model, optimizer)
+        if progress.data is not None and hasattr(objective, "load_data_state"):
+            objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
@@ -170,6 +172,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
                 extra = on_eval(trained, progress.step, run_dir if info.is_main else None)
                 logger.log(progress.step, {f"val/{k}": v for k, v in (extra or {}).items()})
         if progress.step % t.save_every == 0 or is_last:
+            if hasattr(objective, "data_state"):
+                progress.data = objective.data_state()
             ckpt.save(model, optimizer, progress, config_dict, metric=metric)
 
     if bar is not None:

@@ -88,8 +88,14 @@ class FourMObjective:
 
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
-        self.source = get_source(cfg.data.source)
         self.mods = {n: cfg.model.modality(n) for n in dict.fromkeys(cfg.model.domains_in + cfg.model.domains_out)}
+        self.stream = None
+        if cfg.data.source == "tokens":  # pre-tokenized shards through the streaming loader (train.token_data)
+            from .token_data import TokenStream
+
+            self.stream = TokenStream(cfg, self.mods)
+        else:
+            self.source = get_source(cfg.data.source)
         t = cfg.train
         if t.batch_size % t.grad_accum:
             raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
@@ -126,7 +132,17 @@ class FourMObjective:
         mine = list(range(rank * per_rank, (rank + 1) * per_rank))
         return [mine[i:i + m] for i in range(0, per_rank, m)]
 
+    def data_state(self) -> dict | None:
+        """The streaming loader's position (checkpointed by the loop); None for index-addressed sources."""
+        return self.stream.state() if self.stream is not None else None
+
+    def load_data_state(self, state: dict) -> None:
+        if self.stream is not None:
+            self.stream.load_state(state)
+
     def micro_batches(self, step: int, rank: int, world: int) -> list[Batch]:
+        if self.stream is not None:
+            return self.stream.micro_batches(step, rank, world)
         seed, chunk = self.cfg.train.seed, self.cfg.data.mask_chunk
         out = []
         for group in self.positions(rank, world):
@@ -138,6 +154,8 @@ class FourMObjective:
 
     def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list[Batch]:
         """Held-out samples (indices past num_samples) with fixed masks, split across ranks by chunks."""
+        if self.stream is not None:
+            return self.stream.val_batches(rank, world, batch_size)
         d = self.cfg.data
         idx = list(range(d.num_samples, d.num_samples + d.val_samples))
         chunks = [idx[k:k + d.mask_chunk] for k in range(0, len(idx), d.mask_chunk)][rank::world]
