@@ -177,5 +177,8 @@ def test_world_values_draw_too():
                         ("color_palette", s["color_palette"]), ("caption", s["caption"]),
                         ("metadata", s["metadata"])]:
         assert picture(kind, value, size=48).size == (48, 48)
-    people = picture("human_poses", [{"joints_2d": [[16.0, 16.0]] * 15, "box": [0, 0, 4, 4]}], size=64)
-    assert np.asarray(people)[32, 32].any()
+    # World joints are pixels of the background image (32 px here): drawn at twice their value in a 64 px picture.
+    black = np.zeros((32, 32, 3), np.uint8)
+    people = np.asarray(picture("human_poses", [{"joints_2d": [[16.0, 8.0]] * 15}], size=64, background=black))
+    drawn = np.argwhere(people.any(-1))
+    assert np.abs(drawn.mean(0) - (16, 32)).max() < 1 and np.abs(drawn - (16, 32)).max() <= 3

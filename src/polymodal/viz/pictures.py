@@ -122,7 +122,10 @@ def draw_palette(palette, size: int) -> Image.Image:
 
 def draw_poses(people: Sequence, size: int, *, background=None, source_size: int | None = None) -> Image.Image:
     """People: a `PersonPose` is its box (its pose codes need the pose tokenizer to become joints); a world pose
-    dict (``box``, ``joints_2d`` in pixels of a ``source_size`` image, default ``size``) is its skeleton."""
+    dict (``joints_2d`` in pixels of a ``source_size`` image: default the background's width, else ``size``) is
+    its skeleton."""
+    if source_size is None and background is not None:
+        source_size = background.width if isinstance(background, Image.Image) else colors.rgb_rgb(background).shape[1]
     img = _canvas(background, size)
     draw = ImageDraw.Draw(img)
     idx = {n: i for i, n in enumerate(JOINT_NAMES)}
