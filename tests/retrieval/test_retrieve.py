@@ -81,3 +81,32 @@ def test_cli_builds_and_searches_a_world_gallery(tmp_path, monkeypatch, capsys):
     assert (idx / "matches.png").is_file()
     with pytest.raises(SystemExit, match="k must be an integer"):
         main(["retrieve", "search", str(idx), "--samples", "0", "--k", "5"])
+
+
+def test_a_model_predicts_the_embedding_end_to_end():
+    """A tiny FourM generates the global tokens, its MLP tokenizer decodes them, the index searches (greedy:
+    the same matches every time)."""
+    from polymodal.config import ModelConfig
+    from polymodal.generation import Plan, Step
+    from polymodal.model import FourM
+    from polymodal.retrieval import model_predictor
+    from polymodal.tokenizers import MLPTokenizer, MLPTokenizerConfig
+
+    from ..conftest import TINY_MODS
+
+    rgb, glob = TINY_MODS[0], TINY_MODS[2]  # rgb@test pixels; tok_global@test: 2 x 2 tokens of 30 codes
+    torch.manual_seed(0)
+    model = FourM(ModelConfig.preset("test", domains_in=(rgb.name,), domains_out=(glob.name,), dim=32,
+                                     num_heads=2)).eval()
+    tok = MLPTokenizer(MLPTokenizerConfig(12, name=glob.name, num_tokens=4, codebook_size=30, code_dim=4,
+                                          hidden=16, depth=1)).eval()
+    g = torch.Generator().manual_seed(0)
+    index = GalleryIndex(tok.decode(torch.randint(0, 30, (8, 4), generator=g)))
+    conditions = {rgb.name: torch.rand(2, 3, *rgb.image_size, generator=g)}
+    predict = model_predictor(model, glob.name, steps=2)
+    a = retrieve(predict, index, conditions, modality=glob.name, k=3, tokenizer=tok)
+    b = retrieve(predict, index, conditions, modality=glob.name, k=3, tokenizer=tok)
+    assert a.vectors.shape == (2, 12) and len(a.hits.keys) == 2 and all(len(r) == 3 for r in a.hits.keys)
+    assert a.hits.keys == b.hits.keys and torch.equal(a.vectors, b.vectors)
+    with pytest.raises(ValueError, match="not 'tok_a@test'"):
+        model_predictor(model, "tok_a@test", plan=Plan((Step(glob.name),)))

@@ -4,6 +4,7 @@
 caption embedding) from whatever is given (an image, a caption, boxes, ...) and searching a gallery of such
 vectors. The prediction is a callable so that any sampler fits (`polymodal.generation` provides one from a model)::
 
+    predict = model_predictor(model, "tok_minilm_global")          # or any conditions -> ids / vectors callable
     hits = retrieve(predict, index, conditions, modality="tok_minilm_global", k=5, tokenizer=tok)
     save_png(draw_matches(hits, world_pictures("data/world64")), "matches.png")
 
@@ -68,6 +69,22 @@ def retrieve(predict: Predict, index: GalleryIndex, conditions: Mapping[str, Any
     """
     vectors = query_vectors(predict(conditions), modality=modality, tokenizer=tokenizer)
     return Retrieval(vectors, index.search(vectors, k))
+
+
+def model_predictor(model, modality: str, *, steps: int = 8, plan=None, seed: int | None = None) -> Predict:
+    """A `Predict` that generates ``modality`` with `polymodal.generation.generate`: by default one greedy MaskGIT
+    step of ``steps`` iterations (global embeddings are a few tokens); ``plan`` replaces it (e.g. a chain that
+    decodes other modalities first). ``seed`` is passed on for sampled plans."""
+    from ..generation import Plan, Step, generate
+
+    plan = plan if plan is not None else Plan((Step(modality, "maskgit", steps=steps, temperature=0.0),))
+    if modality not in plan.targets:
+        raise ValueError(f"the plan decodes {', '.join(plan.targets)}, not {modality!r}")
+
+    def predict(conditions: Mapping[str, Any]) -> torch.Tensor:
+        return generate(model, conditions, plan, seed=seed)[modality]
+
+    return predict
 
 
 def world_pictures(path: str | os.PathLike, *, modality: str = "rgb") -> Callable[[Hashable], np.ndarray]:
