@@ -92,14 +92,17 @@ def normal_rgb(normal) -> np.ndarray:
     return out
 
 
+def class_color(i: int) -> tuple[int, int, int]:
+    """Colour ``i`` of the fixed palette: the world's class colours first, then golden-ratio hues."""
+    if i < len(_WORLD_CLASS_COLORS):
+        return _WORLD_CLASS_COLORS[i]
+    s, v = (0.85, 0.95) if i % 2 else (0.6, 0.75)  # alternate so neighbouring hues differ in brightness too
+    return tuple(round(255 * c) for c in colorsys.hsv_to_rgb((i * 0.6180339887) % 1.0, s, v))
+
+
 def class_colors(n: int) -> np.ndarray:
-    """A fixed palette of ``n`` colours (n, 3) uint8: the world's class colours first, then golden-ratio hues."""
-    colors = [c for c in _WORLD_CLASS_COLORS[:n]]
-    for i in range(len(colors), n):
-        h = (i * 0.6180339887) % 1.0
-        s, v = (0.85, 0.95) if i % 2 else (0.6, 0.75)  # alternate so neighbouring hues differ in brightness too
-        colors.append(tuple(round(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)))
-    return np.array(colors, dtype=np.uint8).reshape(n, 3)
+    """The first ``n`` colours of the fixed palette, (n, 3) uint8 (see `class_color`)."""
+    return np.array([class_color(i) for i in range(n)], dtype=np.uint8).reshape(n, 3)
 
 
 def semseg_rgb(classes, *, num_classes: int | None = None) -> np.ndarray:

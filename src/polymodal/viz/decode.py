@@ -54,16 +54,12 @@ def base_name(name: str) -> str:
 
 def modality_kind(name: str, tokenizers: Mapping[str, Tokenizer]) -> Kind:
     """The registered kind of ``name``; a tokenizer's own (unregistered) token modality counts as image tokens."""
-    if modalities.is_registered(name):
-        return modalities.get(name).kind
-    tok = tokenizers.get(name)
-    if isinstance(tok, (ViTVQVAE, MLPTokenizer)):
-        return Kind.IMAGE_TOKENS
     try:
-        modalities.get(name)  # raises with the closest registered names
-    except KeyError as e:
+        return modalities.get(name).kind
+    except KeyError as e:  # its message names the closest registered modalities
+        if isinstance(tokenizers.get(name), (ViTVQVAE, MLPTokenizer)):
+            return Kind.IMAGE_TOKENS
         raise DecodeError(f"{e.args[0]}; nor is there a tokenizer for it among {sorted(tokenizers)}") from None
-    raise AssertionError("unreachable")
 
 
 def tokenizer_for(name: str, tokenizers: Mapping[str, Tokenizer]) -> Tokenizer:

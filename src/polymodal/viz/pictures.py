@@ -80,8 +80,7 @@ def _canvas(background, size: int) -> Image.Image:
 
 def _class_color(label: str) -> tuple[int, int, int]:
     # A colour from the name itself, so a class has one colour across pictures whatever the vocabulary.
-    h = sum((i + 1) * ord(c) for i, c in enumerate(label)) % 997
-    return tuple(int(c) for c in colors.class_colors(h + 1)[h])
+    return colors.class_color(sum((i + 1) * ord(c) for i, c in enumerate(label)) % 997)
 
 
 def draw_boxes(boxes: Sequence[Box], size: int, *, background=None, labels: bool = True,
