@@ -28,7 +28,7 @@ from .base import (
     save_folder,
 )
 from .losses import LOSSES, reconstruction_loss
-from .quantizers import build_quantizer
+from .quantizers import quantizer_from_config
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,8 @@ class MLPTokenizer(nn.Module):
         self.cfg = cfg
         t, d = cfg.num_tokens, cfg.code_dim
         self.encoder = _stack(cfg.in_dim, cfg.hidden, t * d, cfg.depth)
-        self.quantizer = build_quantizer(cfg.quantizer, dim=t * d if cfg.quantizer == "memcodes" else d,
-                                         codebook_size=cfg.codebook_size, fsq_levels=cfg.fsq_levels, heads=t,
-                                         decay=cfg.ema_decay, commitment=cfg.commitment,
-                                         dead_threshold=cfg.dead_threshold, temperature=cfg.temperature)
+        # Memcodes sees the vector as one position with a head per token; VQ and FSQ as num_tokens positions.
+        self.quantizer = quantizer_from_config(cfg, dim=t * d if cfg.quantizer == "memcodes" else d, heads=t)
         self.decoder = _stack(t * d, cfg.hidden, cfg.in_dim, cfg.depth)
         self.register_buffer("mean", torch.tensor(cfg.mean)[None], persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std)[None], persistent=False)

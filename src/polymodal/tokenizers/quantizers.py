@@ -321,3 +321,14 @@ def build_quantizer(kind: str, *, dim: int, codebook_size: int, fsq_levels: tupl
     if kind == "memcodes":
         return Memcodes(dim, codebook_size, heads=heads, temperature=temperature)
     raise ValueError(f"unknown quantizer {kind!r}; choose vq, fsq or memcodes")
+
+
+def quantizer_from_config(cfg, *, dim: int, heads: int = 1) -> nn.Module:
+    """The quantizer a tokenizer config names, on latents of ``dim`` channels (``heads`` Memcodes heads).
+
+    ``cfg`` is any config with the quantizer fields of `VQVAEConfig` and `MLPTokenizerConfig`: ``quantizer``,
+    ``codebook_size``, ``fsq_levels``, ``ema_decay``, ``commitment``, ``dead_threshold``, ``temperature``.
+    """
+    return build_quantizer(cfg.quantizer, dim=dim, codebook_size=cfg.codebook_size, fsq_levels=cfg.fsq_levels,
+                           heads=heads, decay=cfg.ema_decay, commitment=cfg.commitment,
+                           dead_threshold=cfg.dead_threshold, temperature=cfg.temperature)

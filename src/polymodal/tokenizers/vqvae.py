@@ -44,7 +44,7 @@ from .base import (
     save_folder,
 )
 from .losses import LOSSES, reconstruction_loss
-from .quantizers import build_quantizer
+from .quantizers import quantizer_from_config
 
 VALUES = ("rgb", "depth", "normal", "semseg", "edge", "feature")
 # values -> (channels, loss, transform, mean, std) defaults. Depth: log(1 + metres) is ~1.8 +- 0.7 in the world.
@@ -157,9 +157,7 @@ class ViTVQVAE(nn.Module):
         self.encoder = _blocks(cfg, cfg.encoder_depth)
         self.encoder_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.to_code = nn.Linear(cfg.dim, cfg.code_dim)
-        self.quantizer = build_quantizer(cfg.quantizer, dim=cfg.code_dim, codebook_size=cfg.codebook_size,
-                                         fsq_levels=cfg.fsq_levels, decay=cfg.ema_decay, commitment=cfg.commitment,
-                                         dead_threshold=cfg.dead_threshold, temperature=cfg.temperature)
+        self.quantizer = quantizer_from_config(cfg, dim=cfg.code_dim)
         self.from_code = nn.Linear(cfg.code_dim, cfg.dim)
         self.decoder = _blocks(cfg, cfg.decoder_depth)
         self.decoder_norm = nn.LayerNorm(cfg.dim, eps=1e-6)

@@ -25,7 +25,9 @@ from .common import (
     Piece,
     SerializationError,
     Serializer,
+    box_values,
     broken,
+    check_box,
     check_number,
     chunks,
     coord,
@@ -75,9 +77,7 @@ class BoxSerializer(Serializer[list[Box]]):
         if not isinstance(box, Box):
             raise SerializationError(f"det: box {i} is a {type(box).__name__}, not a Box")
         name = f"det: box {i} ({box.label!r})"
-        c = [check_number(v, f"{name} {k}", 0.0, 1.0) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box.coords)]
-        if c[0] > c[2] or c[1] > c[3]:
-            raise SerializationError(f"{name}: xmin > xmax or ymin > ymax in {tuple(c)}")
+        c = check_box(box.coords, name, lambda v, what: check_number(v, what, 0.0, 1.0))
         if not isinstance(box.label, str) or not box.label.strip():
             raise SerializationError(f"{name}: the class name must be a non-empty string")
         return Box(*c, box.label)
@@ -85,13 +85,12 @@ class BoxSerializer(Serializer[list[Box]]):
     def parse(self, items: list[Item], *, strict: bool) -> list[Box]:
         out = []
         for k, chunk in enumerate(chunks(items, lambda it: it[:2] == ("v", 0))):
-            axes = [it[1] if it[0] == "v" else None for it in chunk[:4]]
-            if len(chunk) < 5 or axes != [0, 1, 2, 3] or chunk[4][0] != "w":
+            q = box_values(chunk[:4])
+            if len(chunk) < 5 or q is None or chunk[4][0] != "w":
                 broken(f"det: box {k} is not v0= v1= v2= v3= <class>: {' '.join(map(describe, chunk))}", strict)
                 continue
             if len(chunk) > 5:  # a good box with stray tokens after it: keep the box
                 broken(f"det: box {k} has tokens after its class: {' '.join(map(describe, chunk[5:]))}", strict)
-            q = [it[2] for it in chunk[:4]]
             if q[0] > q[2] or q[1] > q[3]:
                 broken(f"det: box {k} has xmin > xmax or ymin > ymax: {q}", strict)
                 continue

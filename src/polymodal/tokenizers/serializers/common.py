@@ -54,6 +54,35 @@ def code_piece(code: int) -> int:
     return coord_id(0, code) if code < 512 else coord_id(1, code - 512)
 
 
+BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def check_box(values: Sequence[Any], what: str, check) -> list:
+    """The 4 values of a box, each through ``check(value, name)`` (a `check_number` or `check_int` with its range
+    bound), and min <= max on both axes; else a SerializationError naming ``what`` and the field."""
+    values = list(values)
+    if len(values) != 4:
+        raise SerializationError(f"{what}: expected 4 values ({', '.join(BOX_FIELDS)}), got {len(values)}")
+    b = [check(v, f"{what} {k}") for k, v in zip(BOX_FIELDS, values)]
+    if b[0] > b[2] or b[1] > b[3]:
+        raise SerializationError(f"{what}: xmin > xmax or ymin > ymax in {tuple(b)}")
+    return b
+
+
+def box_values(items: Sequence[Item]) -> list[int] | None:
+    """``v0= v1= v2= v3=`` items -> their 4 values; None for anything else."""
+    if [it[:2] for it in items] != [("v", a) for a in range(4)]:
+        return None
+    return [it[2] for it in items]
+
+
+def code_values(items: Sequence[Item]) -> tuple[int, ...] | None:
+    """``v0=c`` / ``v1=c`` items -> tokenizer codes (the inverse of `code_piece`); None for anything else."""
+    if any(it[0] != "v" or it[1] > 1 for it in items):
+        return None
+    return tuple(it[2] + 512 * it[1] for it in items)
+
+
 def piece_text(piece: Piece) -> str:
     return id_to_fixed_token(piece) if isinstance(piece, int) else piece
 

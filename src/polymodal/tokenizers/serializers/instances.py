@@ -29,10 +29,13 @@ from .common import (
     Piece,
     SerializationError,
     Serializer,
+    box_values,
     broken,
+    check_box,
     check_int,
     chunks,
     code_piece,
+    code_values,
     coord,
     describe,
     split_words,
@@ -94,11 +97,10 @@ class InstanceSerializer(Serializer[list[QueryPoint]]):
 
     @staticmethod
     def _box(inst: Instance, name: str) -> list[Piece]:
-        if not isinstance(inst, Instance) or len(inst.box) != 4:
-            raise SerializationError(f"{name} must be an Instance with a 4-value box")
-        b = [check_int(v, f"{name} box {k}", 0, IMAGE_SIZE) for k, v in zip(("xmin", "ymin", "xmax", "ymax"),
-                                                                           inst.box)]
-        if b[0] >= b[2] or b[1] >= b[3]:
+        if not isinstance(inst, Instance):
+            raise SerializationError(f"{name} is a {type(inst).__name__}, not an Instance")
+        b = check_box(inst.box, f"{name} box", lambda v, what: check_int(v, what, 0, IMAGE_SIZE))
+        if b[0] == b[2] or b[1] == b[3]:  # 4M's instances have pixels: min < max
             raise SerializationError(f"{name}: box {tuple(b)} is empty (xmin >= xmax or ymin >= ymax)")
         return [coord(a, v) for a, v in enumerate(b)]
 
@@ -134,15 +136,14 @@ def _parse_instance(poly: list[Item]) -> Instance | str:
         return f"does not start with 'polygon': {describe(poly[0])}"
     if len(poly) != 5 + NUM_MASK_CODES:
         return f"{len(poly) - 1} tokens after 'polygon', expected 4 box + {NUM_MASK_CODES} codes"
-    box, codes = poly[1:5], poly[5:]
-    if [it[:2] for it in box] != [("v", a) for a in range(4)]:
+    b, codes = box_values(poly[1:5]), code_values(poly[5:])
+    if b is None:
         return "box is not v0= v1= v2= v3="
-    b = tuple(it[2] for it in box)
     if b[0] >= b[2] or b[1] >= b[3] or max(b) > IMAGE_SIZE:
         return f"box {b} is empty or outside the {IMAGE_SIZE}-pixel frame"
-    if any(it[0] != "v" or it[1] > 1 for it in codes):
+    if codes is None:
         return "mask codes are not v0=/v1= tokens"
-    return Instance(box=b, codes=tuple(it[2] + 512 * it[1] for it in codes))
+    return Instance(box=tuple(b), codes=codes)
 
 
 # ------------------------------------------------------------------------------------------- the world

@@ -35,11 +35,14 @@ from .common import (
     Piece,
     SerializationError,
     Serializer,
+    box_values,
     broken,
+    check_box,
     check_int,
     check_number,
     chunks,
     code_piece,
+    code_values,
     coord,
     describe,
     quantize,
@@ -83,10 +86,7 @@ class PoseSerializer(Serializer[list[PersonPose]]):
             name = f"human_poses: person {i}"
             if not isinstance(p, PersonPose):
                 raise SerializationError(f"{name} is a {type(p).__name__}, not a PersonPose")
-            box = [check_number(v, f"{name} box {k}", 0, 1) for k, v in zip(("xmin", "ymin", "xmax", "ymax"),
-                                                                            _sized(p.box, 4, f"{name} box"))]
-            if box[0] > box[2] or box[1] > box[3]:
-                raise SerializationError(f"{name}: box must be (xmin, ymin, xmax, ymax) with min <= max, got {p.box}")
+            box = check_box(p.box, f"{name} box", lambda v, what: check_number(v, what, 0, 1))
             groups: dict[str, list[Piece]] = {"pose": ["pose"] + [
                 code_piece(check_int(c, f"{name} pose code {k}", 0, POSE_VOCAB - 1)) for k, c in enumerate(
                     _sized(p.pose, NUM_POSE_CODES, f"{name} pose codes"))]}
@@ -134,10 +134,9 @@ def _parse_person(chunk: list[Item]) -> PersonPose | str:
     """A person from its items, or a string saying what is wrong."""
     if chunk[0] != ("w", "human"):
         return f"does not start with 'human': {describe(chunk[0])}"
-    box = chunk[1:5]
-    if [it[:2] for it in box] != [("v", a) for a in range(4)]:
+    q = box_values(chunk[1:5])
+    if q is None:
         return "box is not v0= v1= v2= v3="
-    q = [it[2] for it in box]
     if q[0] > q[2] or q[1] > q[3]:
         return f"box has min > max: {q}"
     groups: dict[str, list[Item]] = {}
@@ -148,8 +147,8 @@ def _parse_person(chunk: list[Item]) -> PersonPose | str:
         groups[key] = g[1:]
     if len(groups) != 4:
         return f"missing group(s) {', '.join(k for k in GROUP_ORDER if k not in groups)}"
-    pose = groups["pose"]
-    if len(pose) != NUM_POSE_CODES or any(it[0] != "v" or it[1] > 1 for it in pose):
+    pose = code_values(groups["pose"])
+    if len(groups["pose"]) != NUM_POSE_CODES or pose is None:
         return f"pose group is not {NUM_POSE_CODES} v0=/v1= codes"
     values = {}
     for key, (size, scale, offset, _, _) in GROUPS.items():
@@ -157,7 +156,7 @@ def _parse_person(chunk: list[Item]) -> PersonPose | str:
         if len(g) != size or any(it[:2] != ("v", 0) for it in g):
             return f"{key} group is not {size} v0= values"
         values[key] = tuple((it[2] - offset) / scale for it in g)
-    return PersonPose(box=tuple(v / 999 for v in q), pose=tuple(it[2] + 512 * it[1] for it in pose),
+    return PersonPose(box=tuple(v / 999 for v in q), pose=pose,
                       global_orient=values["global"], camera=values["camera"], shape=values["shape"])
 
 
