@@ -114,8 +114,8 @@ def tiny_hf_models(root):
     )
 
     transformers.set_seed(0)
-    small = dict(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
-                 patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2])
+    small = dict(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                 num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2])
     seg = SegformerForSemanticSegmentation(SegformerConfig(**small, decoder_hidden_size=16, num_labels=3,
                                                            id2label={0: "sky", 1: "wall", 2: "thing"},
                                                            label2id={"sky": 0, "wall": 1, "thing": 2}))
