@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.adam import adam as _adam
 
 from ..config import OptimConfig
 
@@ -65,3 +66,112 @@ def lr_at(progress: float, warmup: float, total: float, *, peak: float, final: f
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+# ---------------------------------------------------------------------------------- row-sparse embeddings
+
+
+def sparse_embedding_grads(model: nn.Module, enabled: bool = True) -> list[nn.Parameter]:
+    """Give every ``nn.Embedding`` of ``model`` row-sparse gradients (only the looked-up rows, as a sparse COO
+    tensor) instead of a dense zero-filled (V, D) gradient per table per step; returns the tables.
+
+    Only `RowSparseAdamW` (or another optimizer that takes sparse gradients) can then step the model. The forward
+    pass and the gradient values are unchanged (duplicate rows are summed when the optimizer coalesces them).
+    """
+    tables = []
+    for m in model.modules():
+        if isinstance(m, nn.Embedding):
+            m.sparse = enabled
+            tables.append(m.weight)
+    return tables
+
+
+class RowSparseAdamW(torch.optim.Optimizer):
+    """``torch.optim.AdamW`` (decoupled weight decay), exactly, that also steps parameters with row-sparse
+    gradients (embedding tables, see `sparse_embedding_grads`) without dense work on the rows that cannot move.
+
+    Dense gradients go through torch's fused (or foreach) AdamW kernel, as ``torch.optim.AdamW`` does.
+    For a table with a sparse gradient, AdamW's update of a row whose gradient is zero is
+    ``m <- b1 m``, ``v <- b2 v``, ``p <- p (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps)``. A row is *active* once
+    it has had a gradient (its moments are nonzero from then on); the rows that never had one have m = v = 0,
+    so their whole AdamW update is ``p <- p (1 - lr wd)`` (nothing at all without weight decay) and their moments
+    stay exactly zero. Each step therefore (1) gathers the active rows' parameters, moments and gradients (zero
+    for active rows not looked up this step), (2) decays the whole table (one multiply), (3) runs the same
+    AdamW kernel on the gathered active rows with the table's step count and (4) writes them back. Every row
+    gets AdamW's update of this step, computed eagerly (no deferred catch-up): the result equals dense AdamW up
+    to float rounding of the decay multiply and of summing duplicate rows. State (``exp_avg``, ``exp_avg_sq``,
+    ``step``) has torch's names and dense shapes, plus ``active`` (V,) bool for sparse tables.
+
+    The cost of a table's step is one pass over it with weight decay (none without) plus work on the active
+    rows, instead of AdamW's seven passes (parameter, gradient, two moments; read and written) and the dense
+    gradient's zero fill: large while few rows are active (a fixed batch, rare tokens, early training), and
+    approaching dense AdamW once every row has been used.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, *, fused: bool | None = None):
+        if not 0.0 <= lr or not 0.0 <= eps or not 0.0 <= weight_decay:
+            raise ValueError(f"invalid lr, eps or weight_decay: {lr}, {eps}, {weight_decay}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid betas: {betas}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused))
+
+    def _state(self, p: torch.Tensor, sparse: bool) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if sparse and "active" not in state:
+            # A table that so far had dense gradients: a row is active where its moments are nonzero.
+            state["active"] = (state["exp_avg"] != 0).any(dim=1) | (state["exp_avg_sq"] != 0).any(dim=1)
+        return state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            ps, gs, ms, vs, steps, writeback = [], [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not g.is_sparse:
+                    st = self._state(p, sparse=False)
+                    ps.append(p), gs.append(g), ms.append(st["exp_avg"]), vs.append(st["exp_avg_sq"])
+                    steps.append(st["step"])
+                    continue
+                if p.ndim != 2:
+                    raise ValueError("RowSparseAdamW takes sparse gradients of 2-D tables (rows) only")
+                st = self._state(p, sparse=True)
+                g = g.coalesce()
+                idx, vals = g.indices()[0], g.values()
+                active = st["active"]
+                active[idx] = True
+                rows = active.nonzero().squeeze(1)  # sorted
+                grad_rows = vals.new_zeros(rows.shape[0], p.shape[1])
+                grad_rows[torch.searchsorted(rows, idx)] = vals
+                p_rows, m_rows, v_rows = p[rows], st["exp_avg"][rows], st["exp_avg_sq"][rows]
+                if wd != 0:
+                    p.mul_(1 - lr * wd)  # every row's decay; the active rows are recomputed below
+                ps.append(p_rows), gs.append(grad_rows), ms.append(m_rows), vs.append(v_rows)
+                steps.append(st["step"])
+                writeback.append((p, st, rows, p_rows, m_rows, v_rows))
+            if not ps:
+                continue
+            fused = group["fused"]
+            if fused is None:
+                fused = all(t.device.type in ("cpu", "cuda") and t.dtype in (torch.float32, torch.float16,
+                                                                              torch.bfloat16) for t in ps)
+            _adam(ps, gs, ms, vs, [], steps, fused=fused, foreach=None if fused else True,
+                  decoupled_weight_decay=True, amsgrad=False, beta1=b1, beta2=b2, lr=lr, weight_decay=wd,
+                  eps=eps, maximize=False)
+            for p, st, rows, p_rows, m_rows, v_rows in writeback:
+                p.index_copy_(0, rows, p_rows)
+                st["exp_avg"].index_copy_(0, rows, m_rows)
+                st["exp_avg_sq"].index_copy_(0, rows, v_rows)
+        return loss
