@@ -40,8 +40,10 @@ def _npy(data: bytes) -> np.ndarray:
     if m is None:  # another layout (Fortran order, a record dtype): numpy's reader, still without pickles
         return np.load(io.BytesIO(data), allow_pickle=False)
     shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
-    return np.frombuffer(data, dtype=np.dtype(m.group(1).decode()), count=int(np.prod(shape)),
-                         offset=start + hlen).reshape(shape)
+    n = 1
+    for d in shape:
+        n *= d
+    return np.frombuffer(data, dtype=np.dtype(m.group(1).decode()), count=n, offset=start + hlen).reshape(shape)
 
 
 def read_token_shard(path: Path) -> list[dict]:
@@ -167,7 +169,8 @@ class TokenSource:
             except ShardError as e:
                 if self.on_bad_shard == "raise":
                     raise
-                self.bad_shards.append(str(e))  # skipped: its samples are missing from this pass
+                if str(e) not in self.bad_shards:  # skipped: its samples are missing from every pass
+                    self.bad_shards.append(str(e))
 
     def stream(self, seed: int, slot: int, slots: int, *, shuffle: int = 1000, skip: int = 0) -> Iterator[dict]:
         """This slot's samples, pass after pass, forever (module docstring); ``skip`` samples already taken."""
