@@ -87,8 +87,9 @@ def test_guidance_scale_one_equals_no_guidance(model):
 
 def _logits(model, state, guidance):
     with torch.no_grad():
-        enc = encode(model, guidance.passes(state, model.config.modality))
-        return decode_image(model, TOK, state, state[TOK].is_target, enc, guidance.num_passes)[0]
+        enc = encode(model, guidance.passes(state, model.config.modality), guidance.num_passes)
+        h = decode_image(model, TOK, state, state[TOK].is_target, enc, guidance.num_passes)[0]
+        return model.decoder_embeddings[TOK].to_logits(h)
 
 
 def test_batched_passes_equal_separate_passes(model):

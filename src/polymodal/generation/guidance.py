@@ -88,7 +88,8 @@ class Guidance:
         return collate([*conds, uncond])
 
     def combine(self, logits: torch.Tensor) -> torch.Tensor:
-        """(P * B, ...) logits of `passes` -> (B, ...) guided logits."""
+        """(P * B, ...) logits of `passes` -> (B, ...) guided logits. The combination is linear, so it may as well
+        mix the decoder states before a bias-free vocabulary projection (equal up to float rounding)."""
         if not self.active:
             return logits
         parts = logits.chunk(self.num_passes, dim=0)

@@ -52,9 +52,10 @@ def commit(state: Batch, target: str, positions: torch.Tensor, ids: torch.Tensor
 
 def _guided_image_logits(model: FourM, state: Batch, target: str, query_mask: torch.Tensor, guidance: Guidance):
     batched = guidance.passes(state, model.config.modality)
-    enc = encode(model, batched)
-    logits, valid, positions = decode_image(model, target, state, query_mask, enc, guidance.num_passes)
-    return guidance.combine(logits), valid, positions
+    enc = encode(model, batched, guidance.num_passes)
+    h, valid, positions = decode_image(model, target, state, query_mask, enc, guidance.num_passes)
+    # guidance is linear and the vocabulary projection bias-free: mixing states first projects once, not P times
+    return model.decoder_embeddings[target].to_logits(guidance.combine(h)), valid, positions
 
 
 def maskgit_step(model: FourM, state: Batch, target: str, counts: torch.Tensor, *, temperature: float = 1.0,
@@ -142,14 +143,14 @@ def autoregressive_step(model: FourM, state: Batch, target: str, *, temperature:
     room = min(room, max_tokens) if max_tokens is not None else room
     if room < 1:
         raise PromptError(f"{target}: the prompt fills the modality's {mod.max_length} tokens; no room to write")
-    enc = encode(model, guidance.passes(state, model.config.modality))
     p = guidance.num_passes
+    enc = encode(model, guidance.passes(state, model.config.modality), p)
     decoder = SequenceDecoder(model, target, enc, capacity=room, cache=cache)
     out, tok = [start], start
     done = torch.zeros_like(start, dtype=torch.bool)
     lengths = torch.full_like(start, room + 1)  # tokens up to and including each sample's stop token
     for i in range(room):
-        logits = guidance.combine(decoder.step(repeat_rows(tok, p)))
+        logits = decoder.to_logits(guidance.combine(decoder.step(repeat_rows(tok, p))))
         tok, _ = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         # finished rows keep being decoded (batch-shaped cache, same draws as ml-4m) but their tokens are PAD
         out.append(torch.where(done, torch.full_like(tok, PAD), tok))

@@ -38,9 +38,17 @@ class LayerCache:
     length: int = 0
 
 
-def context_kv(attn: CrossAttention, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """K, V (B, H, M, Dh) of a normed context (B, M, D), with the module's key norm applied."""
-    k, v = rearrange(attn.kv(context), "b m (two h d) -> two b h m d", two=2, h=attn.heads).unbind(0)
+def context_kv(attn: CrossAttention, context: torch.Tensor,
+               valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """K, V (B, H, M, Dh) of a normed context (B, M, D), with the module's key norm applied. With ``valid``
+    (B, M), only valid rows are projected (padding rows get zeros, and are masked anyway): a guided batch pads its
+    small unconditional context to the conditional one's length."""
+    if valid is not None and not bool(valid.all()):
+        kv = context.new_zeros(*context.shape[:2], attn.kv.out_features)
+        kv[valid] = attn.kv(context[valid])
+    else:
+        kv = attn.kv(context)
+    k, v = rearrange(kv, "b m (two h d) -> two b h m d", two=2, h=attn.heads).unbind(0)
     if attn.qk_norm is not None:
         k = attn.qk_norm.k_norm(k)
     return k, v
@@ -101,7 +109,7 @@ def new_caches(blocks: list[DecoderBlock], context: torch.Tensor, valid: torch.T
         attn = block.self_attn
         head_dim = attn.qkv.out_features // 3 // attn.heads
         buf = context.new_zeros(b, attn.heads, capacity, head_dim)
-        ck, cv = context_kv(block.cross_attn, block.context_norm(context))
+        ck, cv = context_kv(block.cross_attn, block.context_norm(context), valid)
         caches.append(LayerCache(buf, buf.clone(), ck, cv, mask, has))
     return caches
 
@@ -115,7 +123,7 @@ def decoder_block(block: DecoderBlock, x: torch.Tensor, context: torch.Tensor | 
     if cache is not None:
         k, v, mask, has = cache.cross_k, cache.cross_v, cache.context_mask, cache.has_context
     else:
-        k, v = context_kv(block.cross_attn, block.context_norm(context))
+        k, v = context_kv(block.cross_attn, block.context_norm(context), context_valid)
         mask, has = context_masks(context_valid, x.dtype)
     x = x + cross_attend(block.cross_attn, block.query_norm(x), k, v, mask, has)
     return x + block.mlp(block.norm2(x))
