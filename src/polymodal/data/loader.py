@@ -13,15 +13,15 @@ by ``(seed, slot, batch)``), so sources with different modality sets mix within 
 is absent for the masking sampler (a grid gets ``lengths`` 0, a sequence is all [PAD]), and every batch holds all
 of ``mods``. Masking (`masking.sample_batch`) runs in the worker, over ``mask_group`` samples at once (one sampler
 call costs about the same for 64 samples as for 128: grouping doubles the throughput), with a generator seeded by
-``(seed, slot, group)``; the group is then cut into batches (sequences trimmed to the columns their samples use).
+``(seed, slot, group)``; the loader cuts each group into batches (sequences trimmed to the columns they use).
 
-Order and resume: a worker yields its batches in order and PyTorch's DataLoader takes one from each worker in turn,
-so the rank's batch ``i`` is worker ``i % workers``'s batch ``i // workers``. A loader started at ``position`` P
-rotates the workers (worker ``w`` plays slot ``(w + P) % workers``) and each skips the batches it had made (reading
-their samples again without masking them: cheap, and passes already completed are skipped by arithmetic; the
-group under way is masked again and its first batches dropped), so the next batch is the one an uninterrupted
-loader would have given. ``workers=0`` reads in the calling process and
-gives the same batches as ``workers=1``.
+Order and resume: a worker yields its groups in order and PyTorch's DataLoader takes one from each worker in turn,
+so the rank's group ``u`` is worker ``u % workers``'s group ``u // workers`` and batch ``i`` is row ``i % group`` of
+group ``i // group``. A loader started at ``position`` P rotates the workers (worker ``w`` plays slot
+``(w + P // group) % workers``) and each skips the groups it had made (reading their samples again without masking
+them: cheap, and passes already completed are skipped by arithmetic); the group under way is masked again and its
+first rows dropped, so the next batch is the one an uninterrupted loader would have given. ``workers=0`` reads in
+the calling process and gives the same batches as ``workers=1``.
 """
 
 from __future__ import annotations
@@ -83,39 +83,35 @@ class _Stream(IterableDataset):
                  group):
         super().__init__()
         self.group = group
-        tight = masking.sequence_width == "tight"
-        self.trim = tuple(n for n, m in mods.items() if m.kind is Kind.SEQUENCE and tight)
         self.sources, self.weights, self.mods, self.masking = sources, weights, mods, masking
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.workers, self.shuffle, self.position = max(workers, 1), shuffle, position
 
     def __iter__(self) -> Iterator[Batch]:
+        """Masked groups of ``group * batch_size`` samples: one item per group (a quarter of the inter-process
+        traffic of one per batch); `TokenLoader` cuts them into batches."""
         info = get_worker_info()
         w = 0 if info is None else info.id
-        k = self.workers
-        logical = (w + self.position) % k
+        k, g = self.workers, self.group
+        start = self.position // g  # the rank's group under way: the DataLoader's first item
+        logical = (w + start) % k
         slot, slots = self.rank * k + logical, self.world * k
-        done = len(range(logical, self.position, k))  # batches this slot made before `position`
-        g = self.group
-        first, drop = done // g * g, done % g  # the group under way is masked again and its first batches dropped
+        done = len(range(logical, start, k))  # groups this slot made before it
         torch.set_num_threads(1)  # a worker is one of several processes: one thread each
         skip = np.zeros(len(self.sources), dtype=np.int64)
-        for j in range(first):
+        for j in range(done * g):
             skip += np.bincount(batch_sources(self.seed, slot, j, self.batch_size, self.weights),
                                 minlength=len(self.sources))
         streams = [s.stream(self.seed, slot, slots, shuffle=self.shuffle, skip=int(n))
                    for s, n in zip(self.sources, skip)]
-        for q in count(first // g):
+        for q in count(done):
             samples = []
             for j in range(q * g, (q + 1) * g):
                 samples += [next(streams[i]) for i in batch_sources(self.seed, slot, j, self.batch_size,
                                                                      self.weights)]
             raw, lengths = stack_raw(samples, self.mods)
             gen = torch.Generator().manual_seed(_seed(self.seed, slot, q, g))
-            masked = sample_batch(raw, self.mods, self.masking, generator=gen, lengths=lengths)
-            for r in range(drop, g):
-                yield rows(masked, r * self.batch_size, (r + 1) * self.batch_size, trim=self.trim)
-            drop = 0
+            yield sample_batch(raw, self.mods, self.masking, generator=gen, lengths=lengths)
 
 
 def rows(batch: Batch, a: int, b: int, *, trim: tuple[str, ...] = ()) -> Batch:
@@ -156,7 +152,10 @@ class TokenLoader:
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.workers, self.shuffle, self.position, self.prefetch = workers, shuffle, position, prefetch
         self.group = max(1, -(-mask_group // batch_size))  # batches masked by one sampler call
+        self.trim = tuple(n for n, m in self.mods.items() if m.kind is Kind.SEQUENCE
+                          and masking.sequence_width == "tight")
         self._it: Iterator[Batch] | None = None
+        self._group: Batch | None = None
 
     def _dataset(self) -> _Stream:
         return _Stream(self.sources, self.weights, self.mods, self.masking, self.batch_size, self.seed, self.rank,
@@ -173,7 +172,11 @@ class TokenLoader:
             else:
                 self._it = iter(DataLoader(ds, batch_size=None, num_workers=self.workers,
                                            prefetch_factor=self.prefetch, persistent_workers=False))
-        batch = next(self._it)
+            self._group = None
+        r = self.position % self.group
+        if self._group is None or r == 0:
+            self._group = next(self._it)  # a resumed loader's first group may start mid-way: rows r.. are next
+        batch = rows(self._group, r * self.batch_size, (r + 1) * self.batch_size, trim=self.trim)
         self.position += 1
         return batch
 
@@ -194,4 +197,4 @@ class TokenLoader:
                 f"{k}: {state[k]} recorded, {now[k]} now" for k in diff) + "); resume with the same data settings")
 
     def close(self) -> None:
-        self._it = None  # drops the DataLoader iterator: its workers exit
+        self._it = self._group = None  # drops the DataLoader iterator: its workers exit

@@ -30,20 +30,33 @@ from .world.store import ShardError
 _NPY_HEADER = re.compile(rb"'descr':\s*'([<>|=]?[a-z]\d+)',\s*'fortran_order':\s*False,\s*'shape':\s*\(([\d,\s]*)\)")
 
 
+_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int] | None] = {}
+
+
 def _npy(data: bytes) -> np.ndarray:
-    """An ``.npy`` array without ``np.load``'s header evaluation (a third of the reading time); never unpickles."""
+    """An ``.npy`` array without ``np.load``'s header evaluation (a third of the reading time); never unpickles.
+    Headers repeat (one per modality and length), so each distinct one is parsed once."""
     if data[:6] != b"\x93NUMPY":
         raise ValueError("not an .npy entry")
-    start, hlen = (10, int.from_bytes(data[8:10], "little")) if data[6] == 1 else (12, int.from_bytes(data[8:12],
-                                                                                                      "little"))
-    m = _NPY_HEADER.search(data[start:start + hlen])
-    if m is None:  # another layout (Fortran order, a record dtype): numpy's reader, still without pickles
+    start = 10 if data[6] == 1 else 12
+    end = start + int.from_bytes(data[8:start], "little")
+    header = data[:end]
+    parsed = _HEADERS.get(header, False)
+    if parsed is False:
+        m = _NPY_HEADER.search(header)
+        parsed = None
+        if m is not None:
+            shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
+            n = 1
+            for d in shape:
+                n *= d
+            parsed = (np.dtype(m.group(1).decode()), shape, n, end)
+        if len(_HEADERS) < 4096:
+            _HEADERS[header] = parsed
+    if parsed is None:  # another layout (Fortran order, a record dtype): numpy's reader, still without pickles
         return np.load(io.BytesIO(data), allow_pickle=False)
-    shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
-    n = 1
-    for d in shape:
-        n *= d
-    return np.frombuffer(data, dtype=np.dtype(m.group(1).decode()), count=n, offset=start + hlen).reshape(shape)
+    dtype, shape, n, offset = parsed
+    return np.frombuffer(data, dtype=dtype, count=n, offset=offset).reshape(shape)
 
 
 def read_token_shard(path: Path) -> list[dict]:
@@ -59,7 +72,7 @@ def read_token_shard(path: Path) -> list[dict]:
         head = data[off:off + 512]
         if len(head) < 512:
             raise ShardError(f"shard {path} is truncated or corrupt (cut short at byte {len(data)}, no end blocks)")
-        if head.count(0) == 512:
+        if head[0] == 0 and head.count(0) == 512:  # the end-of-archive blocks
             break
         try:
             size = int(head[124:136].strip(b"\0 ") or b"0", 8)
@@ -185,7 +198,7 @@ class TokenSource:
                 c = int(rng.integers(self.crops))  # drawn for skipped samples too: the stream stays the same
                 if k < skip:
                     continue
-                out = {n: sample[n][c].astype(np.int64) for n in self.names if n in sample}
+                out = {n: sample[n][c] for n in self.names if n in sample}  # int16 views; stacking widens
                 out["__key__"] = sample["__key__"]
                 yield out
             skip, p = 0, p + 1
