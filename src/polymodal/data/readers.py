@@ -41,20 +41,20 @@ _BRACE_LIST = re.compile(r"\{([^{}]*,[^{}]*)\}")
 
 
 def expand_braces(pattern: str) -> list[str]:
-    """``a-{00..02}.tar`` -> ``a-00.tar a-01.tar a-02.tar`` (zero padding kept); ``{x,y}`` alternatives too."""
-    m = _BRACE_RANGE.search(pattern)
-    if m:
+    """``a-{00..02}.tar`` -> ``a-00.tar a-01.tar a-02.tar`` (zero padding kept); ``{x,y}`` alternatives too; the
+    leftmost group varies slowest, as in a shell."""
+    found = [m for m in (_BRACE_RANGE.search(pattern), _BRACE_LIST.search(pattern)) if m]
+    if not found:
+        return [pattern]
+    m = min(found, key=lambda x: x.start())
+    head, tail = pattern[:m.start()], pattern[m.end():]
+    if m.re is _BRACE_RANGE:
         lo, hi = m.group(1), m.group(2)
         width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
-        out = []
-        for i in range(int(lo), int(hi) + 1):
-            out += expand_braces(pattern[:m.start()] + str(i).zfill(width) + pattern[m.end():])
-        return out
-    m = _BRACE_LIST.search(pattern)
-    if m:
-        head, tail = pattern[:m.start()], pattern[m.end():]
-        return [p for alt in m.group(1).split(",") for p in expand_braces(head + alt + tail)]
-    return [pattern]
+        alts = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        alts = m.group(1).split(",")
+    return [p for alt in alts for p in expand_braces(head + alt + tail)]
 
 
 def shard_paths(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
