@@ -32,10 +32,14 @@ class TargetLogits(NamedTuple):
     to the batch's largest count; logits exist only for the valid rows, packed in (sample, row) order, because
     padding rows can be most of (B, T) and the vocabulary projection and its softmax are the costly part."""
 
-    logits: torch.Tensor  # (n, V) for the n valid rows: logits[k] belongs to the k-th True of ``valid``
+    logits: torch.Tensor | None  # (n, V) for the n valid rows: logits[k] belongs to the k-th True of ``valid``
     targets: torch.Tensor  # (B, T) int64 ids to predict (0 on padding rows)
     valid: torch.Tensor  # (B, T) bool, False on padding rows
     positions: torch.Tensor  # (B, T) int64 position of each predicted token in the modality's values
+    # With ``forward(..., logits=False)``: no logits; the loss projects these (n, D) rows with the (V, D) head
+    # weight fused with its cross-entropy (`model.loss.linear_cross_entropy`).
+    hidden: torch.Tensor | None = None
+    head: torch.Tensor | None = None
 
     @property
     def target_ids(self) -> torch.Tensor:
@@ -126,14 +130,15 @@ class FourM(nn.Module):
                 raise ValueError(f"modality {name!r} has target tokens but is not an output of this model")
             validate_tokens(name, cfg.modality(name), tokens, check_ids=check_ids)
 
-    def forward(self, batch: Batch, *, check: bool = True) -> dict[str, TargetLogits]:
+    def forward(self, batch: Batch, *, check: bool = True, logits: bool = True) -> dict[str, TargetLogits]:
         """Logits at every target position of every target modality in the batch.
 
-        ``check=False`` skips validation (its id range check syncs with the device).
+        ``check=False`` skips validation (its id range check syncs with the device). ``logits=False`` leaves the
+        vocabulary projection to the loss (``TargetLogits.hidden/head``): cheaper in training.
         """
         if check:
             self.check_batch(batch)
-        return self.decode(batch, self.encode(batch))
+        return self.decode(batch, self.encode(batch), logits=logits)
 
     def encode(self, batch: Batch) -> EncoderState:
         parts = [emb(batch[name]) for name, emb in self.encoder_embeddings.items()
@@ -160,7 +165,8 @@ class FourM(nn.Module):
                     out[name] = q
         return out
 
-    def decode(self, batch: Batch, enc: EncoderState, domains: list[str] | None = None) -> dict[str, TargetLogits]:
+    def decode(self, batch: Batch, enc: EncoderState, domains: list[str] | None = None, *,
+               logits: bool = True) -> dict[str, TargetLogits]:
         """Two layouts, the same result: without padding, each modality is a contiguous segment with its own
         attention call; with padding (counts differ between samples, the usual case in training), each sample's
         queries are packed to the front, so no compute goes to padding rows, and one block-diagonal mask keeps
@@ -187,8 +193,11 @@ class FourM(nn.Module):
             x, valid, mod = take(x, order), take(valid, order), take(mod, order)
             h = self.run_decoder(x, enc, self_mask=self._packed_mask(mod, valid, causal))
             rows = {n: h[(mod == i) & valid] for i, n in enumerate(names)}
-        return {n: TargetLogits(self.decoder_embeddings[n].to_logits(rows[n]), q.targets, q.valid, q.positions)
-                for n, q in queries.items()}
+        heads = {n: self.decoder_embeddings[n].to_logits for n in names}
+        if not logits:
+            return {n: TargetLogits(None, q.targets, q.valid, q.positions, rows[n], heads[n].weight)
+                    for n, q in queries.items()}
+        return {n: TargetLogits(heads[n](rows[n]), q.targets, q.valid, q.positions) for n, q in queries.items()}
 
     @staticmethod
     def _packed_mask(mod: torch.Tensor, valid: torch.Tensor, causal: list[bool]) -> torch.Tensor:

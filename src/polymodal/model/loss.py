@@ -10,13 +10,70 @@ from torch.nn import functional as F
 from .fourm import TargetLogits
 
 
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Sum over rows of cross_entropy(x @ w.T, t), with the gradient of the logits made in the forward pass.
+
+    The plain path writes the logits, their log-softmax, a one-hot gradient and the softmax gradient, each a
+    (n, V) tensor (V up to 30,000); here the logits buffer becomes softmax - onehot in place (one exp per
+    element) and the backward pass is the two matrix products, scaled on the (n, D) side. The products run in the
+    dtype of the forward's product (bf16 under autocast, as autocast runs a linear's backward), the softmax in
+    float32, as autocast does for cross-entropy.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        dev = x.device.type
+        # autocast's policy for the head's nn.Linear: both operands in the autocast dtype
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        xc, wc = x.to(dtype), w.to(dtype)
+        with torch.autocast(dev, enabled=False):
+            logits = xc @ wc.t()
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # softmax in float32 (a copy of the bf16 product); in place from here
+        rows = torch.arange(targets.shape[0], device=x.device)
+        target_logit = logits[rows, targets]
+        m = logits.amax(dim=1, keepdim=True)
+        logits.sub_(m).exp_()
+        s = logits.sum(dim=1, keepdim=True)
+        loss = (s.log() + m).squeeze(1).sub_(target_logit).sum()
+        grad = logits.div_(s)
+        grad[rows, targets] -= 1.0
+        ctx.save_for_backward(grad, xc, wc)
+        ctx.dtypes = (x.dtype, w.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        grad, xc, wc = ctx.saved_tensors
+        grad = grad.to(xc.dtype)
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = (grad @ wc).mul_(g).to(ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:
+            dw = (grad.t() @ (xc * g.to(xc.dtype))).to(ctx.dtypes[1])
+        return dx, dw, None
+
+
+def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
+                         label_smoothing: float = 0.0) -> torch.Tensor:
+    """``cross_entropy(x @ weight.T, targets, reduction="sum")`` (float32) without materializing the
+    log-softmax; x (n, D), weight (V, D), targets (n,)."""
+    if label_smoothing or targets.numel() == 0:
+        return F.cross_entropy(F.linear(x, weight).float(), targets, reduction="sum",
+                               label_smoothing=label_smoothing)
+    return _LinearCrossEntropy.apply(x, weight, targets)
+
+
 def modality_losses(outputs: Mapping[str, TargetLogits], *, label_smoothing: float = 0.0
                     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per modality: (sum of token cross-entropies, number of valid target tokens), both scalars (float32)."""
     out = {}
     for name, o in outputs.items():
         target_ids = o.target_ids
-        ce = F.cross_entropy(o.logits.float(), target_ids, reduction="sum", label_smoothing=label_smoothing)
+        if o.logits is None:  # the model deferred the vocabulary projection to the loss
+            ce = linear_cross_entropy(o.hidden, o.head, target_ids, label_smoothing=label_smoothing)
+        else:
+            ce = F.cross_entropy(o.logits.float(), target_ids, reduction="sum", label_smoothing=label_smoothing)
         out[name] = (ce, torch.tensor(float(target_ids.numel()), device=ce.device))
     return out
 
