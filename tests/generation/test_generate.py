@@ -21,6 +21,7 @@ from polymodal.generation import (
     preset,
 )
 from polymodal.generation.forward import decode_image, encode
+from polymodal.generation.schemes import roar_order
 
 from .conftest import GLOBAL, RGB, TEXT, TOK, pixels, text
 
@@ -197,3 +198,21 @@ def test_bad_inputs_name_the_problem(model):
     with pytest.raises(PlanError, match="unknown scheme 'diffusion'"):
         Step(TOK, "diffusion")
     assert all(issubclass(e, ValueError) for e in (ConditionError, PlanError, PromptError, GuidanceError))
+
+
+def test_roar_order_is_a_seeded_uniform_draw_over_the_grid():
+    todo = torch.rand(2, 16, generator=torch.Generator().manual_seed(1)) < 0.6
+    ranks = roar_order(todo, torch.Generator().manual_seed(3))
+    r = torch.rand(16, generator=torch.Generator().manual_seed(3))  # ml-4m: torch.rand(N) after seeding
+    for b in range(2):
+        pos = todo[b].nonzero()[:, 0]
+        assert torch.equal(ranks[b, pos[r[pos].argsort()]], torch.arange(len(pos)))  # positions to come first
+        assert (ranks[b, ~todo[b]] >= len(pos)).all()
+
+
+def test_unconditional_generation_from_nothing(model):
+    plan = Plan((Step(GLOBAL, steps=2, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
+    a = generate(model, {}, plan, batch_size=2)
+    b = generate(model, {}, plan, batch_size=2)
+    assert a[GLOBAL].shape == (2, 4) and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(a[GLOBAL][0], a[GLOBAL][1])  # nothing tells the samples apart
