@@ -170,12 +170,28 @@ def test_batched_generation_equals_one_sample_at_a_time(model):
         assert torch.equal(alone[TEXT.name][0], together[TEXT.name][i, :n])
 
 
-def test_presets_build_runnable_plans(model):
-    plan = preset("rgb_to_all", model.config.domains_out, steps=2)
-    assert set(plan.targets) == {TOK, GLOBAL, TEXT.name}
-    assert plan.targets[-1] == TEXT.name and plan.steps[-1].scheme == "autoregressive"
+def test_presets_follow_the_demo_order_and_settings():
+    outs = ("tok_rgb@224", "tok_depth@224", "tok_clip@224", "caption", "det", "metadata")
+    rgb = preset("rgb_to_all", outs)
+    assert rgb.targets == ("tok_clip@224", "tok_depth@224", "caption", "det", "metadata") and rgb.grow_conditioning
+    assert (rgb.steps[0].scheme, rgb.steps[0].steps, rgb.steps[0].guidance_scale) == ("roar", 1, 2.0)
+    cap = preset("caption_to_all", outs)
+    assert cap.targets == ("tok_clip@224", "tok_depth@224", "tok_rgb@224", "det", "metadata")
+    clip = cap.steps[0]
+    assert (clip.steps, clip.temperature, clip.guidance_scale) == (50, 5.0, 3.0)
+    assert clip.temperature_schedule == "onex:0.5:0.5"
     with pytest.raises(PlanError, match="unknown preset 'everything'"):
-        preset("everything", model.config.domains_out)
+        preset("everything", outs)
+
+
+def test_a_demo_like_chain_runs(model):
+    with pytest.raises(PlanError, match="outputs none of its targets"):
+        preset("rgb_to_all", model.config.domains_out)  # the demo's domains only
+    out = generate(model, {RGB: pixels()}, Plan((Step(GLOBAL, "roar", steps=1, temperature=0.01, guidance_scale=2.0),
+                                                 Step(TOK, "roar", steps=8, temperature=3.0,
+                                                      temperature_schedule="onex:0.5:0.5", guidance_scale=2.0)),
+                                                grow_conditioning=True), seed=0)
+    assert out[TOK].shape == (2, 16) and out[GLOBAL].shape == (2, 4)
 
 
 def test_bad_inputs_name_the_problem(model):

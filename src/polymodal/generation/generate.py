@@ -114,7 +114,9 @@ def generate_iter(model: FourM, conditions: Mapping[str, object], plan: Plan, *,
     given = [n for n in conditions if n not in plan.targets]
     index = 0
     for k, step in enumerate(plan.steps):
-        guiding = given + (list(plan.targets[:k]) if plan.grow_conditioning else [])
+        # ml-4m grows the guided set with image targets only (its autoregressive targets skip the growth)
+        grown = [s.target for s in plan.steps[:k] if s.scheme != "autoregressive"] if plan.grow_conditioning else []
+        guiding = given + grown
         guidance = step.guidance(guiding)
         kw = dict(top_k=step.top_k, top_p=step.top_p, guidance=guidance)
         if step.scheme == "autoregressive":

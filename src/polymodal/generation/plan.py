@@ -8,12 +8,12 @@ Each generated target joins the inputs of every later step (chaining). A step sa
 
 Guidance: ``guidance_scale`` s != 1 runs classifier-free guidance against the plan's conditions (``guide``: the
 conditions named there, default every condition given to `generate`; with ``Plan.grow_conditioning``, also the
-targets of earlier steps, as ml-4m's ``cfg_grow_conditioning``). ``condition_weights`` ({modality: weight},
+image targets of earlier steps, as ml-4m's ``cfg_grow_conditioning``). ``condition_weights`` ({modality: weight},
 negative allowed) instead runs weighted multi-condition guidance; it may name earlier targets, so the set grows
 as the chain produces outputs.
 
-`preset` builds the chains of ml-4m's 4M-21 demo: ``"rgb_to_all"`` and ``"caption_to_rgb"`` /
-``"det_to_rgb"`` (text -> CLIP-like tokens -> geometry -> RGB tokens).
+`preset` builds the chains of ml-4m's 4M-21 demo with its settings: ``"rgb_to_all"`` and ``"caption_to_all"`` /
+``"det_to_all"`` (text -> CLIP-like tokens -> geometry -> RGB tokens -> other sequences).
 """
 
 from __future__ import annotations
@@ -103,32 +103,43 @@ class Plan:
         return tuple(s.target for s in self.steps)
 
 
-def _image_step(name: str, steps: int, temperature: float, guidance_scale: float) -> Step:
-    return Step(name, "maskgit", steps=steps, temperature=temperature, temperature_schedule="onex:0.5:1.0"
-                if temperature > 0 else "constant", guidance_scale=guidance_scale)
+# The 4M-21 demo's chain order and per-target settings (ml-4m fourm/demo_4M_sampler.py: DEFAULT_ORDER,
+# DEFAULTS_RGB2X, DEFAULTS_X2RGB), as data. Image tokens: (scheme, steps, temperature, temperature schedule,
+# guidance scale), linear token schedule; sequences: autoregressive at a temperature, no guidance.
+DEMO_ORDER = ("tok_clip@224", "tok_dinov2@224", "tok_imagebind@224", "tok_depth@224", "tok_normal@224",
+              "tok_semseg@224", "tok_canny_edge@224", "tok_sam_edge@224", "tok_rgb@224",
+              "caption", "det", "human_poses", "sam_instance", "color_palette", "metadata")
+_SEQ_TEMPS = {"caption": 0.3, "det": 0.3, "human_poses": 0.1, "sam_instance": 0.01, "color_palette": 0.1,
+              "metadata": 0.1}
+_FROM_RGB = ("roar", 1, 0.01, "constant", 2.0)
+_TO_RGB = {"tok_clip@224": ("roar", 50, 5.0, "onex:0.5:0.5", 3.0),
+           "tok_dinov2@224": ("roar", 8, 0.01, "constant", 2.0),
+           "tok_imagebind@224": ("roar", 8, 0.01, "constant", 2.0),
+           "tok_rgb@224": ("roar", 25, 3.0, "onex:0.5:0.5", 2.0)}
+_TO_RGB_GEOMETRY = ("roar", 8, 3.0, "onex:0.5:0.5", 2.0)  # depth, normals, segmentation, edges
+PRESETS = ("rgb_to_all", "caption_to_all", "det_to_all")
 
 
-def preset(name: str, outputs: Sequence[str], *, steps: int = 8, temperature: float = 0.0,
-           guidance_scale: float = 1.0, caption_temperature: float = 0.0) -> Plan:
-    """A demo chain over the model's ``outputs`` (`FourM.config.domains_out`); modalities it lacks are skipped.
+def preset(name: str, outputs: Sequence[str]) -> Plan:
+    """The demo chain ``name`` over the model's ``outputs`` (`FourM.config.domains_out`), in the demo's order,
+    skipping what the model lacks; conditions grow with every generated image modality, as in the demo.
 
-    ``rgb_to_all``: every output in one pass each (image tokens by MaskGIT in ``steps``, sequences
-    autoregressively), conditioned on RGB. ``caption_to_rgb`` / ``det_to_rgb``: text -> CLIP-like tokens ->
-    geometry (depth, normals, segmentation, edges) -> RGB tokens, each step conditioned on all before it.
+    ``rgb_to_all``: RGB -> every modality but tok_rgb (image tokens: ROAR in one step at temperature 0.01, guidance
+    2). ``caption_to_all`` / ``det_to_all``: text -> CLIP tokens -> DINOv2/ImageBind -> geometry -> RGB tokens ->
+    the other sequences, with the demo's X->RGB settings (e.g. CLIP: ROAR 50 steps, temperature 5 onex, guidance 3).
     """
-    outs = list(outputs)
-    seq = [o for o in outs if get(o).kind is Kind.SEQUENCE]
-    if name == "rgb_to_all":
-        order = [o for o in outs if o not in seq and o != "tok_rgb@224"] + seq
-    elif name in ("caption_to_rgb", "det_to_rgb"):
-        source = name.split("_")[0]
-        chain = ["tok_clip@224", "tok_dinov2@224", "tok_imagebind@224", "tok_depth@224", "tok_normal@224",
-                 "tok_semseg@224", "tok_sam_edge@224", "tok_canny_edge@224", "tok_rgb@224"]
-        order = [c for c in chain if c in outs] + [s for s in seq if s != source]
-    else:
-        raise PlanError(f"unknown preset {name!r}; choose rgb_to_all, caption_to_rgb or det_to_rgb")
+    if name not in PRESETS:
+        raise PlanError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    source = name.removesuffix("_to_all")
+    order = [d for d in DEMO_ORDER if d in outputs and d != source and not (source == "rgb" and d == "tok_rgb@224")]
     if not order:
-        raise PlanError(f"preset {name!r}: the model outputs none of its targets ({', '.join(outs)})")
-    made = [Step(o, "autoregressive", temperature=caption_temperature) if o in seq
-            else _image_step(o, steps, temperature, guidance_scale) for o in order]
-    return Plan(tuple(made), grow_conditioning=False, name=name)
+        raise PlanError(f"preset {name!r}: the model outputs none of its targets ({', '.join(outputs)})")
+    steps = []
+    for d in order:
+        if get(d).kind is Kind.SEQUENCE:
+            steps.append(Step(d, "autoregressive", temperature=_SEQ_TEMPS.get(d, 0.1)))
+            continue
+        scheme, n, temp, temp_schedule, scale = _FROM_RGB if source == "rgb" else _TO_RGB.get(d, _TO_RGB_GEOMETRY)
+        steps.append(Step(d, scheme, steps=min(n, get(d).num_tokens), temperature=temp,
+                          temperature_schedule=temp_schedule, token_schedule="linear", guidance_scale=scale))
+    return Plan(tuple(steps), grow_conditioning=True, name=name)
