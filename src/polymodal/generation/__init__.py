@@ -11,15 +11,20 @@ Semantics follow apple/ml-4m's ``GenerationSampler`` (``fourm/models/generate.py
   `torch.topk` (greedy: confidence 1 everywhere, as in ml-4m, so ties are broken by topk exactly as there);
 - ROAR picks positions by ``argsort(committed + rand(N) * 1e-6)`` and decodes only those; ml-4m's linear schedule;
 - guidance: ``u + s (c - u)``; "unconditional" drops the guided conditions the way ml-4m empties them; s == 1 or
-  nothing to drop skips the second pass; multi-condition ``u + sum w_i (c_i - u)``;
+  nothing to drop skips the second pass; multi-condition ``u + sum w_i (c_i - u)``; the guided set grows with
+  earlier image targets under ``Plan.grow_conditioning`` (ml-4m's ``cfg_grow_conditioning``);
 - captions: prompt ``[S_1]`` as the one encoder token, decoding starts from ``[S_1]`` at position 0 and stops at
-  the closing sentinel (``[S_2]``), at most max_length - prompt tokens; the spans replace the prompt's sentinels;
+  the closing sentinel (``[S_2]``), at most max_length - prompt tokens; the spans replace the prompt's sentinels
+  (ml-4m's ``merge_span_masking``); ``Step(stop_at_eos=True)`` also stops at ``[EOS]`` (ml-4m does not);
 - schedules: ml-4m's cosine (round half to even, remainder last), linear, and temperature schedules;
 - ``seed``: step i reseeds with ``seed + i`` as ml-4m does, so sampled runs can match on the CPU too.
 
-Differences: cross-attention of a sample with no encoder token is zero (ml-4m gets the same by running such a
-pass alone); sequences stop per sample (later tokens of a finished sample are dropped, as ml-4m's merge drops
-them); ``cfg_grow_conditioning`` here also adds autoregressive targets.
+Differences, none of which changes greedy tokens beyond float rounding: passes are batched (ml-4m runs them one
+after the other); cross-attention of a sample with no encoder token is zero, which is what ml-4m computes for such
+a pass run alone; guidance mixes the decoder states before the bias-free vocabulary projection (linear, so equal
+up to rounding); a finished sequence keeps being decoded with the batch but its later tokens are dropped (ml-4m's
+merge drops them too); in-painting batches may give different numbers of tokens per sample (ml-4m assumes one
+count). Tests: tests/generation/test_reference.py checks these semantics on the official-format tiny checkpoint.
 """
 
 from .generate import ConditionError, StepResult, generate, generate_iter, initial_state
