@@ -128,7 +128,56 @@ def tiny_hf_models(root):
                              intermediate_size=32))
     vit.save_pretrained(root / "vit")
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
-    return {"hf-segmentation": str(root / "seg"), "hf-depth": str(root / "depth"), "hf-feature": str(root / "vit")}
+    return {"hf-segmentation": str(root / "seg"), "hf-depth": str(root / "depth"), "hf-feature": str(root / "vit"),
+            "hf-detection": tiny_detector(root / "det"), "hf-caption": tiny_captioner(root / "cap")}
+
+
+def tiny_detector(path) -> str:
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], out_features=["stage4"])
+    names = {0: "cube", 1: "sphere", 2: "person"}
+    cfg = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, d_model=16,
+                     encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                     encoder_ffn_dim=16, decoder_ffn_dim=16, num_queries=5, num_labels=3, id2label=names,
+                     label2id={v: k for k, v in names.items()})
+    DetrForObjectDetection(cfg).save_pretrained(path)
+    DetrImageProcessor(size={"shortest_edge": 32, "longest_edge": 32}).save_pretrained(path)
+    return str(path)
+
+
+def tiny_captioner(path) -> str:
+    """A ViT encoder + GPT-2 decoder with a 300-piece byte-level BPE learned here."""
+    from transformers import (
+        GPT2Config,
+        PreTrainedTokenizerFast,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(["a red cube on the floor", "a blue sphere near a wall"], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    end = "<|endoftext|>"
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=end, eos_token=end, pad_token=end)
+    enc = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32)
+    dec = GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=16, n_layer=1, n_head=2, bos_token_id=0,
+                     eos_token_id=0)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id = cfg.pad_token_id = cfg.eos_token_id = 0
+    model = VisionEncoderDecoderModel(cfg)
+    gen = model.generation_config
+    gen.decoder_start_token_id, gen.pad_token_id, gen.eos_token_id = 0, 0, 0
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return str(path)
 
 
 def test_pipeline_labelers_on_tiny_random_models(tmp_path):
@@ -143,3 +192,10 @@ def test_pipeline_labelers_on_tiny_random_models(tmp_path):
     s = next(iter_shards(tmp_path / "ds"))
     assert s["depth"].shape == (32, 32) and s["semseg"].shape == (32, 32) and int(s["semseg"].max()) <= 3
     assert s["hf_feature"].shape == (16,) and s["hf_feature"].dtype == np.float16
+    assert isinstance(s["caption"], str) and isinstance(s["det"], list)
+    # the detector's boxes become pixel boxes inside the image, with its class names
+    from polymodal.data.labelers.hf import PipelineLabeler
+
+    det = PipelineLabeler("hf-detection", models["hf-detection"], threshold=0.0)(s["rgb"])["det"]
+    assert det and all(d["class"] in ("cube", "sphere", "person") for d in det)
+    assert all(0 <= d["box"][0] < d["box"][2] <= 32 and 0 <= d["box"][1] < d["box"][3] <= 32 for d in det)

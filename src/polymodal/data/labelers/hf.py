@@ -13,11 +13,15 @@ hf-depth           depth-estimation              ``depth``: the model's ``predic
 hf-segmentation    image-segmentation            ``semseg``: uint8 (H, W) class ids, 0 = no segment, id k+1 = the
                                                  model's label k (``dataset.json`` lists the labels)
 hf-detection       object-detection              ``det``: [{"class", "box": [x0, y0, x1, y1] pixels, "score"}]
-hf-caption         image-to-text                 ``caption``: the generated text
+hf-caption         (generate)                    ``caption``: the generated text. transformers 5 dropped the
+                                                 ``image-to-text`` pipeline, so the model (an image-to-text model,
+                                                 e.g. VisionEncoderDecoder, BLIP, GIT) is loaded with
+                                                 ``AutoModelForImageTextToText`` and its ``generate`` called
 hf-feature         image-feature-extraction      ``hf_feature``: float16 (D,) the mean of the last hidden states
 =================  ============================  ==================================================================
 
-The version recorded is the model's folder or id with transformers' version.
+Detections below ``threshold`` (default 0.5, the pipeline's) are dropped. The version recorded is the model's folder
+or id with transformers' version.
 """
 
 from __future__ import annotations
@@ -34,17 +38,26 @@ TASKS = {
 
 
 class PipelineLabeler:
-    def __init__(self, name: str, model: str, *, device: str = "cpu"):
+    def __init__(self, name: str, model: str, *, device: str = "cpu", threshold: float = 0.5,
+                 max_new_tokens: int = 40):
         try:
             import transformers
         except ImportError:
             raise ImportError(f"labeler {name} needs transformers: pip install 'polymodal[label]'") from None
-        self.name = name
+        self.name, self.threshold, self.max_new_tokens = name, threshold, max_new_tokens
         self.task, self.outputs = TASKS[name]
-        self.pipe = transformers.pipeline(self.task, model=model, device=device)
         self.version = f"{model} (transformers {transformers.__version__})"
+        self.labels = None
+        if self.task == "image-to-text":
+            self.pipe = None
+            self.model = transformers.AutoModelForImageTextToText.from_pretrained(model).to(device).eval()
+            self.images = transformers.AutoImageProcessor.from_pretrained(model)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+            return
+        self.pipe = transformers.pipeline(self.task, model=model, device=device)
         config = self.pipe.model.config
-        self.labels = [config.id2label[i] for i in sorted(config.id2label)] if name == "hf-segmentation" else None
+        if name == "hf-segmentation":
+            self.labels = [config.id2label[i] for i in sorted(config.id2label)]
 
     def info(self) -> dict:
         out = {"name": self.name, "version": self.version, "task": self.task, "outputs": list(self.outputs)}
@@ -57,7 +70,15 @@ class PipelineLabeler:
 
         image = Image.fromarray(rgb)
         h, w = rgb.shape[:2]
-        result = self.pipe(image)
+        if self.pipe is None:
+            import torch
+
+            pixels = self.images(images=image, return_tensors="pt").pixel_values.to(self.model.device)
+            with torch.no_grad():
+                ids = self.model.generate(pixel_values=pixels, max_new_tokens=self.max_new_tokens)
+            return {"caption": self.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip()}
+        kw = {"threshold": self.threshold} if self.task == "object-detection" else {}
+        result = self.pipe(image, **kw)
         if self.task == "depth-estimation":
             import cv2
 
@@ -80,8 +101,6 @@ class PipelineLabeler:
                 if x1 > x0 and y1 > y0:
                     det.append({"class": str(r["label"]), "box": [x0, y0, x1, y1], "score": round(r["score"], 4)})
             return {"det": det}
-        if self.task == "image-to-text":
-            return {"caption": str(result[0]["generated_text"]).strip()}
         feat = np.asarray(result, dtype=np.float32)
         feat = feat.reshape(-1, feat.shape[-1]).mean(axis=0)
         return {"hf_feature": feat.astype(np.float16)}
