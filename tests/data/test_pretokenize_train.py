@@ -91,3 +91,15 @@ def test_train_from_tokens_and_resume(tokens, tmp_path):
     resumed = train(experiment(tokens, split, 6))
     assert resumed.steps == 6
     assert_same_weights(release_weights(tmp_path / "whole"), release_weights(split))
+
+
+def test_train_on_a_mixture_with_a_text_only_source(tokens, tmp_path):
+    from dataclasses import replace
+
+    cfg = experiment(tokens, tmp_path / "mix", 2)
+    data = replace(cfg.data, path="", mixture={str(tokens / "tokens"): 0.8, str(tokens / "captions.txt"): 0.2},
+                   text_tokenizer=str(tokens / "tok_text"))
+    result = train(replace(cfg, data=data))
+    assert result.steps == 2 and np.isfinite(result.final_loss)
+    state = json.loads((tmp_path / "mix" / "checkpoints" / "step_00000002" / "state.json").read_text())
+    assert state["progress"]["data"]["weights"] == [0.8, 0.2]
