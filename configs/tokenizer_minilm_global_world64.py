@@ -4,9 +4,16 @@ of 16 Memcodes heads (256 codes each), the MLP tokenizer 4M uses for its DINOv2 
 Data:      a world dataset written with text embeddings (the world cannot render them in memory):
            polymodal data synth --out data/world64 --n 50000 --res 64 --text-embeddings   (needs polymodal[text])
 Command:   polymodal tokenizer train configs/tokenizer_minilm_global_world64.py [train.out_dir=runs/tok_minilm64]
-Hardware:  one CPU core (OMP_NUM_THREADS=1; the model is a few 256-wide MLP layers).
-Time:      TBD
-Expect:    TBD
+           (trains on the first 10,000 samples, holds out the last 500; mean/std per channel are fitted on the
+           training vectors first: `standardize`, without which every head collapses onto one code)
+Hardware:  one CPU core (OMP_NUM_THREADS=1; the model is a few 256-wide MLP layers, 2.7 M parameters).
+Time:      106 s for 1000 steps of 64 vectors, reading 21 shards included (measured 2026-11-29 on 2 shared cores
+           with load ~6: OMP_NUM_THREADS=1 nice -n 10 polymodal tokenizer train ... train.progress=false; 91 s in an
+           earlier run with the same metrics).
+Expect:    held-out cosine similarity of decode(encode(x)) to x about 0.953 (val/cosine: 0.931, 0.939, 0.950, 0.953
+           at steps 250/500/750/1000) and MSE 2.5e-4 per element (val/mse); the mean caption direction alone scores
+           0.847 and 8.0e-4: the tokens remove ~70 % of the squared error left around the mean. Codebook usage per
+           head 0.22 (val/usage: ~57 of each head's 256 codes on the 500 held-out vectors), perplexity ~30 per head.
 """
 
 from polymodal.config import DataConfig, ExperimentConfig, OptimConfig, TrainConfig

@@ -86,6 +86,13 @@ def test_usage_and_perplexity():
     u = codebook_usage(counts)
     assert u["usage"] == 0.5 and abs(u["perplexity"] - 4.0) < 1e-9
     assert codebook_usage(code_histogram(torch.zeros(5, dtype=torch.long), 8))["perplexity"] == pytest.approx(1.0)
+    # 4 heads (codebooks), each always picking one code, a different one per head: pooled, 4 of 8 ids look used;
+    # per head, one code of 8 is.
+    ids = torch.tensor([[0, 1, 2, 3]]).expand(6, 4)
+    per_head = code_histogram(ids, 8, per_head=True)
+    assert per_head.shape == (4, 8) and per_head.sum() == 24
+    assert codebook_usage(per_head) == {"usage": 1 / 8, "perplexity": pytest.approx(1.0)}
+    assert codebook_usage(code_histogram(ids, 8))["usage"] == 0.5
 
 
 def test_fsq_ids_and_codes_round_trip():

@@ -64,16 +64,26 @@ def cosine_nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return (z @ codebook.t()).argmax(dim=-1)
 
 
-def code_histogram(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(...) ids -> (V,) float64 counts."""
-    return torch.bincount(ids.reshape(-1).long(), minlength=vocab_size).double()
+def code_histogram(ids: torch.Tensor, vocab_size: int, *, per_head: bool = False) -> torch.Tensor:
+    """(...) ids -> (V,) float64 counts; with ``per_head``, (..., H) ids of H codebooks (Memcodes heads, one per
+    token of an MLP tokenizer) -> (H, V) counts, a row per codebook."""
+    if not per_head:
+        return torch.bincount(ids.reshape(-1).long(), minlength=vocab_size).double()
+    heads = ids.shape[-1]
+    flat = ids.reshape(-1, heads).long() + torch.arange(heads, device=ids.device) * vocab_size
+    return torch.bincount(flat.reshape(-1), minlength=heads * vocab_size).double().reshape(heads, vocab_size)
 
 
 def codebook_usage(counts: torch.Tensor) -> dict[str, float]:
     """(V,) code counts -> fraction of codes used at least once, and perplexity exp(entropy) of the usage.
+    (H, V) counts of H codebooks -> both averaged over the codebooks (pooling the heads' ids into one histogram
+    would count a code as used when any head uses its id).
 
     Perplexity is the effective number of codes in use: V for a uniform use, 1 when every id is the same code.
     """
+    if counts.ndim == 2:
+        rows = [codebook_usage(c) for c in counts]
+        return {k: sum(r[k] for r in rows) / max(len(rows), 1) for k in ("usage", "perplexity")}
     total = float(counts.sum())
     if total == 0:
         return {"usage": 0.0, "perplexity": 0.0}

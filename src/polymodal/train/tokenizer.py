@@ -183,6 +183,8 @@ class TokenizerObjective:
         device = next(tok.parameters()).device
         nclass = 0 if self.is_mlp else self.cfg.model.channels
         metric, hist, shown = None, None, []
+        # An MLP tokenizer's Memcodes heads (one per token) have a codebook each: usage is per head, averaged.
+        per_head = self.is_mlp and self.cfg.model.quantizer == "memcodes"
         for batch in self.val_batches(*_rank_world()):
             x = batch.to(device)
             out = tok(x)
@@ -192,14 +194,15 @@ class TokenizerObjective:
                 target = target.float() / 255.0
             s = metric_sums(self.values, recon, target.to(recon.dtype) if self.values != "semseg" else target,
                             num_classes=nclass).cpu()
-            h = code_histogram(out.ids.cpu(), tok.vocab_size)
+            h = code_histogram(out.ids.cpu(), tok.vocab_size, per_head=per_head)
             metric = s if metric is None else metric + s
             hist = h if hist is None else hist + h
             if len(shown) < PICTURES:
                 shown += list(zip(batch.cpu(), recon.cpu(), strict=True))[:PICTURES - len(shown)]
         if metric is None:
             metric = torch.zeros(num_sums(self.values, num_classes=nclass), dtype=torch.float64)
-            hist = torch.zeros(tok.vocab_size, dtype=torch.float64)
+            hist = code_histogram(torch.zeros(0, tok.num_tokens, dtype=torch.long), tok.vocab_size,
+                                  per_head=per_head)
         metric, hist = dist.all_reduce_sum(metric), dist.all_reduce_sum(hist)
         if was_training:
             tok.train()
