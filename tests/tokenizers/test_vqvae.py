@@ -109,6 +109,15 @@ def test_fsq_vocab_and_modality():
     assert mod.name == "tok_depth@16" and mod.vocab_size == 1000 and mod.grid == (4, 4)
 
 
+def test_4m_size_224_px_with_14x14_tokens():
+    tok = ViTVQVAE(VQVAEConfig("depth", image_size=224, patch_size=16, dim=32, encoder_depth=1, decoder_depth=1,
+                               num_heads=2, codebook_size=64, code_dim=8)).eval()
+    x = torch.rand(2, 224, 224) * 10
+    ids = tok.encode(x)
+    assert tok.num_tokens == 196 and ids.shape == (2, 196) and tok.modality.grid == (14, 14)
+    assert tok.decode(ids).shape == (2, 224, 224)
+
+
 def test_save_and_load_give_identical_ids(tmp_path):
     torch.manual_seed(0)
     tok = ViTVQVAE(tiny("rgb"))
