@@ -7,7 +7,15 @@ from collections.abc import Mapping
 import torch
 from torch.nn import functional as F
 
+from ..nn.gemm import native_bf16_cpu, rounded_bf16_mm
 from .fourm import TargetLogits
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b; a bf16 product on a CPU without bf16 instructions by the float32 kernel (`nn.gemm`)."""
+    if a.dtype == torch.bfloat16 and a.device.type == "cpu" and not native_bf16_cpu():
+        return rounded_bf16_mm(a, b)
+    return a @ b
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -27,7 +35,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         xc, wc = x.to(dtype), w.to(dtype)
         with torch.autocast(dev, enabled=False):
-            logits = xc @ wc.t()
+            logits = _mm(xc, wc.t())
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()  # softmax in float32 (a copy of the bf16 product); in place from here
         rows = torch.arange(targets.shape[0], device=x.device)
@@ -48,9 +56,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad = grad.to(xc.dtype)
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            dx = (grad @ wc).mul_(g).to(ctx.dtypes[0])
+            dx = _mm(grad, wc).mul_(g).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
-            dw = (grad.t() @ (xc * g.to(xc.dtype))).to(ctx.dtypes[1])
+            dw = _mm(grad.t(), xc * g.to(xc.dtype)).to(ctx.dtypes[1])
         return dx, dw, None
 
 
