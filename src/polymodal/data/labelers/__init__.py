@@ -13,6 +13,12 @@ with the reason at the end (also what a labeler failed on: that sample lacks the
 atomically, ``dataset.json`` records what each finished shard holds, and a rerun resumes (same arguments).
 Each sample holds ``rgb``, ``file`` (its path below the image folder) and the labelers' fields; ``dataset.json``
 records every labeler's name and version.
+
+Human poses: not here. mediapipe (the offline pose estimator one would use) resolves beside our numpy 2, but it
+installs ``opencv-contrib-python`` 5, a second ``cv2`` that replaces the headless OpenCV 4 the project pins (the
+Canny labeler and the world's codec use its classic API), plus audio packages; and its pose models are ``.task``
+files fetched at run time, which an offline machine cannot do. A pose labeler can join through `hf` once a
+transformers pose model (e.g. ViTPose) is chosen.
 """
 
 from __future__ import annotations
