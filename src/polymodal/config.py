@@ -157,7 +157,8 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where batches come from. ``source`` names a registered data source (see train.objectives)."""
+    """Where batches come from. ``source`` names a registered data source (see train.objectives), or is
+    ``"tokens"``: pre-tokenized datasets streamed by `data.loader` (train.token_data)."""
 
     source: str = "synthetic_tokens"
     path: str = ""  # dataset folder, for sources that read one
@@ -173,6 +174,7 @@ class DataConfig:
     mixture: dict[str, float] = field(default_factory=dict)
     text_tokenizer: str = ""
     shuffle_buffer: int = 1000  # samples per source in each reader's shuffle buffer
+    on_bad_shard: str = "raise"  # a truncated token shard: "raise" (its name in the error) or "skip" (a warning)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ where a stream that yielded k samples stopped.
 
 Split: with at least as many shards as slots, each slot reads whole shards (a shuffled shard order per pass dealt
 round-robin); with fewer, every slot reads every shard and keeps every ``slots``-th sample. A truncated shard raises
-`ShardError` naming it (``on_bad_shard="raise"``) or is skipped and recorded in ``bad_shards`` (``"skip"``).
+`ShardError` naming it (``on_bad_shard="raise"``) or is skipped, with a warning, and recorded in ``bad_shards``
+(``"skip"``; once per shard and reader).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,6 +186,7 @@ class TokenSource:
                     raise
                 if str(e) not in self.bad_shards:  # skipped: its samples are missing from every pass
                     self.bad_shards.append(str(e))
+                    warnings.warn(f"skipping a bad shard: {e}", stacklevel=2)
 
     def stream(self, seed: int, slot: int, slots: int, *, shuffle: int = 1000, skip: int = 0) -> Iterator[dict]:
         """This slot's samples, pass after pass, forever (module docstring); ``skip`` samples already taken."""

@@ -48,7 +48,7 @@ class TokenStream:
         if not spec:
             raise ValueError('data.source="tokens" needs data.path (a token dataset) or data.mixture {path: weight}')
         self.cfg, self.mods = cfg, mods
-        self.sources = [open_source(p, text_tokenizer=d.text_tokenizer) for p in spec]
+        self.sources = [open_source(p, text_tokenizer=d.text_tokenizer, on_bad_shard=d.on_bad_shard) for p in spec]
         self.weights = [float(w) for w in spec.values()]
         self.loader: TokenLoader | None = None
         self.resume: dict | None = None
