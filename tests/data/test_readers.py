@@ -85,3 +85,12 @@ def test_pretokenize_a_folder_layout(world, tmp_path):
 
     first = read_token_shard(tmp_path / "tok" / "tokens-000000.tar")
     assert "tok_depth@rd32" not in first[0] and first[1]["tok_depth@rd32"].shape == (2, 16)
+    # a killed run: one shard missing, a temporary file left; the rerun rewrites that shard only
+    kept = (tmp_path / "tok" / "tokens-000000.tar").stat().st_mtime_ns
+    (tmp_path / "tok" / "tokens-000001.tar").unlink()
+    (tmp_path / "tok" / "tokens-000002.tar.tmp-123").write_bytes(b"partial")
+    again = pretokenize(str(root), {"rgb": str(tmp_path / "t_rgb"), "depth": str(tmp_path / "t_depth")},
+                        tmp_path / "tok", crops=2, shard_size=5)
+    assert again["counts"] == [5, 5, 2] and not list((tmp_path / "tok").glob("*.tmp-*"))
+    assert (tmp_path / "tok" / "tokens-000000.tar").stat().st_mtime_ns == kept
+    assert read_token_shard(tmp_path / "tok" / "tokens-000001.tar")[0]["__key__"] == "0005"
