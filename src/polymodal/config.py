@@ -191,7 +191,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0  # validation loss every N steps; 0: only at the end
-    save_every: int = 100  # checkpoint every N steps (and at the end)
+    save_every: int = 100  # checkpoint every N steps (and at the end); 0: only at the end
     keep_last: int = 2  # checkpoints kept besides the best one
     tensorboard: bool = True
     progress: bool = True  # a progress bar on rank 0

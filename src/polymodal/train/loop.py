@@ -171,7 +171,7 @@ def train(cfg: ExperimentConfig) -> TrainResult:
             if on_eval is not None:
                 extra = on_eval(trained, progress.step, run_dir if info.is_main else None)
                 logger.log(progress.step, {f"val/{k}": v for k, v in (extra or {}).items()})
-        if progress.step % t.save_every == 0 or is_last:
+        if (t.save_every and progress.step % t.save_every == 0) or is_last:
             if hasattr(objective, "data_state"):
                 progress.data = objective.data_state()
             ckpt.save(model, optimizer, progress, config_dict, metric=metric)
