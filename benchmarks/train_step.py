@@ -15,7 +15,16 @@ Memory: one training step of one implementation in a fresh subprocess, so that t
 - ``+step``: peak RSS minus the RSS once the model, batch and optimizer exist (before the step): gradients,
   AdamW moments (allocated in the step), activations and temporaries.
 
-Tokens/s = (input + target budget) * batch / median step time (forward + backward + AdamW + zero_grad).
+Tokens/s = (input + target budget) * batch / median step time (forward + backward + AdamW + zero_grad); "pair
+range" is the spread of the per-pair speedups (each reference step over the polymodal step just before it).
+
+Both run AdamW (lr 1e-4, betas 0.9/0.95, weight decay 0.05 on every parameter) under the same dtype policy
+(float32, or float32 weights under CPU bf16 autocast). The reference steps with ``torch.optim.AdamW`` (dense
+gradients) and torch's own kernels. polymodal steps the way its training code can: `RowSparseAdamW` with
+row-sparse embedding gradients (the same update: tests/train/test_sparse_adamw.py), the vocabulary projection
+fused with the cross-entropy (``forward(logits=False)``: tests/test_fused_loss.py) and, under bf16 autocast on a
+CPU without bf16 instructions, bf16 products by float32 kernels on bf16-rounded operands
+(`polymodal.nn.gemm`: tests/test_bf16_gemm.py). ``--plain`` turns these off for polymodal (an ablation).
 
     python benchmarks/train_step.py                     # test, tiny, small; fp32 and bf16; batch 4; ~5 min idle
     python benchmarks/train_step.py --quick             # ~30 s (test and tiny, fp32, vocabularies capped)
@@ -43,6 +52,8 @@ from polymodal.config import ModelConfig
 from polymodal.data.batch import Batch, ModalityTokens
 from polymodal.modalities import Kind
 from polymodal.model import FourM, masked_modeling_loss
+from polymodal.nn.gemm import bf16_gemm_in_fp32
+from polymodal.train.optim import RowSparseAdamW, sparse_embedding_grads
 
 try:  # run as `python -m benchmarks.train_step` or imported by tests
     from benchmarks.ref_fourm import RefFourM, mod_dict_from_batch
@@ -154,6 +165,7 @@ class Spec:
     max_vocab: int | None
     fused: bool
     threads: int
+    plain_optimizer: bool = False  # polymodal as before these optimizations (an ablation): see --plain
 
 
 def _rss_bytes() -> int:
@@ -173,12 +185,24 @@ def _trainer(impl: str, model: FourM, batch: Batch, spec: Spec):
         net = model
         net.check_batch(batch)
 
+        fast = not spec.plain_optimizer
+
         def loss_fn() -> torch.Tensor:
-            return masked_modeling_loss(net(batch, check=False))[0]
+            # bf16 products by float32 kernels where the CPU has no bf16 instructions (polymodal.nn.gemm); the
+            # vocabulary projection fused with the cross-entropy (logits=False)
+            with bf16_gemm_in_fp32(None if fast else False):
+                return masked_modeling_loss(net(batch, check=False, logits=not fast))[0]
 
     net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05,
-                            fused=spec.fused or None, foreach=None if spec.fused else True)
+    hyper = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)  # every parameter decayed, in both
+    if impl == "reference" or spec.plain_optimizer:
+        # The reference's optimizer: torch's AdamW over all parameters, dense gradients.
+        opt = torch.optim.AdamW(net.parameters(), **hyper, fused=spec.fused or None,
+                                foreach=None if spec.fused else True)
+    else:
+        # The same AdamW update (tests/train/test_sparse_adamw.py), with row-sparse embedding gradients.
+        sparse_embedding_grads(net)
+        opt = RowSparseAdamW(net.parameters(), **hyper, fused=spec.fused)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if spec.dtype == "bf16" else nullcontext()
 
     def step() -> tuple[float, float, float]:
@@ -249,9 +273,15 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.0f}"
 
 
+def _spread(ours: list[float], ref: list[float]) -> str:
+    """Range of the speedups of the alternated step pairs (each reference step over the polymodal step before)."""
+    pairs = sorted(r / o for o, r in zip(ours, ref))
+    return f"{pairs[0]:.2f}-{pairs[-1]:.2f}x"
+
+
 def report(rows: list[tuple[dict, dict, dict]]) -> str:
     """One line per (preset, dtype) from a timing result and the two memory results."""
-    head = ("preset", "dtype", "batch", "tok/step", "polymodal tok/s", "reference tok/s", "speedup",
+    head = ("preset", "dtype", "batch", "tok/step", "polymodal tok/s", "reference tok/s", "speedup", "pair range",
             "poly fwd+bwd ms", "ref fwd+bwd ms", "poly peak MiB (+step)", "ref peak MiB (+step)")
     lines = []
     for timing, mem_ours, mem_ref in rows:
@@ -260,7 +290,7 @@ def report(rows: list[tuple[dict, dict, dict]]) -> str:
         ours, ref = timing["polymodal"], timing["reference"]
         t_ours, t_ref = statistics.median(ours["step_s"]), statistics.median(ref["step_s"])
         lines.append((s["preset"], s["dtype"], str(s["batch"]), str(tokens), f"{tokens / t_ours:,.0f}",
-                      f"{tokens / t_ref:,.0f}", f"{t_ref / t_ours:.2f}x",
+                      f"{tokens / t_ref:,.0f}", f"{t_ref / t_ours:.2f}x", _spread(ours["step_s"], ref["step_s"]),
                       f"{statistics.median(ours['fwd_bwd_s']) * 1e3:,.0f}",
                       f"{statistics.median(ref['fwd_bwd_s']) * 1e3:,.0f}",
                       f"{_mib(mem_ours['peak_rss'])} (+{_mib(mem_ours['peak_rss'] - mem_ours['rss_setup'])})",
@@ -283,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps of each implementation; the median is reported")
     p.add_argument("--max-vocab", type=int, default=None, help="cap every vocabulary (default: the real sizes)")
     p.add_argument("--foreach", action="store_true", help="foreach AdamW instead of the fused CPU kernel")
+    p.add_argument("--plain", dest="plain_optimizer", action="store_true",
+                   help="polymodal without its training-step optimizations (torch.optim.AdamW with dense embedding "
+                        "gradients, logits then cross-entropy, torch's bf16 kernels): an ablation")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--quick", action="store_true",
                    help="~30 s: test and tiny in fp32, batch 4, vocabularies capped at 4096, 2 timed steps")
@@ -299,14 +332,16 @@ def main(argv: list[str] | None = None) -> None:
     args.dtypes = args.dtypes or ["fp32", "bf16"]
     print(f"torch {torch.__version__}, {args.threads} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; batch {args.batch} x ({args.num_input} input + "
-          f"{args.num_target} target tokens); AdamW {'foreach' if args.foreach else 'fused'}; "
+          f"{args.num_target} target tokens); AdamW {'foreach' if args.foreach else 'fused'}"
+          f"{' (polymodal plain, an ablation)' if args.plain_optimizer else ''}; "
           f"{'vocabularies capped at ' + str(args.max_vocab) + '; ' if args.max_vocab else ''}"
           f"median of {args.steps} alternated steps; load average {os.getloadavg()[0]:.1f}", flush=True)
     rows, raw = [], []
     for preset in args.presets:
         for dtype in args.dtypes:
             base = Spec("time", preset, dtype, args.batch, args.num_input, args.num_target, args.warmup,
-                        args.steps, args.max_warmup, args.max_vocab, not args.foreach, args.threads)
+                        args.steps, args.max_warmup, args.max_vocab, not args.foreach, args.threads,
+                        args.plain_optimizer)
             timing = run_in_subprocess(base)
             # Memory: one step in a fresh process per implementation (AdamW allocates its state in that step).
             mem = [run_in_subprocess(replace(base, mode=impl, warmup=1, steps=0))
