@@ -193,6 +193,20 @@ def test_pipeline_labelers_on_tiny_random_models(tmp_path):
     assert s["depth"].shape == (32, 32) and s["semseg"].shape == (32, 32) and int(s["semseg"].max()) <= 3
     assert s["hf_feature"].shape == (16,) and s["hf_feature"].dtype == np.float16
     assert isinstance(s["caption"], str) and isinstance(s["det"], list)
+    # the feature vectors go through an MLP tokenizer: the same ids for every crop
+    import torch
+
+    from polymodal.tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig
+
+    torch.manual_seed(0)
+    MLPTokenizer(MLPTokenizerConfig(in_dim=16, name="tok_feat@lab", num_tokens=4, codebook_size=16, hidden=16,
+                                    depth=1)).save_pretrained(tmp_path / "t_feat")
+    tok = pretokenize(str(tmp_path / "ds"), {"hf_feature": str(tmp_path / "t_feat")}, tmp_path / "tok", crops=2)
+    assert tok["modalities"]["tok_feat@lab"]["spec"]["pos"] == "learned"
+    from polymodal.data.sources import read_token_shard
+
+    ids = read_token_shard(tmp_path / "tok" / "tokens-000000.tar")[0]["tok_feat@lab"]
+    assert ids.shape == (2, 4) and (ids[0] == ids[1]).all()
     # the detector's boxes become pixel boxes inside the image, with its class names
     from polymodal.data.labelers.hf import PipelineLabeler
 

@@ -11,6 +11,8 @@ entry               value
 ``crops.npy``       (N, 5) int32: top, left, height, width, flip of each crop (source pixels)
 ``tok_*.npy``       (N, T) int16: an image modality's token ids per crop (its tokenizer's name, e.g.
                     ``tok_rgb@64``; from the dataset key given with ``--tokenizer``)
+``tok_*.npy``       (N, T) int16: a vector's ids (an MLP tokenizer's, e.g. of ``minilm_global``), the same
+                    for every crop
 ``caption.npy``,    (N, L) int16: a sequence's ids per crop, [EOS] then [PAD] = 0 (``caption`` through the
 ``det.npy``, ...    text tokenizer; ``det``, ``metadata``, ``color_palette`` through their serializers;
                     boxes are cropped with the image)
@@ -76,7 +78,11 @@ class SampleTokenizer:
         self.tok = {k: load_tokenizer(p) for k, p in tokenizers.items()}
         self.crops, self.seed = crops, seed
         self.image = {k: t for k, t in self.tok.items() if hasattr(t, "cfg") and hasattr(t.cfg, "image_size")}
-        self.text = {k: t for k, t in self.tok.items() if k not in self.image}
+        self.vector = {k: t for k, t in self.tok.items() if hasattr(t, "cfg") and hasattr(t.cfg, "in_dim")}
+        self.text = {k: t for k, t in self.tok.items() if k not in self.image and k not in self.vector}
+        big = [k for k, t in self.tok.items() if t.vocab_size > np.iinfo(np.int16).max + 1]
+        if big:
+            raise ValueError(f"tokens are stored as int16: the vocabularies of {big} are larger than 32768")
         bad = [k for k in self.text if k != "caption" and k not in SERIALIZED]
         if bad:
             raise ValueError(f"no way to tokenize {bad} with a text tokenizer (caption and {', '.join(SERIALIZED)})")
@@ -87,6 +93,8 @@ class SampleTokenizer:
         """What ``tokens.json`` records of every stored modality."""
         out = {}
         for key, tok in self.image.items():
+            out[tok.cfg.name] = {"source": key, "spec": modality_spec(tok.modality), "tokenizer": type(tok).__name__}
+        for key, tok in self.vector.items():
             out[tok.cfg.name] = {"source": key, "spec": modality_spec(tok.modality), "tokenizer": type(tok).__name__}
         for key, tok in self.text.items():
             spec = modality_spec(modalities.get(key).replace(vocab_size=tok.vocab_size))
@@ -103,6 +111,10 @@ class SampleTokenizer:
             if k in sample:
                 views = [apply_crop({k: sample[k]}, c, tok.cfg.image_size)[k] for c in crops]
                 out[tok.cfg.name] = tok.encode(_image_tensor(views, tok.cfg.values)).numpy().astype(np.int16)
+        for k, tok in self.vector.items():  # a vector describes the whole image: the same ids for every crop
+            if k in sample:
+                ids = tok.encode(torch.as_tensor(np.asarray(sample[k], dtype=np.float32)).reshape(1, -1))
+                out[tok.cfg.name] = np.repeat(ids.numpy().astype(np.int16), len(crops), axis=0)
         for k, tok in self.text.items():
             if k not in sample:
                 continue
