@@ -41,16 +41,17 @@ def _run(model: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int = 0
         opt.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("dense_above", [1.0, 0.5, 0.0])  # active rows gathered / per table by count / dense
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_row_sparse_adamw_equals_adamw(fused: bool, wd: float):
+def test_row_sparse_adamw_equals_adamw(fused: bool, wd: float, dense_above: float):
     torch.manual_seed(0)
     dense = Toy()
     sparse = copy.deepcopy(dense)
     sparse_embedding_grads(sparse)
     kw = dict(lr=3e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=wd)
     _run(dense, torch.optim.AdamW(dense.parameters(), **kw), 20)
-    opt = RowSparseAdamW(sparse.parameters(), **kw, fused=fused)
+    opt = RowSparseAdamW(sparse.parameters(), **kw, fused=fused, dense_above=dense_above)
     _run(sparse, opt, 20)
     for (name, p), q in zip(dense.named_parameters(), sparse.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
@@ -84,7 +85,7 @@ def test_row_sparse_adamw_trains_fourm_like_adamw():
     sparse = copy.deepcopy(dense)
     assert sparse_embedding_grads(sparse)
     opts = [torch.optim.AdamW(dense.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=0.05),
-            RowSparseAdamW(sparse.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=0.05)]
+            RowSparseAdamW(sparse.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=0.05, dense_above=1.0)]
     for step in range(6):
         batch = _small_batch(cfg, step)
         for model, opt in zip((dense, sparse), opts):

@@ -105,16 +105,18 @@ class RowSparseAdamW(torch.optim.Optimizer):
     The cost of a table's step is one pass over it with weight decay (none without) plus work on the active
     rows, instead of AdamW's seven passes (parameter, gradient, two moments; read and written) and the dense
     gradient's zero fill: large while few rows are active (a fixed batch, rare tokens, early training), and
-    approaching dense AdamW once every row has been used.
+    approaching dense AdamW once every row has been used. Past ``dense_above`` of a table's rows active, the
+    table takes the dense update (its gradient scattered into a zero table), which is then cheaper.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, *, fused: bool | None = None):
+                 weight_decay: float = 1e-2, *, fused: bool | None = None, dense_above: float = 0.5):
         if not 0.0 <= lr or not 0.0 <= eps or not 0.0 <= weight_decay:
             raise ValueError(f"invalid lr, eps or weight_decay: {lr}, {eps}, {weight_decay}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"invalid betas: {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused))
+        self.dense_above = dense_above
 
     def _state(self, p: torch.Tensor, sparse: bool) -> dict:
         state = self.state[p]
@@ -153,6 +155,12 @@ class RowSparseAdamW(torch.optim.Optimizer):
                 active = st["active"]
                 active[idx] = True
                 rows = active.nonzero().squeeze(1)  # sorted
+                if rows.shape[0] > self.dense_above * p.shape[0]:
+                    # most rows active: gathering them costs more than AdamW over the whole table
+                    dense = torch.zeros_like(p).index_copy_(0, idx, vals)
+                    ps.append(p), gs.append(dense), ms.append(st["exp_avg"]), vs.append(st["exp_avg_sq"])
+                    steps.append(st["step"])
+                    continue
                 grad_rows = vals.new_zeros(rows.shape[0], p.shape[1])
                 grad_rows[torch.searchsorted(rows, idx)] = vals
                 p_rows, m_rows, v_rows = p[rows], st["exp_avg"][rows], st["exp_avg_sq"][rows]
