@@ -117,3 +117,8 @@ def test_truncated_shard_names_the_shard_or_is_skipped(tmp_path):
     assert sorted(ids) == sorted(set(range(40)) - set(range(20, 30)))
     assert len(src.bad_shards) == 1 and "tokens-000002.tar" in src.bad_shards[0]
     np.testing.assert_equal(len(src), 40)
+
+
+def test_a_source_without_any_of_the_modalities_is_refused(data):
+    with pytest.raises(ValueError, match="none of the loader's modalities"):
+        TokenLoader([TokenSource(data / "two")], mods={OTHER.name: OTHER}, masking=MASK, batch_size=4)

@@ -149,6 +149,10 @@ class TokenLoader:
         if batch_size < 1 or workers < 0 or not 0 <= rank < world:
             raise ValueError(f"bad loader settings: batch_size={batch_size}, workers={workers}, rank {rank}/{world}")
         self.sources, self.weights, self.mods, self.masking = list(sources), w / w.sum(), dict(mods), masking
+        for src in self.sources:  # a source that feeds none of the modalities is a wrong path or a wrong model
+            if not set(src.names) & set(self.mods):
+                raise ValueError(f"source {getattr(src, 'path', None) or getattr(src, 'paths', src)} holds "
+                                 f"{', '.join(src.names)}, none of the loader's modalities ({', '.join(self.mods)})")
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.workers, self.shuffle, self.position, self.prefetch = workers, shuffle, position, prefetch
         self.group = max(1, -(-mask_group // batch_size))  # batches masked by one sampler call
