@@ -11,16 +11,36 @@ and a caption-like sequence (30k ids, room for 256 tokens); batch 1 by default. 
 Timing: the two scenarios of a pair (cached/uncached, unguided/guided) run in one subprocess, alternating, after a
 warmup run each, so that other load on the machine hits both alike; the median of ``--repeats`` runs (one for the
 AR pair). Memory: ``+mem`` is the peak RSS of one run in a fresh subprocess minus its RSS once the model exists
-(activations, caches, temporaries, and torch's first-call allocations). Ratios: KV-cache speed-up = uncached / cached time; guidance overhead =
-guided / unguided time.
+(activations, caches, temporaries, and torch's first-call allocations). Ratios: KV-cache speed-up = uncached /
+cached time; guidance overhead = guided / unguided time.
 
     python benchmarks/generate.py                 # tiny and small, batch 1, one thread
     python benchmarks/generate.py --presets test --repeats 1 --no-memory
     python benchmarks/generate.py --presets tiny --threads 2 --batch 4
 
-Measured (2 shared CPU cores, torch 2.13 CPU, batch 1, threads 2; see the final report of issue 7):
+Measured 2026-11-29 (torch 2.13 CPU, batch 1, one thread, 2 CPU cores shared with other jobs at load ~7, so
+absolute times are ~3x slower than on an idle core; the ratios are what the pairing makes comparable):
 
-    FIGURES
+    preset scenario          seconds  ms/token  +mem MiB  tokens
+    tiny   ar cached           2.878     11.24      16.7     256
+    tiny   ar uncached        22.841     89.22      46.1     256      KV cache speed-up 7.9x
+    tiny   maskgit 8           2.137     10.90      31.2     196
+    tiny   maskgit 8 cfg       3.418     17.44      39.4     196      guidance overhead 1.60x
+    tiny   maskgit 16          3.750     19.13      28.1     196
+    tiny   maskgit 16 cfg      6.828     34.84      41.0     196      guidance overhead 1.82x
+    small  ar cached           9.168     35.81      21.4     256
+    small  ar uncached        51.544    201.34      54.9     256      KV cache speed-up 5.6x
+    small  maskgit 8           4.126     21.05      35.2     196
+    small  maskgit 8 cfg       5.831     29.75      44.5     196      guidance overhead 1.41x
+    small  maskgit 16          9.078     46.32      39.0     196
+    small  maskgit 16 cfg     14.508     74.02      45.5     196      guidance overhead 1.60x
+
+Guidance: the target of <= 1.3x is not met on a CPU. Packing both passes into one encoder row, projecting
+context K/V of valid rows only and mixing states before the vocabulary projection brought it from ~1.9x (two
+padded passes) to 1.3-1.8x (in-process runs on a quieter machine gave 1.29-1.31x for tiny, 8 steps); what remains
+is the decoder, which must run once per pass (the passes differ from the first cross-attention on), and the
+unconditional encoder rows of the committed tokens. On a GPU at batch 1 the second pass mostly fills idle
+parallelism; not measured (no device in this task).
 """
 
 from __future__ import annotations
