@@ -211,6 +211,8 @@ def test_bad_inputs_name_the_problem(model):
                  Plan((Step(TEXT.name, "autoregressive"),)))
     with pytest.raises(PlanError, match="tok_a@test: is a target but fully given"):
         generate(model, {**cond, TOK: torch.zeros(2, 16, dtype=torch.long)}, Plan((Step(TOK, steps=2),)))
+    with pytest.raises(PlanError, match="tok_a@test: condition_weights name the step's own target"):
+        Step(TOK, condition_weights={TOK: 1.0})
     with pytest.raises(PlanError, match="unknown scheme 'diffusion'"):
         Step(TOK, "diffusion")
     assert all(issubclass(e, ValueError) for e in (ConditionError, PlanError, PromptError, GuidanceError))

@@ -1,6 +1,11 @@
 """Generation: schedules and sampling, one step function per scheme (MaskGIT, ROAR, autoregressive with a KV
 cache), classifier-free and multi-condition guidance, plans as data, and `generate`.
 
+    from polymodal.generation import Plan, Step, generate
+    plan = Plan((Step("tok_depth@224", "maskgit", steps=8, temperature=0.0, guidance_scale=2.0),
+                 Step("caption", "autoregressive", temperature=0.0)))
+    ids = generate(model.eval(), {"rgb@224": pixels}, plan, seed=0)  # {"tok_depth@224": (B, 196), "caption": (B, L)}
+
 Semantics follow apple/ml-4m's ``GenerationSampler`` (``fourm/models/generate.py``) and its schedules
 (``fourm/utils/generation.py``); each module's docstring says where. In short:
 

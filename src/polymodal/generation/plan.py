@@ -59,6 +59,8 @@ class Step:
             raise PlanError(f"{self.target}: top_p must be in [0, 1], got {self.top_p}")
         if self.guide is not None:
             object.__setattr__(self, "guide", tuple(self.guide))
+        if self.condition_weights and self.target in self.condition_weights:
+            raise PlanError(f"{self.target}: condition_weights name the step's own target; weight conditions only")
 
     def check(self, mod: Modality) -> None:
         """Raise a PlanError if this step cannot decode ``mod``."""
