@@ -52,6 +52,10 @@ class ModelConfig:
     norm_bias: bool = True
     qk_norm: bool = False
     share_modality_embeddings: bool = True
+    # One (V, D) table serves every sequence modality of the same vocabulary as encoder embedding, decoder
+    # embedding and output projection (T5-style tying). Not in official 4M files; it keeps small models small:
+    # with a 4.6k vocabulary, four text-like modalities otherwise carry 12 tables.
+    tie_sequence_tables: bool = False
     norm_eps: float = 1e-6
     init_std: float = 0.02
     vocab_sizes: dict[str, int] = field(default_factory=dict)

@@ -144,11 +144,15 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
     LayerNorm biases of bias-free 4M models, keep the file's own position tables; then check names and shapes."""
     expected = model.state_dict()
     sd = dict(sd)
+    # A tensor the model shares (modality embeddings, tied sequence tables) may be stored under one name only.
+    by_storage: dict[int, list[str]] = {}
+    for key, t in expected.items():
+        by_storage.setdefault(t.data_ptr(), []).append(key)
     for key in expected:
-        if key.endswith(".mod_emb") and key not in sd:
-            twin = key.replace("encoder_embeddings.", "decoder_embeddings.", 1) if key.startswith("encoder_") \
-                else key.replace("decoder_embeddings.", "encoder_embeddings.", 1)
-            if twin in sd and expected[key].data_ptr() == expected.get(twin, expected[key]).data_ptr():
+        if key not in sd:
+            twin = next((k for k in by_storage[expected[key].data_ptr()] if k in sd
+                         and expected[k].shape == expected[key].shape and expected[k].numel()), None)
+            if twin is not None:
                 sd[key] = sd[twin]
     for key in [k for k in sd if k not in expected and k.endswith(".bias")]:
         if key[:-5] + ".weight" in expected and not bool(sd[key].float().abs().max() > 0):
@@ -203,9 +207,18 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     return model
 
 
-def state_dict_for_file(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Contiguous, unshared copies (safetensors refuses tensors that share memory, e.g. shared mod_emb)."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+def state_dict_for_file(model: torch.nn.Module, *, dedupe: bool = False) -> dict[str, torch.Tensor]:
+    """Contiguous, unshared copies (safetensors refuses tensors that share memory, e.g. shared mod_emb).
+
+    ``dedupe`` stores a shared tensor once, under its first name; `adapt_state_dict` fills the other names on load.
+    """
+    out, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if dedupe and v.data_ptr() in seen:
+            continue
+        seen.add(v.data_ptr())
+        out[k] = v.detach().to("cpu").contiguous().clone()
+    return out
 
 
 def save_folder(model, path: str | Path) -> Path:
@@ -214,7 +227,9 @@ def save_folder(model, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     cfg = {"_class_name": CLASS_NAME, **config_lib.to_dict(model.config)}
     tmp = path / (WEIGHTS + ".tmp")
-    save_file(state_dict_for_file(model), str(tmp), metadata={"format": "pt"})
+    # Tied tables are stored once; shared modality embeddings stay twice, as in official files.
+    tied = model.config.tie_sequence_tables
+    save_file(state_dict_for_file(model, dedupe=tied), str(tmp), metadata={"format": "pt"})
     tmp.replace(path / WEIGHTS)  # atomic: a reader never sees half a file
     (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
     c = model.config

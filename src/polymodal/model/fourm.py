@@ -101,6 +101,20 @@ class FourM(nn.Module):
         self.decoder_norm = nn.LayerNorm(d, eps=cfg.norm_eps, bias=cfg.norm_bias)
         self.mask_token = nn.Parameter(torch.randn(1, 1, d) * cfg.init_std)
         self.apply(self._init_module)
+        if cfg.tie_sequence_tables:
+            self._tie_sequence_tables()
+
+    def _tie_sequence_tables(self) -> None:
+        """Point every text-like modality's token tables and logits at one table per vocabulary size (after init,
+        so the shared table keeps the embedding init)."""
+        tables: dict[int, nn.Parameter] = {}
+        for group in (self.encoder_embeddings, self.decoder_embeddings):
+            for name, m in group.items():
+                if self.config.modality(name).kind.value != "sequence":
+                    continue
+                for sub in (m.token_emb, getattr(m, "to_logits", None)):
+                    if sub is not None:
+                        sub.weight = tables.setdefault(sub.weight.shape[0], sub.weight)
 
     def _init_module(self, m: nn.Module) -> None:
         if isinstance(m, nn.Linear):

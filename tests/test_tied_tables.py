@@ -1,0 +1,63 @@
+"""`tie_sequence_tables`: one table per vocabulary for every text-like modality, stored once, loaded back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from polymodal import modalities
+from polymodal.data.batch import Batch, ModalityTokens
+from polymodal.modalities import Kind, Modality
+from polymodal.model import FourM, masked_modeling_loss
+
+from .conftest import TINY_OUT, random_batch, tiny_config
+
+SEQ2 = modalities.register(Modality("seq2@test", Kind.SEQUENCE, vocab_size=40, max_length=12, pos_table_len=32))
+
+
+def _config(tie: bool):
+    cfg = tiny_config(tie_sequence_tables=tie)
+    return dataclasses.replace(cfg, domains_in=(*cfg.domains_in, "seq2@test"), domains_out=(*TINY_OUT, "seq2@test"))
+
+
+def _batch(seed: int = 0) -> Batch:
+    b = random_batch(3, seed=seed, all_targets=True)
+    s = b["seq@test"]
+    return b.replace(**{"seq2@test": ModalityTokens(s.values.flip(1), s.is_input, s.is_target)})
+
+
+def test_one_table_serves_every_sequence_modality():
+    torch.manual_seed(0)
+    tied, untied = FourM(_config(True)), FourM(_config(False))
+    tables = {id(m.weight) for g in (tied.encoder_embeddings, tied.decoder_embeddings)
+              for name, e in g.items() if name.startswith("seq")
+              for m in (e.token_emb, getattr(e, "to_logits", None)) if m is not None}
+    assert len(tables) == 1
+    assert untied.num_params() - tied.num_params() == 5 * 40 * tied.config.dim  # 6 tables became 1
+    loss, _ = masked_modeling_loss(tied(_batch()))
+    loss.backward()
+    shared = tied.encoder_embeddings["seq@test"].token_emb.weight
+    assert shared.grad is not None and shared.grad.abs().sum() > 0
+
+
+def test_tied_tables_are_stored_once_and_load_back(tmp_path):
+    torch.manual_seed(0)
+    model = FourM(_config(True)).eval()
+    with torch.no_grad():  # make the shared table distinguishable from a fresh init
+        model.encoder_embeddings["seq@test"].token_emb.weight.add_(1.0)
+    folder = model.save_pretrained(tmp_path / "m")
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert sum(k.endswith("token_emb.weight") and ".seq" in k for k in keys) + sum(
+        k.endswith("to_logits.weight") and ".seq" in k for k in keys) == 1
+    loaded = FourM.from_pretrained(folder).eval()
+    batch = _batch(1)
+    with torch.no_grad():
+        a, b = model(batch), loaded(batch)
+    for name in a:
+        torch.testing.assert_close(a[name].logits, b[name].logits)
+    w = loaded.decoder_embeddings["seq2@test"].to_logits.weight
+    assert w is loaded.encoder_embeddings["seq@test"].token_emb.weight
