@@ -383,6 +383,18 @@ def test_fourm21_mixture_table():
     assert set(mix.keep["color_palette"]) == {"binary"}
 
 
+def test_fourm21_mixture_conditions_on_rgb_tokens_without_pixels():
+    names = ("tok_rgb@224", "tok_depth@224", "caption")
+    mix = build_mixture(MaskingConfig(mixture="4m21"), tuple(modalities.get(n) for n in names))
+    col = {n: i for i, n in enumerate(mix.names)}
+    assert mix.input_alphas[4].nonzero()[:, 0].tolist() == [col["tok_rgb@224"]]  # RGB-to-all on tokens
+    assert mix.input_alphas[4, col["tok_rgb@224"]] == 1000.0
+    assert mix.target_alphas[:, col["tok_rgb@224"]].tolist() == [0.01, 0.1, 1.0, 10.0, 0.5, 0.5, 0.5]
+    with_pixels = build_mixture(MaskingConfig(mixture="4m21"), tuple(modalities.get(n) for n in ("rgb@224", *names)))
+    col = {n: i for i, n in enumerate(with_pixels.names)}
+    assert with_pixels.input_alphas[4, col["tok_rgb@224"]] == 0.0  # pixels take the role when present
+
+
 def test_fourm21_mixture_samples_all_19_domains():
     mods = {n: modalities.get(n) for n in FOURM21_INPUTS}
     g = gen(0)

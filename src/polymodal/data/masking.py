@@ -120,7 +120,18 @@ FOURM21_TABLE = {
 
 
 def fourm21_mixture(mods: Sequence[Modality]) -> Mixture:
-    return Mixture.from_table(mods, FOURM21_WEIGHTS, FOURM21_TABLE)
+    """4M-21's mixture. Its RGB-to-all component conditions on RGB pixels (any ``rgb@*``); a model without pixel
+    RGB conditions on its RGB tokens (``tok_rgb@*``) instead, which keep their target alphas so RGB can still
+    be generated."""
+    table = dict(FOURM21_TABLE)
+    for mod in mods:
+        if mod.name.startswith("rgb@"):
+            table[mod.name] = table["rgb@224"]
+    if not any(m.name.startswith("rgb@") for m in mods):
+        for mod in mods:
+            if mod.name.startswith("tok_rgb@"):
+                table[mod.name] = (table["rgb@224"][0], table["*"][1], None)
+    return Mixture.from_table(mods, FOURM21_WEIGHTS, table)
 
 
 # Named mixtures for ``MaskingConfig.mixture``: name -> builder from the modalities (in sampling order).
