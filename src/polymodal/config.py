@@ -177,6 +177,7 @@ class DataConfig:
     # .txt files is a text-only source whose lines become captions (tokenized with ``text_tokenizer``).
     mixture: dict[str, float] = field(default_factory=dict)
     text_tokenizer: str = ""
+    val_path: str = ""  # source="tokens": a held-out token dataset to validate on (default: the first dataset's head)
     shuffle_buffer: int = 1000  # samples per source in each reader's shuffle buffer
     on_bad_shard: str = "raise"  # a truncated token shard: "raise" (its name in the error) or "skip" (a warning)
 

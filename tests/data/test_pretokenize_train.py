@@ -103,3 +103,24 @@ def test_train_on_a_mixture_with_a_text_only_source(tokens, tmp_path):
     assert result.steps == 2 and np.isfinite(result.final_loss)
     state = json.loads((tmp_path / "mix" / "checkpoints" / "step_00000002" / "state.json").read_text())
     assert state["progress"]["data"]["weights"] == [0.8, 0.2]
+
+
+def test_validation_reads_the_held_out_dataset(tokens, tmp_path):
+    from dataclasses import replace
+
+    from polymodal.modalities import get
+    from polymodal.train.token_data import TokenStream
+
+    synthesize(tmp_path / "world_val", 8, 32, 1, 1, shard_size=8)  # another world seed: unseen scenes
+    assert main(["data", "tokenize", str(tmp_path / "world_val"), "--tokenizer", f"rgb={tokens / 'tok_rgb'}",
+                 f"depth={tokens / 'tok_depth'}", f"caption={tokens / 'tok_text'}", f"det={tokens / 'tok_text'}",
+                 "--out", str(tmp_path / "val_tokens"), "--quiet"]) == 0
+    cfg = experiment(tokens, tmp_path / "run", 1)
+    mods = {n: get(n) for n in cfg.model.domains_in}
+    head = TokenStream(cfg, mods).val_batches(0, 1, batch_size=8)[0]
+    held = TokenStream(replace(cfg, data=replace(cfg.data, val_path=str(tmp_path / "val_tokens"))),
+                       mods).val_batches(0, 1, batch_size=8)[0]
+    val = read_token_shard(tmp_path / "val_tokens" / "tokens-000000.tar")
+    rgb = "tok_rgb@pt32"
+    assert torch.equal(held[rgb].values, torch.as_tensor(np.stack([s[rgb][0] for s in val])).long())
+    assert not torch.equal(head[rgb].values, held[rgb].values)

@@ -6,8 +6,8 @@ position (batches this rank consumed) goes into every checkpoint (`Progress.data
 with the very batch an uninterrupted run would have used next.
 
 Unlike index-addressed sources, a stream depends on the number of ranks and workers: resume with the same ones
-(a mismatch is refused). Validation reads the first ``data.val_samples`` samples of the first token dataset (their
-centre crops) with fixed masks: held out only if that dataset is a held-out split.
+(a mismatch is refused). Validation reads the first ``data.val_samples`` samples (centre crops, fixed masks) of
+``data.val_path``, a held-out token dataset, or else of the first training dataset (then not held out).
 
 Token modalities (``tok_rgb@64`` ...) must be registered before the model config names them:
 `register_token_modalities` (what a recipe calls with its dataset paths) reads them from ``tokens.json``.
@@ -81,6 +81,8 @@ class TokenStream:
     def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list[Batch]:
         d = self.cfg.data
         first = next((s for s in self.sources if isinstance(s, TokenSource)), None)
+        if d.val_path:
+            first = TokenSource(d.val_path)
         if first is None or d.val_samples <= 0:
             return []
         samples = []
