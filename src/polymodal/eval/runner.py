@@ -1,0 +1,138 @@
+"""`evaluate`: every task of `tasks.TASKS` on a held-out world test set, for any predictor.
+
+    from polymodal.eval import evaluate, world_test_set, write_report
+    samples = world_test_set(n=200, seed=1)                       # world seed 1: never seen in training (seed 0)
+    results = evaluate(predict, samples, tasks=["depth", "det", "caption2rgb"])
+    write_report({"4M": results}, "runs/eval")                    # results.md, results.json, results.png
+
+``predict`` is the protocol of `predictors` (world keys and values, batched as lists); a `Pipeline` is wrapped by
+`pipeline_predictor`. The test set is rendered from ``(seed, index)`` alone, so two runs with the same seed and n
+score the same scenes. A task whose data is missing (retrieval without ``minilm_global`` vectors: render the set
+with ``text_embeddings=True`` or read a world folder synthesized with ``--text-embeddings``) is reported as
+skipped with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from .predictors import Predict
+from .tasks import DEFAULT_TASKS, TASKS, generation_scores, score
+
+TEST_SEED = 1  # training worlds use seed 0 (`polymodal data synth` default); 1 is held out
+
+
+def world_test_set(n: int = 200, *, seed: int = TEST_SEED, res: int = 64, text_embeddings: bool = False,
+                   encoder=None) -> list[dict]:
+    """Samples 0..n-1 of world ``seed`` at ``res`` px (every modality of `render_sample`, plus ``minilm_global``
+    (384,) when ``text_embeddings``: the optional sentence encoder of ``polymodal[text]``, or ``encoder``)."""
+    from ..data.world import render_sample
+
+    samples = [render_sample(seed, i, res) for i in range(n)]
+    if text_embeddings:
+        if encoder is None:
+            from ..data.world import SentenceEncoder
+
+            encoder = SentenceEncoder()
+        vectors = encoder.global_embedding([s["caption"] for s in samples])
+        for s, v in zip(samples, vectors):
+            s["minilm_global"] = np.asarray(v, np.float32)
+    return samples
+
+
+def read_test_set(path: str | os.PathLike, n: int | None = None) -> list[dict]:
+    """The first ``n`` samples (all when None) of a world dataset folder (`polymodal data synth`)."""
+    from ..data.world import iter_samples
+
+    return list(islice(iter_samples(path), n))
+
+
+def _batches(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _missing(task: str, samples: Sequence[Mapping[str, Any]]) -> str | None:
+    t = TASKS[task]
+    keys = [k for k in (*t.inputs, *t.targets, *t.needs) if not t.generation or k != "rgb"]
+    absent = sorted({k for k in keys for s in samples if k not in s})
+    if absent:
+        hint = " (render the test set with text embeddings)" if "minilm_global" in absent else ""
+        return f"the test set lacks {', '.join(absent)}{hint}"
+    return None
+
+
+def _check(out: Mapping[str, list], targets: Sequence[str], n: int, task: str) -> None:
+    for t in targets:
+        if t not in out or len(out[t]) != n:
+            got = len(out[t]) if t in out else "no"
+            raise ValueError(f"task {task}: the predictor returned {got} values of {t!r} for {n} samples")
+
+
+def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], *, batch_size: int = 16) -> dict:
+    """The scores of one task (see `tasks`) of ``predict`` on ``samples``."""
+    t = TASKS[task]
+    preds: dict[str, list] = {k: [] for k in t.targets}
+    read: dict[str, list] = {"det": [], "semseg": []}
+    for batch in _batches(samples, batch_size):
+        out = predict({k: [s[k] for s in batch] for k in t.inputs}, list(t.targets))
+        _check(out, t.targets, len(batch), task)
+        for k in t.targets:
+            preds[k] += list(out[k])
+        if t.generation:  # read the generated images back with the same predictor
+            back = predict({"rgb": list(out["rgb"])}, ["det", "semseg"])
+            _check(back, ("det", "semseg"), len(batch), task)
+            read["det"] += list(back["det"])
+            read["semseg"] += list(back["semseg"])
+    if t.generation:
+        return generation_scores(read["det"], read["semseg"], [s["det"] for s in samples])
+    return score(task, preds, samples)
+
+
+def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | os.PathLike | None = None, *,
+             tasks: Sequence[str] = DEFAULT_TASKS, n: int = 200, seed: int = TEST_SEED, res: int = 64,
+             batch_size: int = 16) -> dict:
+    """Scores of ``predict`` on every task of ``tasks``.
+
+    Args:
+        predict: a `Predict` callable, or an object with ``generate`` (a `Pipeline`, wrapped by
+            `pipeline_predictor` with greedy decoding and ``seed``).
+        data: samples (world dicts), a world dataset folder, or None: `world_test_set` (``n``, ``seed``, ``res``).
+        tasks: names from `tasks.TASKS`.
+        n: samples to evaluate (the first n of ``data``).
+
+    Returns:
+        ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}}``; metrics are floats (mAP's
+        ``ap`` and mIoU's ``iou`` per class are dicts), seconds per task in ``meta["seconds"]``.
+    """
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
+    if not callable(predict) or hasattr(predict, "generate"):
+        from .pipeline_adapter import pipeline_predictor
+
+        predict = pipeline_predictor(predict, seed=seed)
+    if data is None:
+        samples, source = world_test_set(n, seed=seed, res=res), f"world seed {seed}, {res} px"
+    elif isinstance(data, (str, os.PathLike)):
+        samples, source = read_test_set(data, n), str(data)
+    else:
+        samples, source = list(data)[:n], "in-memory samples"
+    if not samples:
+        raise ValueError(f"no test samples in {source}")
+    results, seconds = {}, {}
+    for task in tasks:
+        reason = _missing(task, samples)
+        if reason:
+            results[task] = {"skipped": reason}
+            continue
+        start = time.perf_counter()
+        results[task] = run_task(predict, task, samples, batch_size=batch_size)
+        seconds[task] = round(time.perf_counter() - start, 3)
+    return {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds}}
