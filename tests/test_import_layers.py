@@ -9,9 +9,11 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "polymodal"
 
 # Layer ranks, bottom first; a module may import polymodal modules of a strictly lower rank (and its own package).
 # viz (pictures of values) sits just below retrieval and eval, which draw their results and reports with it;
+# pipeline (a model with its tokenizers, generation in one call) sits below eval, which evaluates through it.
 # eval sits above retrieval, whose gallery index and recall@k score its retrieval task.
 RANK = {"modalities": 0, "config": 1, "nn": 2, "tokenizers": 3, "data": 4, "model": 5, "generation": 6,
-        "viz": 7, "retrieval": 7.5, "eval": 7.75, "train": 8, "interop": 9, "cli": 10, "__main__": 11}
+        "viz": 7, "retrieval": 7.5, "eval": 7.75, "pipeline": 7.25, "train": 8, "interop": 9, "cli": 10,
+        "__main__": 11}
 # Narrower rules stated in the table.
 ONLY = {"nn": set(), "model": {"nn", "modalities", "config", "data.batch"}}
 

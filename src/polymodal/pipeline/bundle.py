@@ -1,0 +1,242 @@
+"""`Pipeline`: a FourM model with the tokenizers of its modalities, saved and loaded as one folder (a bundle).
+
+Bundle layout::
+
+    DIR/pipeline.json         format, model folder, tokenizer folder per modality, text tokenizer, the definition of
+                              every modality the model uses (registered on load), pixel normalization, plans
+    DIR/model/                FourM folder (config.json + model.safetensors)
+    DIR/tokenizers/<name>/    one tokenizer folder per tokenized modality ("@" -> "_"), and tokenizers/text/
+
+`Pipeline.from_pretrained` also takes a plain FourM folder or an official 4M checkpoint (no image tokenizers:
+their image tokens are generated as ids; text through ``text_tokenizer``, e.g. 4M's WordPiece JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import modalities
+from ..data.pretokenize import modality_spec
+from ..generation import Plan, generate
+from ..modalities import Kind, Modality
+from ..model.fourm import FourM
+from ..tokenizers import load_tokenizer
+from ..tokenizers.text import TextTokenizer
+from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
+from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
+from .outputs import Outputs, safe_name
+from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
+
+FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
+
+
+class ResizeNotice(UserWarning):
+    """An input image was resized to the model's size (the library's default notice)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ResizeNotice, stacklevel=4)
+
+
+def register_specs(specs: Mapping[str, dict], source: str) -> None:
+    """Register the modality definitions a bundle records; a different definition already registered is refused."""
+    for name, spec in specs.items():
+        spec = dict(spec)
+        if spec.get("grid") is not None:
+            spec["grid"] = tuple(spec["grid"])
+        mod = Modality(**spec)
+        if modalities.is_registered(name) and modalities.get(name) != mod:
+            raise PipelineError(f"{source}: modality {name!r} is registered with another definition here "
+                                f"({modalities.get(name)}) than the bundle's ({mod})")
+        modalities.register(mod)
+
+
+def _tokenizer_name(tok: Any) -> str:
+    if isinstance(tok, TextTokenizer):
+        return TEXT
+    return tok.cfg.name  # ViTVQVAE, MLPTokenizer: the token modality they produce
+
+
+class Pipeline:
+    """A model and its tokenizers. ``tokenizers`` maps a modality to its tokenizer, ``"text"`` to the text
+    tokenizer; ``pixels`` maps a pixel modality to ``{"mean": [...], "std": [...]}`` (default: ImageNet's, 4M's);
+    ``plans`` are named default plans."""
+
+    def __init__(self, model: FourM, tokenizers: Mapping[str, Any] | None = None, *,
+                 pixels: Mapping[str, dict] | None = None, plans: Mapping[str, Plan] | None = None):
+        self.model = model.eval()
+        self.tokenizers = dict(tokenizers or {})
+        cfg = model.config
+        self.pixels = {n: {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)} for n in cfg.domains_in
+                       if cfg.modality(n).kind is Kind.PIXELS} | dict(pixels or {})
+        self.plans = dict(plans or {})
+
+    # ---------------------------------------------------------------------------------------------- folders
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
+                        tokenizers: Iterable[str | Path] = (), device: str | torch.device = "cpu") -> Pipeline:
+        """A bundle folder, or a FourM / official 4M folder with ``text_tokenizer`` and extra tokenizer folders
+        (registered before the model loads, so a model over their token modalities loads too)."""
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"model {str(path)!r}: no such folder")
+        toks: dict[str, Any] = {}
+        info: dict = {}
+        model_dir = path
+        if (path / BUNDLE_FILE).is_file():
+            info = json.loads((path / BUNDLE_FILE).read_text())
+            if info.get("format") != FORMAT:
+                raise PipelineError(f"{path / BUNDLE_FILE}: not a polymodal pipeline file")
+            register_specs(info.get("modalities", {}), str(path))
+            model_dir = path / info.get("model", "model")
+            for name, rel in info.get("tokenizers", {}).items():
+                toks[name] = load_tokenizer(path / rel)
+        for p in ([text_tokenizer] if text_tokenizer else []) + list(tokenizers):
+            tok = load_tokenizer(p)
+            if not isinstance(tok, TextTokenizer):
+                modalities.register(tok.modality, overwrite=False) if not modalities.is_registered(
+                    tok.cfg.name) else None
+            toks[_tokenizer_name(tok)] = tok
+        model = FourM.from_pretrained(model_dir).to(device)
+        plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
+        return cls(model, toks, pixels=info.get("pixels"), plans=plans)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle (see the module docstring); loadable with `from_pretrained`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path / "model")
+        rels = {}
+        for name, tok in self.tokenizers.items():
+            rel = f"tokenizers/{safe_name(name)}"
+            tok.save_pretrained(path / rel)
+            rels[name] = rel
+        cfg = self.model.config
+        names = dict.fromkeys((*cfg.domains_in, *cfg.domains_out))
+        info = {"format": FORMAT, "version": VERSION, "model": "model", "tokenizers": rels,
+                "text_tokenizer": rels.get(TEXT), "modalities": {n: modality_spec(modalities.get(n)) for n in names},
+                "pixels": self.pixels, "plans": {k: plan_to_dict(p) for k, p in self.plans.items()}}
+        (path / BUNDLE_FILE).write_text(json.dumps(info, indent=1) + "\n")
+        return path
+
+    # ---------------------------------------------------------------------------------------------- names
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.model.config.domains_in
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.model.config.domains_out
+
+    def resolve(self, name: str, *, output: bool = False) -> str:
+        """A model domain from a name or a short name (``depth`` -> ``tok_depth@64``; ``rgb`` -> the pixel input
+        if the model has one, else the RGB tokens); a PipelineError with the closest names otherwise."""
+        domains = self.outputs if output else self.inputs
+        if name in domains:
+            return name
+        matches = [d for d in domains if base_name(d) == name]
+        if len(matches) > 1:
+            pixels = [d for d in matches if self.model.config.modality(d).kind is Kind.PIXELS]
+            matches = pixels or [d for d in matches if d in self.tokenizers] or matches
+        if matches:
+            return matches[0]
+        role = "output" if output else "input"
+        other = self.inputs if output else self.outputs
+        if name in other or any(base_name(d) == name for d in other):
+            raise PipelineError(f"{name!r} is not an {role} of this model ({role}s: {', '.join(domains)})")
+        known = list(domains) + sorted({base_name(d) for d in domains})
+        raise PipelineError(f"unknown modality {name!r}{closest(name, known)} (this model's {role}s: "
+                            f"{', '.join(domains)})")
+
+    # -------------------------------------------------------------------------------------------- inputs
+
+    def prepare(self, values: Mapping[str, Any], *, resize: bool = True,
+                notify: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:
+        """(conditions for `generation.generate`, shown values, their picture kinds) of user values."""
+        notify = notify or _warn
+        side = max((self.model.config.modality(n).image_size or (0,))[0] for n in self.inputs) or 224
+        conds, shown, kinds = {}, {}, {}
+        for key, value in values.items():
+            name = self.resolve(key)
+            mod = self.model.config.modality(name)
+            cond, show, kind = to_condition(name, mod, value, tokenizers=self.tokenizers,
+                                            norm=self.pixels.get(name, {}), resize=resize, notify=notify, res=side)
+            conds[name] = cond.to(self.model.mask_token.device) if isinstance(cond, torch.Tensor) else cond
+            if show is not None:
+                shown[name], kinds[name] = show, kind
+        sizes = {n: (c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size) for n, c in conds.items()}
+        if len(set(sizes.values()) - {1}) > 1:
+            raise PipelineError(f"inputs have different batch sizes: {sizes}")
+        return conds, shown, kinds
+
+    def conditions(self, values: Mapping[str, Any], *, resize: bool = True,
+                   notify: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """User values (images, texts, boxes, dicts, vectors; see `pipeline.inputs`) -> conditions by domain."""
+        return self.prepare(values, resize=resize, notify=notify)[0]
+
+    # ---------------------------------------------------------------------------------------- generation
+
+    def plan(self, targets: Sequence[str] | str | None = None, *, plan: Plan | str | None = None,
+             steps: int | None = None, temperature: float | None = None, guidance: float | None = None,
+             top_k: int | float = 0, top_p: float = 0.0, until: str | None = None) -> Plan:
+        """A `Plan`: given, named (the bundle's plans, then the presets), or one step per target."""
+        if isinstance(plan, Plan):
+            return plan
+        if isinstance(plan, str):
+            if plan in self.plans:
+                return self.plans[plan]
+            return preset_plan(self.model.config, plan, until=until and self.resolve(until, output=True),
+                               steps=steps, temperature=temperature, guidance=guidance)
+        if isinstance(targets, str):
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        if not targets:
+            raise PipelineError("nothing to generate: give targets or a plan")
+        names = [self.resolve(t, output=True) for t in targets]
+        return targets_plan(self.model.config, names, steps=steps, temperature=temperature, guidance=guidance,
+                            top_k=top_k, top_p=top_p)
+
+    def decode(self, ids: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Decoded values and picture kinds; image tokens without a tokenizer stay ids on their grid ("tokens")."""
+        values, kinds = {}, {}
+        for name, x in ids.items():
+            mod = self.model.config.modality(name)
+            has = name in self.tokenizers or (mod.kind is Kind.SEQUENCE and TEXT in self.tokenizers)
+            if not has:
+                if mod.kind is Kind.SEQUENCE:
+                    continue
+                values[name], kinds[name] = x.reshape(x.shape[0], *mod.grid).cpu(), "tokens"
+                continue
+            tok = {name: self.tokenizers.get(name) or self.tokenizers[TEXT]}
+            values[name] = decode_outputs({name: x.cpu()}, tok)[name]
+            kinds[name] = value_kind(name, tok)
+        return values, kinds
+
+    def generate(self, inputs: Mapping[str, Any], targets: Sequence[str] | str | None = None, *,
+                 plan: Plan | str | None = None, steps: int | None = None, temperature: float | None = None,
+                 guidance: float | None = None, seed: int = 0, top_k: int | float = 0, top_p: float = 0.0,
+                 resize: bool = True, notify: Callable[[str], None] | None = None) -> Outputs:
+        """Generate ``targets`` (or run ``plan``) from user ``inputs``; same seed, same outputs."""
+        notices: list[str] = []
+
+        def note(message: str) -> None:
+            notices.append(message)
+            (notify or _warn)(message)
+
+        the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
+                             top_k=top_k, top_p=top_p)
+        conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note)
+        clash = [t for t in the_plan.targets if t in conds]
+        if clash:
+            raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them")
+        b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
+        ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
+        values, out_kinds = self.decode(ids)
+        return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices)

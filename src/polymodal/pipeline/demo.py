@@ -1,0 +1,145 @@
+"""`polymodal demo`: held-out world scenes (or a user image) through a bundle: RGB -> every modality, caption -> RGB,
+boxes -> RGB; a PNG figure and a self-contained HTML page (images inlined as base64 PNG) beside the ground truth.
+
+Scenes come from world seed `DEMO_WORLD_SEED` (1), rendered in memory: training data is rendered with seed 0, so
+these are held out. The X -> RGB chains are `generation.preset`'s ``caption_to_all`` / ``det_to_all`` cut after the
+RGB tokens (`plans.preset_plan`); RGB -> all is ``rgb_to_all``. One generate call per task, batched over scenes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from ..data.world import render_sample
+from ..data.world.values import KINDS as WORLD_KINDS
+from ..data.world.values import batch_values
+from ..viz import save_png, tile_grid
+from ..viz.decode import base_name
+from .bundle import Pipeline
+from .inputs import PipelineError
+from .outputs import Outputs, tile
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "default"
+DEMO_WORLD_SEED = 1
+HOW_TO_MAKE = (
+    "the default model is not shipped in this checkout yet (it will live at {path}). Pass any pipeline bundle with "
+    "--model DIR; a bundle is made from a trained FourM and its tokenizers with `polymodal bundle --model RUN/release "
+    "--tokenizer TOK_DIR ... --text-tokenizer TEXT_DIR --out DIR` (tokenizers: configs/tokenizer_*_world64.py; "
+    "model: configs/fourm_tokens_world64.py, see the README's 'Datasets at scale')")
+
+
+@dataclass
+class DemoResult:
+    figure: Path
+    html: Path
+    seconds: float
+    tasks: dict[str, Outputs] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def load_demo_pipeline(model: str | Path | None) -> Pipeline:
+    path = Path(model) if model is not None else DEFAULT_MODEL
+    if model is None and not path.exists():
+        raise PipelineError(HOW_TO_MAKE.format(path=path))
+    return Pipeline.from_pretrained(path)
+
+
+def _rgb_side(pipe: Pipeline) -> int:
+    name = pipe.resolve("rgb")
+    mod = pipe.model.config.modality(name)
+    if mod.image_size is not None:
+        return mod.image_size[0]
+    return pipe.tokenizers[name].cfg.image_size
+
+
+def _png_b64(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _truth_tiles(out: Outputs, truth: dict, b: int, size: int) -> list[tuple[str, Image.Image]]:
+    """The ground truth under each of ``out``'s outputs (a blank tile where the world has no such value)."""
+    tiles = [("truth: rgb", tile("rgb", truth["rgb"][b], size))]
+    for name in out.values:
+        key = base_name(name)
+        if key in truth:
+            tiles.append((f"truth: {key}", tile(WORLD_KINDS[key], truth[key][b], size, truth["rgb"][b])))
+        else:
+            tiles.append((f"truth: {key} (none)", Image.new("RGB", (size, size), (255, 255, 255))))
+    return tiles
+
+
+def run_demo(model: str | Path | None = None, *, image: str | Path | None = None, out: str | Path = "demo",
+             scenes: int = 2, seed: int = 0, size: int = 96,
+             notify: Callable[[str], None] = print) -> DemoResult:
+    """Run the three tasks and write ``out/demo.png`` and ``out/demo.html`` (see the module docstring)."""
+    start = time.perf_counter()
+    pipe = load_demo_pipeline(model)
+    side = _rgb_side(pipe)
+    if image is not None:
+        truth = None
+        rgb: object = [image]
+    else:
+        truth = batch_values([render_sample(DEMO_WORLD_SEED, i, side) for i in range(scenes)])
+        rgb = truth["rgb"]
+    tasks: dict[str, Outputs] = {}
+    skipped: dict[str, str] = {}
+    tasks["RGB -> all"] = pipe.generate({"rgb": rgb}, plan="rgb_to_all", seed=seed, notify=notify)
+    a = tasks["RGB -> all"]
+    for title, key, preset in (("caption -> RGB", "caption", "caption_to_all"), ("boxes -> RGB", "det", "det_to_all")):
+        try:
+            if truth is not None:
+                cond = truth[key]
+            else:  # a user image: condition on what the model said about it
+                cond = a.values[pipe.resolve(key, output=True)]
+            plan = pipe.plan(plan=preset, until="rgb")
+            tasks[title] = pipe.generate({key: cond}, plan=plan, seed=seed, notify=notify)
+        except (PipelineError, KeyError) as e:
+            skipped[title] = str(e)
+    rows, sections = [], []
+    for b in range(len(a)):
+        scene_rows = []
+        for title, res in tasks.items():
+            tiles = res.tiles(b, size=size)
+            scene_rows.append((title, tiles))
+            if title == "RGB -> all" and truth is not None:
+                scene_rows.append(("ground truth", _truth_tiles(res, truth, b, size)))
+        rows += [t for _, t in scene_rows]
+        sections.append(scene_rows)
+    out = Path(out)
+    figure = save_png(tile_grid(rows, tile=size), out / "demo.png")
+    page = _html(sections, skipped, image is None)
+    path = out / "demo.html"
+    path.write_text(page)
+    return DemoResult(figure, path, time.perf_counter() - start, tasks, skipped)
+
+
+def _html(sections, skipped: dict[str, str], world: bool) -> str:
+    source = (f"held-out world scenes (world seed {DEMO_WORLD_SEED}; training uses seed 0)" if world
+              else "your image")
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>polymodal demo</title><style>",
+             "body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;margin:3px;text-align:center}"
+             "figcaption{font-size:11px;max-width:128px;overflow-wrap:anywhere}img{image-rendering:pixelated;"
+             "width:128px;height:128px;border:1px solid #ccc}.row{margin:6px 0}.label{font-weight:bold;"
+             "display:inline-block;width:120px;vertical-align:top}", "</style></head><body>",
+             f"<h1>polymodal demo</h1><p>Inputs (<code>in:</code>) and outputs (<code>out:</code>) side by side; "
+             f"source: {html.escape(source)}.</p>"]
+    for k, scene_rows in enumerate(sections):
+        parts.append(f"<h2>Scene {k}</h2>")
+        for title, tiles in scene_rows:
+            figs = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{_png_b64(img)}'>"
+                           f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, img in tiles)
+            parts.append(f"<div class='row'><span class='label'>{html.escape(title)}</span>{figs}</div>")
+    for title, why in skipped.items():
+        parts.append(f"<p>Skipped {html.escape(title)}: {html.escape(why)}</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

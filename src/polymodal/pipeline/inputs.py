@@ -1,0 +1,265 @@
+"""User values -> model conditions: images (paths, PIL, arrays, tensors), texts, boxes, metadata, palettes, vectors.
+
+`to_condition(name, mod, value, ...)` gives one model domain's batched condition and what to show of it:
+
+==================  ======================================  =================================================
+domain kind         value                                   condition
+==================  ======================================  =================================================
+pixels (rgb@64)     image: path, PIL, (H, W, 3) uint8,      (B, 3, S, S) float, ``(x - mean) / std`` with the
+                    (3, H, W) float 0..1; a list = a batch  pipeline's per-modality normalization
+image tokens        the tokenizer's values (rgb/edge also   (B, N) ids via the tokenizer (`ViTVQVAE`,
+                    from image files; depth, normal, semseg `MLPTokenizer`), or int ids (B, N) given as they are
+                    as arrays) or a vector for global tokens
+sequences           str (caption; det/metadata/palette also (B, L) ids, [EOS] then [PAD], through the text
+                    as JSON text or a .json path), boxes,   tokenizer and the modality's serializer
+                    dicts, colour lists
+sequence of vectors (D,) or (L, D) float                    (B, L, D)
+==================  ======================================  =================================================
+
+Images of another size are centre-cropped to a square and resized, with a notice through ``notify``; with
+``resize=False`` they are refused. Every refusal is a `PipelineError` naming the modality (and the file).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.nn import functional as F
+
+from ..data.batch import ModalityTokens
+from ..modalities import Kind, Modality
+from ..tokenizers.mlp import MLPTokenizer
+from ..tokenizers.serializers import SERIALIZERS, Box, metadata_from_world, palette_from_world
+from ..tokenizers.text import TextTokenizer
+from ..tokenizers.vqvae import ViTVQVAE
+from ..viz.decode import base_name
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # 4M's pixel normalization
+
+
+class PipelineError(ValueError):
+    """Input a pipeline cannot use: the message names the modality or file and what would fix it."""
+
+
+def closest(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.4)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def _is_image_item(v: Any) -> bool:
+    return isinstance(v, (str, Path, Image.Image))
+
+
+def read_image(path: str | Path, what: str, mode: str = "RGB") -> Image.Image:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise PipelineError(f"{what}: image file {str(p)!r} not found")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            return img.convert(mode)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PipelineError(f"{what}: cannot read image file {str(p)!r} (corrupt or not an image: {e})") from None
+
+
+def image_items(value: Any) -> list[Any]:
+    """A value as a list of per-sample images (a list, or a tensor/array with a batch axis, is a batch)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 4:
+        return list(value)
+    return [value]
+
+
+def to_chw(item: Any, what: str, *, gray: bool = False) -> torch.Tensor:
+    """One image -> float tensor (C, H, W) 0..1 (``gray``: (H, W))."""
+    if isinstance(item, (str, Path)):
+        item = read_image(item, what, "L" if gray else "RGB")
+    if isinstance(item, Image.Image):
+        item = np.asarray(item.convert("L" if gray else "RGB"))
+    t = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
+    scale = 255.0 if t.dtype == torch.uint8 else 1.0
+    t = t.float() / scale
+    if gray:
+        if t.ndim == 3 and 1 in (t.shape[0], t.shape[-1]):
+            t = t.reshape(t.shape[-2:] if t.shape[0] == 1 else t.shape[:2])
+        if t.ndim != 2:
+            raise PipelineError(f"{what}: expected a grey image (H, W), got shape {tuple(t.shape)}")
+        return t
+    if t.ndim == 3 and t.shape[-1] == 3 and t.shape[0] != 3:
+        t = t.permute(2, 0, 1)
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise PipelineError(f"{what}: expected an RGB image ((H, W, 3) or (3, H, W)), got shape {tuple(t.shape)}")
+    return t.contiguous()
+
+
+def fit(x: torch.Tensor, size: int, what: str, *, resize: bool, notify: Callable[[str], None],
+        nearest: bool = False) -> torch.Tensor:
+    """(C, H, W) or (H, W) -> side ``size``: centre crop to a square, then resize; or refuse (``resize=False``)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    if not resize:
+        raise PipelineError(f"{what}: the image is {w}x{h} pixels, the model takes {size}x{size}; pass it at that "
+                            "size or allow resizing (without --no-resize)")
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = x[..., top:top + s, left:left + s]
+    notify(f"{what}: {w}x{h} image {'centre-cropped and ' if h != w else ''}resized to {size}x{size}")
+    y = crop.float()[None] if crop.ndim == 3 else crop.float()[None, None]
+    if nearest:
+        y = F.interpolate(y, size=(size, size), mode="nearest")
+    else:
+        y = F.interpolate(y, size=(size, size), mode="bilinear", antialias=s > size, align_corners=False)
+    y = y[0] if x.ndim == 3 else y[0, 0]
+    return y.to(x.dtype) if nearest else y
+
+
+def pixels(name: str, mod: Modality, value: Any, norm: dict, *, resize: bool,
+           notify: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(condition (B, 3, S, S) normalized, shown (B, 3, S, S) 0..1)."""
+    s = mod.image_size[0]
+    shown = torch.stack([fit(to_chw(v, name), s, name, resize=resize, notify=notify) for v in image_items(value)])
+    mean = torch.tensor(norm.get("mean", IMAGENET_MEAN)).view(1, -1, 1, 1)
+    std = torch.tensor(norm.get("std", IMAGENET_STD)).view(1, -1, 1, 1)
+    return (shown - mean) / std, shown
+
+
+def tokenizer_values(name: str, tok: ViTVQVAE, value: Any, *, resize: bool,
+                     notify: Callable[[str], None]) -> torch.Tensor:
+    """The values a VQ-VAE encodes, batched, at its size: rgb/edge from images, others from arrays."""
+    kind, s = tok.cfg.values, tok.cfg.image_size
+    out = []
+    for item in image_items(value):
+        if kind in ("rgb", "edge"):
+            x = to_chw(item, name, gray=kind == "edge")
+        elif _is_image_item(item):
+            raise PipelineError(f"{name}: {kind} values are read from arrays or tensors in natural units, not "
+                                "image files (only rgb and edge images are)")
+        else:
+            x = torch.as_tensor(np.asarray(item) if not isinstance(item, torch.Tensor) else item)
+            if kind == "normal" and x.ndim == 3 and x.shape[-1] == 3 and x.shape[0] != 3:
+                x = x.permute(2, 0, 1)
+            x = x.long() if kind == "semseg" else x.float()
+        out.append(fit(x, s, name, resize=resize, notify=notify, nearest=kind == "semseg"))
+    return torch.stack(out)
+
+
+def _parse_text_value(base: str, v: Any, name: str) -> Any:
+    """det/metadata/palette given as JSON text or a .json file (what `Outputs.save` writes) are read back."""
+    if not isinstance(v, str) or base in ("caption", "text"):
+        return v
+    text = v.strip()
+    if text.endswith(".json") and Path(text).expanduser().is_file():
+        text = Path(text).expanduser().read_text()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PipelineError(f"{name}: not valid JSON ({e})") from None
+    return v
+
+
+def _boxes(v: Any, res: int, name: str) -> list[Box]:
+    out = []
+    for i, b in enumerate(v):
+        if isinstance(b, Box):
+            out.append(b)
+            continue
+        try:
+            coords = [float(c) for c in b["box"]]
+            scale = res if max(coords) > 1.0 else 1.0  # pixel boxes (the world's) -> normalized
+            out.append(Box(*(c / scale for c in coords), str(b["class"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PipelineError(f"{name}: box {i} is not a Box or {{'class': ..., 'box': [x0, y0, x1, y1]}} "
+                                f"({e}): {b!r:.80}") from None
+    return out
+
+
+def sequence_row(name: str, mod: Modality, v: Any, text: TextTokenizer, res: int) -> list[int]:
+    """One sample's ids of sequence domain ``name`` (ids + [EOS], at most the modality's length)."""
+    base = base_name(name)
+    v = _parse_text_value(base, v, name)
+    if isinstance(v, str):
+        if not v.strip():
+            raise PipelineError(f"{name}: empty text; give some words or leave {name} out of the inputs")
+        return text.encode_lists([v], max_length=mod.max_length)[0]
+    serializer = SERIALIZERS.get(base)
+    if serializer is None:
+        raise PipelineError(f"{name}: expected a string, got {type(v).__name__}")
+    if base == "det":
+        v = _boxes(v, res, name)
+    elif base == "metadata" and isinstance(v, dict):
+        v = metadata_from_world(v)
+    elif base == "color_palette" and isinstance(v, dict):
+        v = palette_from_world(v)
+    try:
+        return serializer.encode(v, text, max_tokens=mod.max_length)
+    except (ValueError, TypeError) as e:
+        raise PipelineError(f"{name}: {e}") from None
+
+
+def sequence_items(name: str, v: Any) -> list[Any]:
+    """A sequence value as per-sample values: a str or dict is one sample; a list of strings (or of metadata
+    dicts) is a batch; for det, palettes, poses and instances, a list of lists is a batch."""
+    base = base_name(name)
+    if isinstance(v, (list, tuple)) and v:
+        first = v[0]
+        if isinstance(first, str) or (base == "metadata" and isinstance(first, dict)):
+            return list(v)
+        if base in SERIALIZERS and isinstance(first, (list, tuple)) and (
+                not first or not isinstance(first[0], (int, float))):
+            return list(v)
+    return [v]
+
+
+def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm: dict, resize: bool,
+                 notify: Callable[[str], None], res: int) -> tuple[Any, Any, str]:
+    """(condition for `generate`, value to show, its picture kind) of one model input domain."""
+    if isinstance(value, ModalityTokens):
+        return value, None, ""
+    if mod.kind is Kind.PIXELS:
+        cond, shown = pixels(name, mod, value, norm, resize=resize, notify=notify)
+        return cond, shown, "rgb"
+    if isinstance(value, torch.Tensor) and not value.dtype.is_floating_point and mod.kind is not Kind.PIXELS:
+        ids = value[None] if value.ndim == 1 else value
+        return ids, None, ""
+    if mod.kind is Kind.SEQUENCE:
+        text = tokenizers.get(name) or tokenizers.get("text")
+        if not isinstance(text, TextTokenizer):
+            raise PipelineError(f"{name}: no text tokenizer to write it with; load the pipeline with one "
+                                "(--text-tokenizer PATH, or a bundle that has it)")
+        items = sequence_items(name, value)
+        rows = [sequence_row(name, mod, v, text, res) for v in items]
+        over = [i for r in rows for i in r if i >= mod.vocab_size]
+        if over:
+            raise PipelineError(f"{name}: token id {over[0]} ({text.decode_piece([over[0]])!r}) is outside this "
+                                f"model's vocabulary of {mod.vocab_size} ids")
+        ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, :len(r)] = torch.tensor(r)
+        shown = text.decode(ids) if base_name(name) in ("caption", "text") else [
+            SERIALIZERS[base_name(name)].decode(r, text) for r in rows] if base_name(name) in SERIALIZERS else None
+        kind = base_name(name) if base_name(name) in SERIALIZERS or base_name(name) == "caption" else "text"
+        return ids, shown, kind
+    if mod.kind is Kind.SEQUENCE_EMB:
+        v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
+        v = v.float().reshape(-1, v.shape[-1])[None] if v.ndim < 3 else v.float()
+        return v, v[:, 0], "vector"
+    tok = tokenizers.get(name)
+    if isinstance(tok, ViTVQVAE):
+        values = tokenizer_values(name, tok, value, resize=resize, notify=notify)
+        return tok.encode(values), values, tok.cfg.values
+    if isinstance(tok, MLPTokenizer):
+        v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
+        v = v.float().reshape(-1, v.shape[-1])
+        return tok.encode(v), v, "vector"
+    raise PipelineError(f"{name}: no tokenizer for these image tokens in this pipeline; give token ids (B, "
+                        f"{mod.num_tokens}) as an integer tensor, or use a bundle that holds its tokenizer")

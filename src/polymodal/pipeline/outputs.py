@@ -1,0 +1,144 @@
+"""What `Pipeline.generate` returns: ids, decoded values, a picture grid, and files.
+
+``Outputs.save(out_dir)`` writes, per target (``@`` in names becomes ``_``: ``tok_depth@64`` -> ``tok_depth_64``;
+with a batch of B > 1, one folder ``sample_<b>/`` per sample):
+
+=================================================  =========================================================
+value kind                                         file
+=================================================  =========================================================
+rgb, depth, normal, semseg, edge, feature          ``<name>.png`` (its picture: depth viridis, normals as RGB,
+                                                   classes with a palette); raw values in ``values.safetensors``
+image tokens without a tokenizer ("tokens")        ``<name>.png`` (the ids as a colour grid); ids in
+                                                   ``tokens.safetensors``
+vector (global embeddings)                         ``<name>.json`` (a list of floats)
+det, metadata, color_palette, human_poses,         ``<name>.json``: boxes ``[{"class", "box": [x0, y0, x1, y1]}]``
+sam_instance                                       normalized 0..1 (readable back as a ``det`` input), dicts, lists
+caption, text                                      ``<name>.txt``
+=================================================  =========================================================
+
+plus, in ``out_dir``, ``tokens.safetensors`` (one (B, N) ids tensor per target, keyed by its name),
+``values.safetensors`` (raw decoded image values, key ``<name>``, or ``<name>/<b>`` in a batch) and ``grid.png``
+(one row per sample: inputs, then outputs). No pickles, no NPY.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from ..generation import Plan
+from ..tokenizers.serializers import Box
+from ..viz import colors, picture, save_png, tile_grid
+
+IMAGE_KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "tokens")
+JSON_KINDS = ("det", "metadata", "color_palette", "human_poses", "sam_instance", "vector")
+BACKGROUND_KINDS = ("det", "human_poses", "sam_instance")
+
+
+def safe_name(name: str) -> str:
+    return name.replace("@", "_").replace("/", "_")
+
+
+def tile(kind: str, value: Any, size: int, background=None) -> Image.Image:
+    """A picture of one item of any kind, ``"tokens"`` (ids of a (rows, cols) grid, no tokenizer) included."""
+    if kind == "tokens":
+        ids = torch.as_tensor(value).float()
+        return Image.fromarray(colors.colormap(ids.numpy(), lo=0.0, hi=float(ids.max()) + 1)).resize(
+            (size, size), Image.NEAREST)
+    bg = background if kind in BACKGROUND_KINDS else None
+    return picture(kind, value, size=size, background=bg)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, Box):
+        return {"class": value.label, "box": [round(float(c), 4) for c in value.coords]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalars
+        return value.item()
+    return value
+
+
+@dataclass
+class Outputs:
+    """ids: target -> (B, N) image-token ids or (B, L) sequence ids ([PAD] after the text); values: target ->
+    decoded batched value (tensors (B, ...) or lists of B; ids as (B, rows, cols) for image tokens without a
+    tokenizer); kinds: name -> picture kind, for values and inputs; inputs: input name -> shown value (images
+    0..1 before normalization, texts, boxes); plan: the plan that ran; notices: what was adjusted (resizes)."""
+
+    ids: dict[str, torch.Tensor]
+    values: dict[str, Any]
+    kinds: dict[str, str]
+    inputs: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+    notices: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return next(iter(self.ids.values())).shape[0]
+
+    def _background(self, b: int):
+        for group in (self.inputs, self.values):
+            for name, v in group.items():
+                if self.kinds.get(name) == "rgb":
+                    return v[b]
+        return None
+
+    def tiles(self, b: int, *, size: int = 128) -> list[tuple[str, Image.Image]]:
+        """(title, picture) of sample ``b``: inputs (``in: name``), then outputs (``out: name``)."""
+        bg = self._background(b)
+        out = [(f"in: {n}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.inputs.items() if n in self.kinds]
+        return out + [(f"out: {n}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.values.items()]
+
+    def grid(self, *, size: int = 128) -> Image.Image:
+        """One row per sample: its inputs, then its outputs."""
+        return tile_grid([self.tiles(b, size=size) for b in range(len(self))], tile=size)
+
+    def save(self, out_dir: str | Path, *, size: int = 128) -> list[Path]:
+        """Write every output as a file (see the module table), ``tokens.safetensors`` and ``grid.png``; returns
+        the paths written."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        raw: dict[str, torch.Tensor] = {}
+        n = len(self)
+        for b in range(n):
+            folder = out if n == 1 else out / f"sample_{b}"
+            folder.mkdir(parents=True, exist_ok=True)
+            bg = self._background(b)
+            for name, value in self.values.items():
+                kind, item, stem = self.kinds[name], value[b], safe_name(name)
+                if kind in IMAGE_KINDS:
+                    side = max(size, int(item.shape[-1]) if isinstance(item, torch.Tensor) else size)
+                    written.append(save_png(tile(kind, item, side, bg), folder / f"{stem}.png"))
+                    if kind != "tokens":
+                        raw[name if n == 1 else f"{name}/{b}"] = torch.as_tensor(item).detach().cpu().contiguous()
+                elif kind in JSON_KINDS:
+                    path = folder / f"{stem}.json"
+                    path.write_text(json.dumps(jsonable(item), indent=1) + "\n")
+                    written.append(path)
+                else:
+                    path = folder / f"{stem}.txt"
+                    path.write_text(str(item) + "\n")
+                    written.append(path)
+        tokens = {k: v.detach().cpu().contiguous() for k, v in self.ids.items()}
+        save_file(tokens, str(out / "tokens.safetensors"))
+        written.append(out / "tokens.safetensors")
+        if raw:
+            save_file(raw, str(out / "values.safetensors"))
+            written.append(out / "values.safetensors")
+        written.append(save_png(self.grid(size=size), out / "grid.png"))
+        return written

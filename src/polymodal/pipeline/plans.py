@@ -1,0 +1,125 @@
+"""Plans for a pipeline: from a list of targets with a few knobs, or from the 4M-21 demo presets at any resolution.
+
+`targets_plan` builds one step per target: image tokens by MaskGIT (``steps`` default 8, cosine schedule),
+sequences autoregressively (stopping at the closing sentinel or [EOS]). ``steps`` larger than a target's token
+count is refused rather than clipped: the user asked for something the target cannot do.
+
+`preset_plan` runs `generation.preset` (written for 4M-21's ``@224`` names) on any model: each output is named by
+its 224 px twin (``tok_depth@64`` -> ``tok_depth@224``), the preset orders and configures them, and the names are
+mapped back. Outputs the demo chain does not know (e.g. ``tok_minilm_global``) join as semantic tokens: first in
+an X -> RGB chain (the role of 4M's CLIP tokens), last in RGB -> all. ``until`` cuts the chain after a target
+(the demo stops X -> RGB chains at the RGB tokens).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from ..config import ModelConfig
+from ..generation import Plan, Step, preset
+from ..generation.plan import PRESETS
+from ..modalities import Kind, is_registered
+from .inputs import PipelineError
+
+DEFAULT_STEPS = 8
+DEFAULT_IMAGE_TEMPERATURE = 0.5
+DEFAULT_TEXT_TEMPERATURE = 0.3
+_SEMANTIC = ("roar", 8, 0.01, "constant", 2.0)  # unknown image outputs in an X -> RGB chain: like DINOv2's step
+
+
+def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, steps: int | None = None,
+                 temperature: float | None = None, guidance: float | None = None, top_k: int | float = 0,
+                 top_p: float = 0.0) -> Plan:
+    """One step per target (model output names), in the given order."""
+    out = []
+    for t in targets:
+        mod = cfg.modality(t)
+        if mod.kind is Kind.SEQUENCE:
+            temp = DEFAULT_TEXT_TEMPERATURE if temperature is None else temperature
+            out.append(Step(t, "autoregressive", temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
+                            top_p=top_p, stop_at_eos=True))
+            continue
+        n = mod.num_tokens
+        temp = DEFAULT_IMAGE_TEMPERATURE if temperature is None else temperature
+        base = Step(t, "maskgit", steps=1, temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
+                    top_p=top_p)
+        fits = [k for k in range(1, min(n, max(DEFAULT_STEPS, steps or 0)) + 1)
+                if _fits(dataclasses.replace(base, steps=k), n)]
+        if steps is None:
+            out.append(dataclasses.replace(base, steps=max(fits)))
+        elif steps in fits:
+            out.append(dataclasses.replace(base, steps=steps))
+        else:
+            raise PipelineError(f"{t}: {steps} steps for its {n} tokens is too many (every step must decode at "
+                                f"least one token on the cosine schedule); use 1 to {max(fits)} steps")
+    return Plan(tuple(out), name="targets")
+
+
+def _fits(step: Step, n: int) -> bool:
+    try:
+        step.schedules(n)
+        return True
+    except ValueError:
+        return False
+
+
+def _twin(name: str) -> str:
+    return name.split("@")[0] + "@224" if "@" in name else name
+
+
+def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps: int | None = None,
+                temperature: float | None = None, guidance: float | None = None) -> Plan:
+    """The demo chain ``name`` (`generation.PRESETS`) over this model's outputs (see the module docstring);
+    ``steps``/``temperature``/``guidance`` override every image step's settings when given."""
+    if name not in PRESETS:
+        raise PipelineError(f"unknown plan {name!r}; presets: {', '.join(PRESETS)}")
+    outputs = list(cfg.domains_out)
+    twins = {}
+    for o in outputs:
+        t = _twin(o)
+        if is_registered(t) and t not in twins:
+            twins[t] = o
+    try:
+        base = preset(name, list(twins))
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    chain = [dataclasses.replace(s, target=twins[s.target], stop_at_eos=s.scheme == "autoregressive")
+             for s in base.steps]
+    known = {s.target for s in chain}
+    source = name.removesuffix("_to_all")
+    extra = [o for o in outputs if o not in known and cfg.modality(o).kind is Kind.IMAGE_TOKENS
+             and o.removeprefix("tok_").split("@")[0] != source]
+    if extra:
+        scheme, n, temp, schedule, scale = _SEMANTIC
+        if source == "rgb":
+            scheme, n, temp, schedule, scale = "roar", 1, 0.01, "constant", 2.0
+        steps_of = [Step(o, scheme, steps=n, temperature=temp, temperature_schedule=schedule,
+                         token_schedule="linear", guidance_scale=scale) for o in extra]
+        chain = chain + steps_of if source == "rgb" else steps_of + chain
+    fixed = []
+    for s in chain:
+        if s.scheme != "autoregressive":
+            n = cfg.modality(s.target).num_tokens
+            k = min(s.steps if steps is None else steps, n)
+            s = dataclasses.replace(s, steps=k, temperature=s.temperature if temperature is None else temperature,
+                                    guidance_scale=s.guidance_scale if guidance is None else guidance)
+        fixed.append(s)
+        if until is not None and s.target == until:
+            break
+    return Plan(tuple(fixed), grow_conditioning=base.grow_conditioning, name=name)
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    """JSON-ready form of a plan (what a bundle's ``pipeline.json`` stores under ``plans``)."""
+    steps = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(s).items()}
+             for s in plan.steps]
+    return {"steps": steps, "grow_conditioning": plan.grow_conditioning}
+
+
+def plan_from_dict(data: dict, name: str = "custom") -> Plan:
+    try:
+        return Plan(tuple(Step(**s) for s in data["steps"]), grow_conditioning=bool(data.get("grow_conditioning")),
+                    name=name)
+    except (KeyError, TypeError) as e:
+        raise PipelineError(f"plan {name!r}: not a plan ({e})") from None
