@@ -1,0 +1,30 @@
+"""A single-task specialist (RGB tokens -> one target) with the architecture, data and steps of a 4M recipe.
+
+Command:   POLYMODAL_SPECIALIST=depth POLYMODAL_TOKENS=data/world64_tokens \
+               polymodal train configs/specialist_world64.py
+           (POLYMODAL_SPECIALIST: depth, normal, semseg, det or caption; POLYMODAL_BASE_RECIPE: the any-to-any
+           recipe to match, default configs/fourm_tokens_world64.py; key=value overrides work as in any recipe)
+           then: polymodal eval --model runs/<base out_dir>_specialist_depth/release --tasks depth
+Hardware:  as the base recipe (2-core CPU or one GPU).
+Time:      fewer tokens per step than the base recipe (64 RGB inputs + one target), so each step is cheaper; the
+           same number of steps. Smoke-tested only (tests/eval/test_specialists.py: 3 steps of the `test` size).
+Expect:    4M-21's claim: the any-to-any model within 10% (relative) of each specialist on its task's metric;
+           no figure measured yet.
+
+The derivation is `polymodal.eval.specialists.specialist_config` (see its docstring): domains_in = (tok_rgb@64,),
+domains_out = (the target,), masking gives every RGB token as input and every target token as target; data,
+optimizer and training schedule are the base recipe's; out_dir gains ``_specialist_<task>``.
+"""
+
+import os
+from pathlib import Path
+
+from polymodal.cli import load_recipe
+from polymodal.eval.specialists import specialist_config
+
+BASE = Path(__file__).resolve().parent / "fourm_tokens_world64.py"
+
+
+def config():
+    base = load_recipe(os.environ.get("POLYMODAL_BASE_RECIPE", str(BASE)))
+    return specialist_config(base, os.environ.get("POLYMODAL_SPECIALIST", "depth"))
