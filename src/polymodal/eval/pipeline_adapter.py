@@ -1,0 +1,75 @@
+"""A `Pipeline` as an evaluation predictor: world values in, world values out (the protocol of `predictors`).
+
+    pipe = Pipeline.from_pretrained("weights/default")
+    results = evaluate(pipeline_predictor(pipe), world_test_set(200))
+
+Each target is generated in its own call (``pipe.generate(inputs, [target])``), so a task's answer never depends
+on another target decoded before it in a chain. Decoding: perception targets (everything but ``rgb``) greedily
+(temperature 0: the model's single best answer, as a metric wants); generated images (``rgb``) with the
+pipeline's defaults unless ``generation_temperature`` says otherwise, since greedy image generation collapses.
+Every sample of a batch gets the same ``seed``.
+
+Conversions (the pipeline's decoded values -> the world's formats): images (B, C, H, W) -> (H, W, C) arrays, RGB
+0..1 -> uint8; boxes (normalized `Box`, in the model's order) -> ``{"class", "box"}`` in pixels of ``res``;
+vectors (B, D) -> (D,) arrays; captions stay strings. World ``det`` inputs go in as normalized boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .predictors import Predict
+
+
+def model_resolution(pipe) -> int:
+    """The image side of the pipeline's inputs (the world's resolution it was trained at)."""
+    cfg = pipe.model.config
+    return max((cfg.modality(n).image_size or (0,))[0] for n in pipe.inputs) or 64
+
+
+def to_pipeline(key: str, values: Sequence[Any], res: int) -> Any:
+    """A batch of world values of ``key`` as pipeline inputs."""
+    if key == "det":
+        from ..tokenizers.serializers import boxes_from_world
+
+        return [boxes_from_world(v, res) for v in values]
+    return list(values)
+
+
+def to_world(key: str, values: Any, res: int) -> list[Any]:
+    """A pipeline's decoded batch of ``key`` as per-sample world values (see the module doc)."""
+    if key == "det":
+        return [[{"class": b.label, "box": [b.xmin * res, b.ymin * res, b.xmax * res, b.ymax * res]} for b in boxes]
+                for boxes in values]
+    if key == "caption":
+        return list(values)
+    x = values.detach().cpu() if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    if key in ("rgb", "normal") and x.ndim == 4:
+        x = x.permute(0, 2, 3, 1)
+    if key == "rgb":
+        x = (x.float() * 255).round().clamp(0, 255).to(torch.uint8)
+    return list(x.numpy())
+
+
+def pipeline_predictor(pipe, *, seed: int = 0, steps: int | None = None, temperature: float = 0.0,
+                       generation_temperature: float | None = None, guidance: float | None = None,
+                       res: int | None = None) -> Predict:
+    """A `Predict` over ``pipe`` (a `polymodal.pipeline.Pipeline`); see the module doc for the decoding."""
+    side = res or model_resolution(pipe)
+
+    def predict(inputs: Mapping[str, Sequence[Any]], targets: Sequence[str]) -> dict[str, list[Any]]:
+        given = {k: to_pipeline(k, v, side) for k, v in inputs.items()}
+        out = {}
+        for t in targets:
+            name = pipe.resolve(t, output=True)
+            temp = generation_temperature if t == "rgb" else temperature
+            result = pipe.generate(given, [name], seed=seed, steps=steps, temperature=temp, guidance=guidance,
+                                   notify=lambda message: None)
+            out[t] = to_world(t, result.values[name], side)
+        return out
+
+    return predict
