@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from polymodal.eval import evaluate, world_test_set
 from polymodal.eval.pipeline_adapter import pipeline_predictor, to_world
 from polymodal.tokenizers.serializers import Box
