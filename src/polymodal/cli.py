@@ -311,6 +311,113 @@ def _add_retrieve_parser(sub) -> None:
     p.set_defaults(func=_cmd_retrieve_search)
 
 
+def _fail(command: str, e: BaseException) -> int:
+    """Bad input: one line on stderr, exit code 2 (no traceback)."""
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"polymodal {command}: {msg}", file=sys.stderr)
+    return 2
+
+
+def _notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+
+    _set_threads(args.threads)
+    try:
+        inputs = {}
+        for item in args.inputs or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
+            inputs[key] = value
+        pipe = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer)
+        out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
+                            guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice)
+        paths = out.save(args.out)
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("generate", e)
+    print(f"{', '.join(out.plan.targets)} from {', '.join(out.inputs) or 'nothing'}: {len(paths)} files in "
+          f"{args.out} (grid: {paths[-1]})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline.demo import run_demo
+
+    _set_threads(args.threads)
+    try:
+        r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed, notify=_notice)
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("demo", e)
+    for title, why in r.skipped.items():
+        print(f"skipped {title}: {why}")
+    print(f"figure: {r.figure}\npage:   {r.html}\n({', '.join(r.tasks)}; {r.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+
+    try:
+        path = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer,
+                                        tokenizers=args.tokenizer).save(args.out)
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("bundle", e)
+    print(f"pipeline bundle: {path}")
+    return 0
+
+
+# Generation runs one token (or one small step) at a time: on a CPU, thread hand-offs over such small products cost
+# more than they save (5x slower with 2 threads than with 1 on the shared 2-core machine).
+_THREADS_HELP = "CPU threads for torch (default 1: fastest for step-by-step decoding on a CPU)"
+
+
+def _add_generate_parser(sub) -> None:
+    """``polymodal generate|demo|bundle``: any-to-any generation from files (src/polymodal/pipeline)."""
+    p = sub.add_parser("generate", help="generate modalities from inputs; writes PNG/JSON/TXT files and grid.png")
+    p.add_argument("--model", required=True, help="a pipeline bundle, a FourM folder or an official 4M checkpoint")
+    p.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
+                   help="an input: rgb@64=img.png, caption='two red cubes', det=boxes.json (repeatable; short names "
+                        "such as rgb or depth work)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", help="targets, comma-separated: tok_depth@64,det,caption")
+    what.add_argument("--plan", help="a preset chain (rgb_to_all, caption_to_all, det_to_all) or a bundle plan")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--steps", type=int, help="MaskGIT steps per image target (default 8)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default 0.5 images, 0.3 text)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 1: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same outputs (0)")
+    p.add_argument("--no-resize", action="store_true", help="refuse images of another size instead of resizing")
+    p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="extra tokenizer folders")
+    p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("demo", help="held-out world scenes through a model: RGB -> all, caption/boxes -> RGB; "
+                                    "writes a PNG figure and an HTML page")
+    p.add_argument("--model", help="a pipeline bundle (default: the shipped src/polymodal/weights/default)")
+    p.add_argument("--image", help="your own image instead of world scenes")
+    p.add_argument("--out", default="demo", help="folder to write (default ./demo)")
+    p.add_argument("--scenes", type=int, default=2, help="world scenes (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("bundle", help="put a FourM folder and its tokenizers into one pipeline bundle folder")
+    p.add_argument("--model", required=True, help="a FourM folder (e.g. a run's release/)")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="image/vector tokenizer folders")
+    p.add_argument("--text-tokenizer", help="the text tokenizer folder or JSON")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.set_defaults(func=_cmd_bundle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_commands(_add_data_commands(sub))
     _add_tokenizer_train_command(_add_tokenizer_commands(sub))
     _add_retrieve_parser(sub)
+    from .eval.command import add_parser as add_eval_parser  # here: `polymodal info` needs none of it
+
+    add_eval_parser(sub)
+    _add_generate_parser(sub)
     return parser
 
 

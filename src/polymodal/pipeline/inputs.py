@@ -84,7 +84,7 @@ def to_chw(item: Any, what: str, *, gray: bool = False) -> torch.Tensor:
         item = read_image(item, what, "L" if gray else "RGB")
     if isinstance(item, Image.Image):
         item = np.asarray(item.convert("L" if gray else "RGB"))
-    t = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
+    t = torch.as_tensor(np.array(item)) if not isinstance(item, torch.Tensor) else item
     scale = 255.0 if t.dtype == torch.uint8 else 1.0
     t = t.float() / scale
     if gray:
