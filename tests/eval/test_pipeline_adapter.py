@@ -36,3 +36,16 @@ def test_evaluate_a_pipeline(pipe):
     t = r["tasks"]
     assert 0 < t["depth"]["abs_rel"] and t["depth"]["delta1"] < 1.0 and t["semseg"]["miou"] < 1.0
     assert 0 <= t["caption2rgb"]["seg_class_recall"] <= 1
+
+
+def test_polymodal_eval_writes_a_report_with_ceilings(pipe, tmp_path, capsys):
+    from polymodal.cli import main
+
+    bundle = pipe.save(tmp_path / "tiny")
+    out = tmp_path / "report"
+    assert main(["eval", "--model", str(bundle), "--n", "2", "--tasks", "depth,det,retrieval", "--ceiling",
+                 "--out", str(out)]) == 0
+    table = (out / "results.md").read_text()
+    assert "tokenizer ceiling" in table and "| depth | delta1 |" in table
+    assert "| retrieval | skipped |" in table  # no caption embeddings rendered
+    assert (out / "results.png").is_file() and "wrote" in capsys.readouterr().out

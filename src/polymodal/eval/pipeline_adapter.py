@@ -72,4 +72,22 @@ def pipeline_predictor(pipe, *, seed: int = 0, steps: int | None = None, tempera
             out[t] = to_world(t, result.values[name], side)
         return out
 
+    predict.supports = lambda task: supports(pipe, task)  # the runner skips what the model cannot do
     return predict
+
+
+def supports(pipe, task: str) -> str | None:
+    """None when ``pipe`` has every input and output of ``task`` (and of its read-back), else the reason."""
+    from .tasks import TASKS
+
+    t = TASKS[task]
+    wanted = [(k, False) for k in t.inputs] + [(k, True) for k in t.targets]
+    if t.generation:
+        wanted += [("rgb", False), ("det", True), ("semseg", True)]
+    missing = []
+    for key, output in wanted:
+        try:
+            pipe.resolve(key, output=output)
+        except ValueError:
+            missing.append(f"{key} ({'output' if output else 'input'})")
+    return f"the model lacks {', '.join(missing)}" if missing else None

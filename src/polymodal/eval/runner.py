@@ -127,8 +127,9 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
     if not samples:
         raise ValueError(f"no test samples in {source}")
     results, seconds = {}, {}
+    can = getattr(predict, "supports", None)
     for task in tasks:
-        reason = _missing(task, samples)
+        reason = _missing(task, samples) or (can(task) if can is not None else None)
         if reason:
             results[task] = {"skipped": reason}
             continue

@@ -1,0 +1,101 @@
+"""``polymodal eval``: a model (and optionally specialists and its tokenizers' ceilings) on the held-out world.
+
+    polymodal eval --model weights/default --n 200 --out runs/eval
+    polymodal eval --model weights/default --data data/world64_test --tasks depth,det --ceiling \\
+        --compare depth=runs/specialist_depth/release --compare det=runs/specialist_det/release
+
+Writes ``results.md``, ``results.json`` and ``results.png`` (`report`) to ``--out`` with one column per model:
+the model, each ``--compare NAME=DIR`` (scored on the tasks it can do, the others shown as skipped), and with
+``--ceiling`` the model's tokenizers' decode(encode(ground truth)). Every column scores the same samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .predictors import ceiling_predictor
+from .runner import TEST_SEED, evaluate, read_test_set, world_test_set
+from .tasks import DEFAULT_TASKS, TASKS
+
+WORLD_KEYS = ("rgb", "depth", "normal", "semseg", "det", "caption", "minilm_global")
+
+
+def pipeline_tokenizers(pipe) -> dict:
+    """World key -> the pipeline's tokenizer of that modality (sequences: its text tokenizer)."""
+    out = {}
+    for key in WORLD_KEYS:
+        try:
+            name = pipe.resolve(key, output=True)
+        except ValueError:
+            continue
+        tok = pipe.tokenizers.get(name) or (pipe.tokenizers.get("text") if key in ("det", "caption") else None)
+        if tok is not None:
+            out[key] = tok
+    return out
+
+
+def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
+        res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
+        batch_size: int = 16, text_embeddings: bool = False) -> dict[str, Path]:
+    """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths."""
+    from ..pipeline import Pipeline
+    from .pipeline_adapter import pipeline_predictor
+    from .report import write_report
+
+    if data is not None:
+        samples = read_test_set(data, n)
+    else:
+        samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
+    pipe = Pipeline.from_pretrained(model)
+    runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, seed=world_seed), samples, tasks=tasks,
+                                                batch_size=batch_size)}
+    for name, folder in (compare or {}).items():
+        other = Pipeline.from_pretrained(folder)
+        runs[name] = evaluate(pipeline_predictor(other, seed=world_seed), samples, tasks=tasks,
+                              batch_size=batch_size)
+    if ceiling:
+        side = int(samples[0]["rgb"].shape[0])
+        perception = [t for t in tasks if not TASKS[t].generation]
+        runs["tokenizer ceiling"] = evaluate(ceiling_predictor(samples, pipeline_tokenizers(pipe), res=side),
+                                             samples, tasks=perception, batch_size=batch_size)
+    where = data or f"world seed {world_seed}"
+    return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}")
+
+
+def add_parser(sub) -> None:
+    """The ``eval`` subcommand on an argparse subparsers object (called by `polymodal.cli`)."""
+    p = sub.add_parser("eval", help="score a model on held-out world scenes: Markdown + JSON table and a figure")
+    p.add_argument("--model", required=True, help="a pipeline bundle or model folder (Pipeline.from_pretrained)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="a world dataset folder (default: render the held-out world)")
+    src.add_argument("--world-seed", type=int, default=TEST_SEED, help="seed of the rendered test world (1)")
+    p.add_argument("--n", type=int, default=200, help="test samples (default 200)")
+    p.add_argument("--res", type=int, default=64, help="resolution of the rendered test world")
+    p.add_argument("--out", default="runs/eval", help="output folder")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated: {','.join(TASKS)}")
+    p.add_argument("--ceiling", action="store_true", help="add the tokenizers' ceilings (decode(encode(GT)))")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
+                   help="another model to score beside it (e.g. a specialist); repeatable")
+    p.add_argument("--text-embeddings", action="store_true",
+                   help="embed the rendered captions (polymodal[text]) so retrieval can be scored")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise SystemExit(f"polymodal eval: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
+    bad = [c for c in args.compare if "=" not in c]
+    if bad:
+        raise SystemExit(f"polymodal eval: --compare takes NAME=DIR, got {bad[0]!r}")
+    start = time.perf_counter()
+    paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
+                tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
+                batch_size=args.batch_size, text_embeddings=args.text_embeddings)
+    print(paths["markdown"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
+    return 0
