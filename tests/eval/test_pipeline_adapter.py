@@ -49,3 +49,12 @@ def test_polymodal_eval_writes_a_report_with_ceilings(pipe, tmp_path, capsys):
     assert "tokenizer ceiling" in table and "| depth | delta1 |" in table
     assert "| retrieval | skipped |" in table  # no caption embeddings rendered
     assert (out / "results.png").is_file() and "wrote" in capsys.readouterr().out
+    assert (out / "examples_tiny.png").is_file()
+
+
+def test_tasks_a_model_cannot_do_are_skipped_with_the_reason(pipe):
+    predict = pipeline_predictor(pipe)
+    assert predict.supports("depth") is None and predict.supports("det2rgb") is None
+    assert "minilm_global (output)" in predict.supports("retrieval")
+    samples = [{**s, "minilm_global": np.zeros(4, np.float32)} for s in world_test_set(1, res=64)]
+    assert "lacks minilm_global" in evaluate(predict, samples, tasks=["retrieval"])["tasks"]["retrieval"]["skipped"]

@@ -37,7 +37,7 @@ def corrupt(key: str, values: list) -> list:
 
 def test_oracle_is_perfect_and_a_corrupted_oracle_is_worse(scenes, tmp_path):
     samples = _with_vectors(scenes)
-    good = evaluate(Oracle(samples), samples, batch_size=4)
+    good = evaluate(Oracle(samples), samples, batch_size=4, examples=2)
     assert set(good["tasks"]) == set(TASKS) and good["meta"]["n"] == len(samples)
     t = good["tasks"]
     assert t["depth"] == {"abs_rel": 0.0, "delta1": 1.0}
@@ -60,6 +60,7 @@ def test_oracle_is_perfect_and_a_corrupted_oracle_is_worse(scenes, tmp_path):
     assert "| depth | abs_rel (lower is better) | 0.000 | 0.500 |" in table
     assert json.loads(paths["json"].read_text())["oracle"]["tasks"]["det"]["map"] == 1.0
     assert paths["figure"].stat().st_size > 0
+    assert paths["examples oracle"].is_file() and "examples" not in json.loads(paths["json"].read_text())["oracle"]
 
 
 def test_missing_data_is_skipped_with_a_reason_and_bad_predictors_fail_clearly(scenes):

@@ -4,7 +4,8 @@
     polymodal eval --model weights/default --data data/world64_test --tasks depth,det --ceiling \\
         --compare depth=runs/specialist_depth/release --compare det=runs/specialist_det/release
 
-Writes ``results.md``, ``results.json`` and ``results.png`` (`report`) to ``--out`` with one column per model:
+Writes ``results.md``, ``results.json``, ``results.png`` and the model's ``examples_<name>.png`` (the first
+``--examples`` samples of every task: input, output, truth) to ``--out`` (`report`), with one column per model:
 the model, each ``--compare NAME=DIR`` (scored on the tasks it can do, the others shown as skipped), and with
 ``--ceiling`` the model's tokenizers' decode(encode(ground truth)). Every column scores the same samples.
 """
@@ -38,7 +39,7 @@ def pipeline_tokenizers(pipe) -> dict:
 
 def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
         res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
-        batch_size: int = 16, text_embeddings: bool = False) -> dict[str, Path]:
+        batch_size: int = 16, text_embeddings: bool = False, examples: int = 3) -> dict[str, Path]:
     """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths."""
     from ..pipeline import Pipeline
     from .pipeline_adapter import pipeline_predictor
@@ -50,7 +51,7 @@ def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     pipe = Pipeline.from_pretrained(model)
     runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, seed=world_seed), samples, tasks=tasks,
-                                                batch_size=batch_size)}
+                                                batch_size=batch_size, examples=examples)}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
         runs[name] = evaluate(pipeline_predictor(other, seed=world_seed), samples, tasks=tasks,
@@ -80,6 +81,7 @@ def add_parser(sub) -> None:
                    help="another model to score beside it (e.g. a specialist); repeatable")
     p.add_argument("--text-embeddings", action="store_true",
                    help="embed the rendered captions (polymodal[text]) so retrieval can be scored")
+    p.add_argument("--examples", type=int, default=3, help="samples per task in the example figure (3)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_main)
 
@@ -95,7 +97,7 @@ def _main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
                 tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
-                batch_size=args.batch_size, text_embeddings=args.text_embeddings)
+                batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
     return 0

@@ -1,4 +1,4 @@
-"""Evaluation reports: one Markdown table, the JSON of every number, and a bar chart drawn with PIL.
+"""Evaluation reports: one Markdown table, the JSON of every number, a bar chart drawn with PIL, example pictures.
 
     write_report({"4M": results, "tokenizer ceiling": ceiling, "specialist": spec}, "runs/eval")
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .examples import example_grid
 from .tasks import HEADLINE, TASKS
 
 LOWER_IS_BETTER = ("abs_rel", "angle_deg")
@@ -99,12 +101,20 @@ def _clean(x):
 
 
 def write_report(runs: Mapping[str, dict], out: str | os.PathLike, *, title: str = "Evaluation") -> dict[str, Path]:
-    """Write ``results.md``, ``results.json`` and ``results.png`` into ``out``; returns their paths."""
+    """Write ``results.md``, ``results.json`` and ``results.png`` into ``out``, and ``examples_<run>.png`` for
+    every run that kept examples (`evaluate(..., examples=k)`); returns their paths."""
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "results.md", "json": out / "results.json", "figure": out / "results.png"}
     meta = "; ".join(f"{name}: {r['meta'].get('n')} samples of {r['meta'].get('data')}" for name, r in runs.items())
     paths["markdown"].write_text(f"# {title}\n\n{meta}\n\n{markdown_table(runs)}")
-    paths["json"].write_text(json.dumps(_clean(dict(runs)), indent=1) + "\n")
+    numbers = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in runs.items()}
+    paths["json"].write_text(json.dumps(_clean(numbers), indent=1) + "\n")
     bar_chart(runs).save(paths["figure"])
+    for name, r in runs.items():
+        grid = example_grid(r)
+        if grid is not None:
+            paths[f"examples {name}"] = out / f"examples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+            grid.save(paths[f"examples {name}"])
     return paths

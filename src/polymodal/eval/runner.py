@@ -75,8 +75,10 @@ def _check(out: Mapping[str, list], targets: Sequence[str], n: int, task: str) -
             raise ValueError(f"task {task}: the predictor returned {got} values of {t!r} for {n} samples")
 
 
-def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], *, batch_size: int = 16) -> dict:
-    """The scores of one task (see `tasks`) of ``predict`` on ``samples``."""
+def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], *, batch_size: int = 16,
+             examples: int = 0) -> tuple[dict, list[dict]]:
+    """(scores, kept examples) of one task (see `tasks`) of ``predict`` on ``samples``; the first ``examples``
+    samples' values are kept for pictures (`examples`)."""
     t = TASKS[task]
     preds: dict[str, list] = {k: [] for k in t.targets}
     read: dict[str, list] = {"det": [], "semseg": []}
@@ -90,14 +92,19 @@ def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], 
             _check(back, ("det", "semseg"), len(batch), task)
             read["det"] += list(back["det"])
             read["semseg"] += list(back["semseg"])
+    (ik,), (ok,) = t.inputs, t.targets
+    kept = [{"input": (ik, s[ik]), "output": (ok, preds[ok][i]), "truth": (ok, s[ok]), "res": s["rgb"].shape[0],
+             "rgb": s["rgb"], **({"read": {"det": read["det"][i], "semseg": read["semseg"][i]}} if t.generation
+                                 else {})}
+            for i, s in enumerate(samples[:examples]) if ok != "minilm_global"]
     if t.generation:
-        return generation_scores(read["det"], read["semseg"], [s["det"] for s in samples])
-    return score(task, preds, samples)
+        return generation_scores(read["det"], read["semseg"], [s["det"] for s in samples]), kept
+    return score(task, preds, samples), kept
 
 
 def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | os.PathLike | None = None, *,
              tasks: Sequence[str] = DEFAULT_TASKS, n: int = 200, seed: int = TEST_SEED, res: int = 64,
-             batch_size: int = 16) -> dict:
+             batch_size: int = 16, examples: int = 0) -> dict:
     """Scores of ``predict`` on every task of ``tasks``.
 
     Args:
@@ -106,6 +113,8 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         data: samples (world dicts), a world dataset folder, or None: `world_test_set` (``n``, ``seed``, ``res``).
         tasks: names from `tasks.TASKS`.
         n: samples to evaluate (the first n of ``data``).
+        examples: keep the values of the first ``examples`` samples per task under ``"examples"`` (for
+            `examples.example_grid`; the report draws them, the JSON leaves them out).
 
     Returns:
         ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}}``; metrics are floats (mAP's
@@ -126,7 +135,7 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         samples, source = list(data)[:n], "in-memory samples"
     if not samples:
         raise ValueError(f"no test samples in {source}")
-    results, seconds = {}, {}
+    results, seconds, kept = {}, {}, {}
     can = getattr(predict, "supports", None)
     for task in tasks:
         reason = _missing(task, samples) or (can(task) if can is not None else None)
@@ -134,6 +143,9 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
             results[task] = {"skipped": reason}
             continue
         start = time.perf_counter()
-        results[task] = run_task(predict, task, samples, batch_size=batch_size)
+        results[task], kept[task] = run_task(predict, task, samples, batch_size=batch_size, examples=examples)
         seconds[task] = round(time.perf_counter() - start, 3)
-    return {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds}}
+    out = {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds}}
+    if examples:
+        out["examples"] = {k: v for k, v in kept.items() if v}
+    return out
