@@ -3,8 +3,12 @@
 Command:   POLYMODAL_SPECIALIST=depth POLYMODAL_TOKENS=data/world64_tokens \
                polymodal train configs/specialist_world64.py
            (POLYMODAL_SPECIALIST: depth, normal, semseg, det or caption; POLYMODAL_BASE_RECIPE: the any-to-any
-           recipe to match, default configs/fourm_tokens_world64.py; key=value overrides work as in any recipe)
-           then: polymodal eval --model runs/<base out_dir>_specialist_depth/release --tasks depth
+           recipe to match, default configs/fourm_world64.py (the default model's), else fourm_tokens_world64.py;
+           key=value overrides work as in any recipe)
+           then, with the base model's tokenizers:
+           polymodal bundle --model runs/<base out_dir>_specialist_depth/release --tokenizer TOKENIZER_DIRS... \
+               --text-tokenizer TEXT_TOK --out runs/specialist_depth_bundle
+           polymodal eval --model BASE_BUNDLE --compare depth=runs/specialist_depth_bundle --ceiling
 Hardware:  as the base recipe (2-core CPU or one GPU).
 Time:      fewer tokens per step than the base recipe (64 RGB inputs + one target), so each step is cheaper; the
            same number of steps. Smoke-tested only (tests/eval/test_specialists.py: 3 steps of the `test` size).
@@ -22,7 +26,8 @@ from pathlib import Path
 from polymodal.cli import load_recipe
 from polymodal.eval.specialists import specialist_config
 
-BASE = Path(__file__).resolve().parent / "fourm_tokens_world64.py"
+HERE = Path(__file__).resolve().parent
+BASE = next(p for p in (HERE / "fourm_world64.py", HERE / "fourm_tokens_world64.py") if p.is_file())
 
 
 def config():
