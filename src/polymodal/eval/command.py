@@ -49,19 +49,19 @@ def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST
         samples = read_test_set(data, n)
     else:
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
+    where = data or f"world seed {world_seed}, {res} px"
     pipe = Pipeline.from_pretrained(model)
     runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, seed=world_seed), samples, tasks=tasks,
-                                                batch_size=batch_size, examples=examples)}
+                                                batch_size=batch_size, examples=examples, source=where)}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
         runs[name] = evaluate(pipeline_predictor(other, seed=world_seed), samples, tasks=tasks,
-                              batch_size=batch_size)
+                              batch_size=batch_size, source=where)
     if ceiling:
         side = int(samples[0]["rgb"].shape[0])
         perception = [t for t in tasks if not TASKS[t].generation]
         runs["tokenizer ceiling"] = evaluate(ceiling_predictor(samples, pipeline_tokenizers(pipe), res=side),
-                                             samples, tasks=perception, batch_size=batch_size)
-    where = data or f"world seed {world_seed}"
+                                             samples, tasks=perception, batch_size=batch_size, source=where)
     return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}")
 
 

@@ -104,7 +104,7 @@ def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], 
 
 def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | os.PathLike | None = None, *,
              tasks: Sequence[str] = DEFAULT_TASKS, n: int = 200, seed: int = TEST_SEED, res: int = 64,
-             batch_size: int = 16, examples: int = 0) -> dict:
+             batch_size: int = 16, examples: int = 0, source: str | None = None) -> dict:
     """Scores of ``predict`` on every task of ``tasks``.
 
     Args:
@@ -115,6 +115,7 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         n: samples to evaluate (the first n of ``data``).
         examples: keep the values of the first ``examples`` samples per task under ``"examples"`` (for
             `examples.example_grid`; the report draws them, the JSON leaves them out).
+        source: what the samples are, for the report (default: the folder, the world seed, or "in-memory").
 
     Returns:
         ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}}``; metrics are floats (mAP's
@@ -132,7 +133,7 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
     elif isinstance(data, (str, os.PathLike)):
         samples, source = read_test_set(data, n), str(data)
     else:
-        samples, source = list(data)[:n], "in-memory samples"
+        samples, source = list(data)[:n], source or "in-memory samples"
     if not samples:
         raise ValueError(f"no test samples in {source}")
     results, seconds, kept = {}, {}, {}
