@@ -9,6 +9,7 @@ RGB tokens (`plans.preset_plan`); RGB -> all is ``rgb_to_all``. One generate cal
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import time
@@ -29,6 +30,7 @@ from .outputs import Outputs, tile
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "default"
 DEMO_WORLD_SEED = 1
+DEMO_MAX_TOKENS = 128
 HOW_TO_MAKE = (
     "the default model is not shipped in this checkout yet (it will live at {path}). Pass any pipeline bundle with "
     "--model DIR; a bundle is made from a trained FourM and its tokenizers with `polymodal bundle --model RUN/release "
@@ -93,7 +95,13 @@ def run_demo(model: str | Path | None = None, *, image: str | Path | None = None
         rgb = truth["rgb"]
     tasks: dict[str, Outputs] = {}
     skipped: dict[str, str] = {}
-    tasks["RGB -> all"] = pipe.generate({"rgb": rgb}, plan="rgb_to_all", seed=seed, notify=notify)
+    # World captions run to ~115 tokens and 10 boxes to ~60: a cap that a trained model never reaches, which keeps
+    # an untrained (or confused) model from decoding every sequence to 256 tokens.
+    to_all = pipe.plan(plan="rgb_to_all")
+    to_all = dataclasses.replace(to_all, steps=tuple(
+        dataclasses.replace(s, max_tokens=DEMO_MAX_TOKENS) if s.scheme == "autoregressive" else s
+        for s in to_all.steps))
+    tasks["RGB -> all"] = pipe.generate({"rgb": rgb}, plan=to_all, seed=seed, notify=notify)
     a = tasks["RGB -> all"]
     for title, key, preset in (("caption -> RGB", "caption", "caption_to_all"), ("boxes -> RGB", "det", "det_to_all")):
         try:

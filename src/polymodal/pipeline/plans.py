@@ -6,9 +6,11 @@ count is refused rather than clipped: the user asked for something the target ca
 
 `preset_plan` runs `generation.preset` (written for 4M-21's ``@224`` names) on any model: each output is named by
 its 224 px twin (``tok_depth@64`` -> ``tok_depth@224``), the preset orders and configures them, and the names are
-mapped back. Outputs the demo chain does not know (e.g. ``tok_minilm_global``) join as semantic tokens: first in
-an X -> RGB chain (the role of 4M's CLIP tokens), last in RGB -> all. ``until`` cuts the chain after a target
-(the demo stops X -> RGB chains at the RGB tokens).
+mapped back. Step counts keep the demo's tokens per step: a step count set for the twin's N' tokens becomes
+``round(steps * N / N')`` (at least 1) for N tokens (RGB tokens at 64 px, 8x8: 25 steps -> 8). Outputs the demo
+chain does not know (e.g. ``tok_minilm_global``) join as semantic tokens: first in an X -> RGB chain (the role of
+4M's CLIP tokens), last in RGB -> all. ``until`` cuts the chain after a target (the demo stops X -> RGB chains at
+the RGB tokens).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from .. import modalities
 from ..config import ModelConfig
 from ..generation import Plan, Step, preset
 from ..generation.plan import PRESETS
@@ -101,7 +104,9 @@ def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps:
     for s in chain:
         if s.scheme != "autoregressive":
             n = cfg.modality(s.target).num_tokens
-            k = min(s.steps if steps is None else steps, n)
+            twin = _twin(s.target)
+            ref = modalities.get(twin).num_tokens if is_registered(twin) and twin != s.target else n
+            k = min(max(1, round(s.steps * n / ref)) if steps is None else steps, n)
             s = dataclasses.replace(s, steps=k, temperature=s.temperature if temperature is None else temperature,
                                     guidance_scale=s.guidance_scale if guidance is None else guidance)
         fixed.append(s)
