@@ -104,7 +104,14 @@ class Pipeline:
                 modalities.register(tok.modality, overwrite=False) if not modalities.is_registered(
                     tok.cfg.name) else None
             toks[_tokenizer_name(tok)] = tok
-        model = FourM.from_pretrained(model_dir).to(device)
+        try:
+            model = FourM.from_pretrained(model_dir).to(device)
+        except (KeyError, ValueError) as e:  # a token modality nobody registered: its tokenizer defines it
+            text = str(e.args[0]) if e.args else str(e)
+            if "unknown modality" not in text:
+                raise
+            raise PipelineError(f"{model_dir}: {text}; a model over tokenizer modalities loads with their tokenizer "
+                                "folders (tokenizers=..., --tokenizer DIR ...) or from a bundle") from None
         plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
         return cls(model, toks, pixels=info.get("pixels"), plans=plans)
 
