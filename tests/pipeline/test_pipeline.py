@@ -71,11 +71,16 @@ def test_images_of_another_size_are_resized_with_a_notice_or_refused(pipe, tmp_p
         pipe.conditions({"rgb": str(path)}, resize=False)
 
 
-def test_batches_from_lists(pipe):
-    scenes = batch_values([render_sample(1, i, 64) for i in range(2)], ["rgb", "caption", "det"])
-    out = pipe.generate({"rgb": list(scenes["rgb"]), "det": scenes["det"]}, ["depth", "caption"], seed=0)
+def test_batches_from_lists(pipe, tmp_path):
+    scenes = [render_sample(1, i, 64) for i in range(2)]
+    batch = batch_values(scenes, ["caption", "det"])
+    out = pipe.generate({"rgb": [s["rgb"] for s in scenes], "det": batch["det"]}, ["depth", "caption"], seed=0)
     assert out.ids["tok_depth@pt"].shape == (2, 16) and len(out.values["caption"]) == 2
-    assert out.grid(size=32).size[1] > out.grid(size=32).size[0] / 8
+    one = pipe.generate({"rgb": scenes[1]["rgb"], "det": batch["det"][1]}, ["depth", "caption"], seed=0)
+    assert out.inputs["det"][1] == one.inputs["det"][0]  # the batch's second sample is the second scene
+    out.save(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "sample_1").iterdir()) == ["caption.txt", "tok_depth_pt.png"]
+    assert (tmp_path / "grid.png").is_file() and Image.open(tmp_path / "grid.png").size[1] > 200
 
 
 @pytest.mark.parametrize("inputs, targets, kw, message", [

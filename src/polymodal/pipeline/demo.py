@@ -117,7 +117,7 @@ def run_demo(model: str | Path | None = None, *, image: str | Path | None = None
     for b in range(len(a)):
         scene_rows = []
         for title, res in tasks.items():
-            tiles = res.tiles(b, size=size)
+            tiles = res.tiles(b, size=size, short=True)
             scene_rows.append((title, tiles))
             if title == "RGB -> all" and truth is not None:
                 scene_rows.append(("ground truth", _truth_tiles(res, truth, b, size)))

@@ -97,11 +97,14 @@ class Outputs:
                     return v[b]
         return None
 
-    def tiles(self, b: int, *, size: int = 128) -> list[tuple[str, Image.Image]]:
-        """(title, picture) of sample ``b``: inputs (``in: name``), then outputs (``out: name``)."""
+    def tiles(self, b: int, *, size: int = 128, short: bool = False) -> list[tuple[str, Image.Image]]:
+        """(title, picture) of sample ``b``: inputs (``in: name``), then outputs (``out: name``); ``short`` titles
+        name the modality without prefix and resolution (``depth``, not ``tok_depth@64``)."""
         bg = self._background(b)
-        out = [(f"in: {n}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.inputs.items() if n in self.kinds]
-        return out + [(f"out: {n}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.values.items()]
+        label = (lambda n: n.removeprefix("tok_").split("@")[0]) if short else (lambda n: n)  # noqa: E731
+        out = [(f"in: {label(n)}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.inputs.items()
+               if n in self.kinds]
+        return out + [(f"out: {label(n)}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.values.items()]
 
     def grid(self, *, size: int = 128) -> Image.Image:
         """One row per sample: its inputs, then its outputs."""
