@@ -339,7 +339,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             if not sep or not key:
                 raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
             inputs[key] = value
-        pipe = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer)
+        pipe = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer,
+                                        device=args.device)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
                             guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice)
         paths = out.save(args.out)
@@ -355,7 +356,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     try:
-        r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed, notify=_notice)
+        r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed,
+                     device=args.device, notify=_notice)
     except (ValueError, KeyError, OSError) as e:
         return _fail("demo", e)
     for title, why in r.skipped.items():
@@ -400,6 +402,7 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="extra tokenizer folders")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
     p.set_defaults(func=_cmd_generate)
     p = sub.add_parser("demo", help="held-out world scenes through a model: RGB -> all, caption/boxes -> RGB; "
                                     "writes a PNG figure and an HTML page")
@@ -409,6 +412,7 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--scenes", type=int, default=2, help="world scenes (default 2)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("bundle", help="put a FourM folder and its tokenizers into one pipeline bundle folder")
     p.add_argument("--model", required=True, help="a FourM folder (e.g. a run's release/)")

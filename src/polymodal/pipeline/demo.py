@@ -47,11 +47,11 @@ class DemoResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def load_demo_pipeline(model: str | Path | None) -> Pipeline:
+def load_demo_pipeline(model: str | Path | None, device: str = "cpu") -> Pipeline:
     path = Path(model) if model is not None else DEFAULT_MODEL
     if model is None and not path.exists():
         raise PipelineError(HOW_TO_MAKE.format(path=path))
-    return Pipeline.from_pretrained(path)
+    return Pipeline.from_pretrained(path, device=device)
 
 
 def _rgb_side(pipe: Pipeline) -> int:
@@ -81,11 +81,11 @@ def _truth_tiles(out: Outputs, truth: dict, b: int, size: int) -> list[tuple[str
 
 
 def run_demo(model: str | Path | None = None, *, image: str | Path | None = None, out: str | Path = "demo",
-             scenes: int = 2, seed: int = 0, size: int = 96,
+             scenes: int = 2, seed: int = 0, size: int = 96, device: str = "cpu",
              notify: Callable[[str], None] = print) -> DemoResult:
     """Run the three tasks and write ``out/demo.png`` and ``out/demo.html`` (see the module docstring)."""
     start = time.perf_counter()
-    pipe = load_demo_pipeline(model)
+    pipe = load_demo_pipeline(model, device)
     side = _rgb_side(pipe)
     if image is not None:
         truth = None
