@@ -98,6 +98,13 @@ def test_bad_inputs_say_what_is_wrong(pipe, inputs, targets, kw, message):
         pipe.generate(inputs, targets, **kw)
 
 
+def test_a_text_with_sentinels_is_filled_in(pipe, scene):
+    out = pipe.generate({"rgb": scene["rgb"], "caption": "a room with [S_1] walls and [S_2] floor."}, ["caption"],
+                        seed=0, temperature=1.0)
+    text = out.values["caption"][0]
+    assert text.startswith("a room with") and "walls and" in text and "[S_1]" not in text and "[S_2]" not in text
+
+
 def test_corrupt_image_names_the_file(pipe, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")

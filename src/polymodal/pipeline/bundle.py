@@ -28,6 +28,7 @@ from ..modalities import Kind, Modality
 from ..model.fourm import FourM
 from ..tokenizers import load_tokenizer
 from ..tokenizers.text import TextTokenizer
+from ..tokenizers.text_layout import NUM_SENTINELS, SENTINEL_BASE
 from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
 from .outputs import Outputs, safe_name
@@ -55,6 +56,12 @@ def register_specs(specs: Mapping[str, dict], source: str) -> None:
             raise PipelineError(f"{source}: modality {name!r} is registered with another definition here "
                                 f"({modalities.get(name)}) than the bundle's ({mod})")
         modalities.register(mod)
+
+
+def _has_sentinel(cond: Any) -> bool:
+    ids = cond if isinstance(cond, torch.Tensor) else None
+    return ids is not None and ids.ndim == 2 and not ids.dtype.is_floating_point and bool(
+        ((ids >= SENTINEL_BASE) & (ids < SENTINEL_BASE + NUM_SENTINELS)).any(dim=1).all())
 
 
 def _tokenizer_name(tok: Any) -> str:
@@ -240,9 +247,11 @@ class Pipeline:
         the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
                              top_k=top_k, top_p=top_p)
         conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note)
-        clash = [t for t in the_plan.targets if t in conds]
+        # A sequence given and asked for is a prompt to complete where it has sentinels [S_k] (span infilling).
+        clash = [t for t in the_plan.targets if t in conds and not _has_sentinel(conds[t])]
         if clash:
-            raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them")
+            raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them (to fill "
+                                "in a text, mark the spans to write with [S_1], [S_2], ... in it)")
         b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
         values, out_kinds = self.decode(ids)
