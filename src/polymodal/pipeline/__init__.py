@@ -27,10 +27,13 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
 - ``pipe.plan(targets, *, plan=None, steps, temperature, guidance, top_k, top_p, until)``: a `generation.Plan`;
   ``plan`` a Plan, a bundle plan name or a preset (``rgb_to_all``, ``caption_to_all``, ``det_to_all``).
 - ``pipe.generate(inputs, targets=None, *, plan=None, steps=None, temperature=None, guidance=None, seed=0, top_k=0,
-  top_p=0.0, resize=True, notify=None) -> Outputs``: a batch when inputs are lists (or batched tensors).
+  top_p=0.0, resize=True, notify=None) -> Outputs``: a batch when inputs are lists (or batched tensors); a text
+  both given and asked for is filled in where it holds sentinels (``"a [S_1] cube"``).
 - ``pipe.decode(ids) -> (values, kinds)``.
 - ``Outputs``: ``ids``, ``values``, ``kinds``, ``inputs`` (shown input values), ``plan``, ``notices``; ``grid()``,
-  ``tiles(b)``, ``save(out_dir)``.
+  ``tiles(b)``, ``save(out_dir)`` (files: `pipeline.outputs`).
+- ``pipeline.demo.run_demo(model=None, *, image=None, out="demo", scenes=2, seed=0)``: `polymodal demo`.
+- World samples -> these values: `polymodal.data.world.values.world_values` / ``batch_values``.
 
 Every bad input raises `PipelineError` (a ValueError) saying which modality or file and what would fix it; the
 CLI prints it and exits with code 2.
