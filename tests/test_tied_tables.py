@@ -61,3 +61,26 @@ def test_tied_tables_are_stored_once_and_load_back(tmp_path):
         torch.testing.assert_close(a[name].logits, b[name].logits)
     w = loaded.decoder_embeddings["seq2@test"].to_logits.weight
     assert w is loaded.encoder_embeddings["seq@test"].token_emb.weight
+
+
+def test_training_checkpoints_store_tied_tables_once_and_resume(tmp_path):
+    from polymodal.train.checkpoint import CheckpointManager, Progress
+
+    torch.manual_seed(0)
+    model = FourM(_config(True))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for seed in range(2):
+        loss, _ = masked_modeling_loss(model(_batch(seed)))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    ckpt = CheckpointManager(tmp_path)
+    path = ckpt.save(model, opt, Progress(step=2), {})
+    torch.manual_seed(1)
+    fresh = FourM(_config(True))
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    assert ckpt.load(path, fresh, fresh_opt).step == 2
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    tied = fresh.encoder_embeddings["seq@test"].token_emb.weight
+    assert fresh.decoder_embeddings["seq2@test"].to_logits.weight is tied

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -56,6 +57,20 @@ def _full_options() -> StateDictOptions:
 def gather_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full (unsharded) model state dict on CPU; a collective under FSDP, so every rank calls it."""
     return get_model_state_dict(model, options=_full_options())
+
+
+def _dedupe(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors that share memory (tied tables) stored once: safetensors refuses shared tensors. Returns the
+    tensors to write and ``{dropped name: stored name}``."""
+    out, first, aliases = {}, {}, {}
+    for k, v in sd.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()))
+        if v.numel() and key in first:
+            aliases[k] = first[key]
+            continue
+        first.setdefault(key, k)
+        out[k] = v.contiguous()
+    return out, aliases
 
 
 def _flatten_optimizer(osd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -138,7 +153,8 @@ class CheckpointManager:
         tmp = self.dir / f".tmp-{final.name}-{os.getpid()}"
         try:
             tmp.mkdir(parents=True)
-            save_file({k: v.contiguous() for k, v in model_sd.items()}, str(tmp / "model.safetensors"))
+            tensors, aliases = _dedupe(model_sd)
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"aliases": json.dumps(aliases)})
             opt_tensors, opt_meta = _flatten_optimizer(optim_sd)
             rng_tensors, rng_meta = _rng_state()
             save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
@@ -169,6 +185,9 @@ class CheckpointManager:
         """Restore model, optimizer and random state from ``path``; returns the run's progress."""
         state = json.loads((path / "state.json").read_text())
         model_sd = load_file(str(path / "model.safetensors"))
+        with safe_open(str(path / "model.safetensors"), "pt") as f:
+            aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+        model_sd.update({k: model_sd[v] for k, v in aliases.items()})
         tensors = load_file(str(path / "optimizer.safetensors"))
         opt_tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
         set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
