@@ -13,8 +13,8 @@ Hardware:  2 CPU cores (one GPU runs it in minutes; raise train.batch_size and k
 Time:      about two hours for 3000 steps of 64 samples on 2 cores (measured: see the model card).
 Expect:    see the model card of the shipped weights (src/polymodal/weights/default/README.md).
 
-Model: dim 256, 4+4 layers, 4 heads (10M parameters, 19 MiB in fp16): the size that fits the 25 MB budget of
-shipped weights and still sees ~4 passes over the world in two CPU hours. Every text-like modality shares one
+Model: dim 240, 4+3 layers, 4 heads (7.8M parameters, 15.6 MB in fp16): the size that fits the 25 MB budget of
+shipped weights (model 15.6 + tokenizers 8 MB in fp16) and still sees a few passes over the world in CPU hours. Every text-like modality shares one
 tied table (`tie_sequence_tables`): with the 4.6k world vocabulary, separate tables would be 14M parameters alone.
 Masking: 4M-21's mixture of Dirichlets (all-to-all, RGB-to-all on RGB tokens, caption-biased), 128 input and
 128 target tokens per sample, inputs and targets across every modality.
@@ -34,8 +34,8 @@ def config() -> ExperimentConfig:
     vocab = {n: s["spec"]["vocab_size"] for n, s in specs.items() if s["spec"]["kind"] == "sequence"}
     return ExperimentConfig(
         objective="fourm",
-        model=ModelConfig.preset("tiny", domains_in=names, domains_out=names, vocab_sizes=vocab, dim=256,
-                                 encoder_depth=4, decoder_depth=4, num_heads=4, tie_sequence_tables=True),
+        model=ModelConfig.preset("tiny", domains_in=names, domains_out=names, vocab_sizes=vocab, dim=240,
+                                 encoder_depth=4, decoder_depth=3, num_heads=4, tie_sequence_tables=True),
         masking=MaskingConfig(num_input_tokens=128, num_target_tokens=128, mixture="4m21"),
         data=DataConfig(source="tokens", path=path, val_samples=256, workers=1, shuffle_buffer=2000),
         optim=OptimConfig(base_lr=8e-3, warmup=0.05, final_lr=1e-5, weight_decay=0.05),
