@@ -289,10 +289,55 @@ def _cmd_retrieve_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retrieve_query(args: argparse.Namespace) -> int:
+    """``polymodal retrieve --model M --index I --from rgb=img.png``: predict the global embedding, search, draw."""
+    from pathlib import Path
+
+    from .retrieval import query
+
+    if not args.model or not args.index:
+        return _fail("retrieve", ValueError("give --model and --index (and --from inputs) to retrieve, or a "
+                                            "subcommand: build, search"))
+    _set_threads(args.threads)
+    try:
+        inputs = {}
+        for item in args.inputs or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
+            inputs[key] = value
+        out = Path(args.query_out) if args.query_out else Path(args.index) / "query.png"
+        q = query(args.model, args.index, inputs, modality=args.modality, k=args.query_k, steps=args.steps,
+                  seed=args.seed, resize=not args.no_resize, notify=_notice, out=out, gallery=args.gallery_world,
+                  size=args.size)
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("retrieve", e)
+    for b, (keys, scores) in enumerate(zip(q.result.hits.keys, q.result.hits.scores.tolist())):
+        print(f"query {b} ({q.modality}): " + "  ".join(f"#{k} {s:.3f}" for k, s in zip(keys, scores)))
+    print(f"matches: {q.path}")
+    return 0
+
+
 def _add_retrieve_parser(sub) -> None:
-    """``polymodal retrieve build|search``: gallery indexes of global embeddings (src/polymodal/retrieval)."""
-    group = sub.add_parser("retrieve", help="build and search gallery indexes of global embeddings")
-    rsub = group.add_subparsers(dest="retrieve_command", required=True)
+    """``polymodal retrieve build|search``: gallery indexes of global embeddings (src/polymodal/retrieval);
+    ``polymodal retrieve --model M --index I --from ...`` (no subcommand): retrieval from any inputs."""
+    group = sub.add_parser("retrieve", help="retrieve gallery items from any inputs (--model --index --from); "
+                                            "build and search gallery indexes of global embeddings")
+    group.add_argument("--model", help="a pipeline bundle with a global-embedding output (tok_*_global)")
+    group.add_argument("--index", help="a gallery index folder (polymodal retrieve build)")
+    group.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
+                       help="an input: rgb=img.png, caption='two red cubes' (repeatable)")
+    group.add_argument("--k", dest="query_k", type=int, default=5, help="matches per query (default 5)")
+    group.add_argument("--out", dest="query_out", help="PNG of the matches (default INDEX/query.png)")
+    group.add_argument("--modality", help="the embedding output to predict (default: the index's)")
+    group.add_argument("--steps", type=int, help="MaskGIT steps for the embedding (default: up to 8)")
+    group.add_argument("--seed", type=int, default=0, help="seed (0)")
+    group.add_argument("--no-resize", action="store_true", help="refuse images of another size")
+    group.add_argument("--gallery-world", help="world folder of the gallery's pictures (default: the index's)")
+    group.add_argument("--size", type=int, default=96, help="tile side in pixels (default 96)")
+    group.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    group.set_defaults(func=_cmd_retrieve_query)
+    rsub = group.add_subparsers(dest="retrieve_command")
     p = rsub.add_parser("build", help="index one vector modality of a world folder (e.g. minilm_global)")
     p.add_argument("world", help="a world dataset folder (written with --text-embeddings for minilm_global)")
     p.add_argument("--out", required=True, help="index folder to write (config.json + vectors.safetensors)")
