@@ -14,8 +14,9 @@ Time:      about two hours for 3000 steps of 64 samples on 2 cores (measured: se
 Expect:    see the model card of the shipped weights (src/polymodal/weights/default/README.md).
 
 Model: dim 240, 4+3 layers, 4 heads (7.8M parameters, 15.6 MB in fp16): the size that fits the 25 MB budget of
-shipped weights (model 15.6 + tokenizers 8 MB in fp16) and still sees a few passes over the world in CPU hours. Every text-like modality shares one
-tied table (`tie_sequence_tables`): with the 4.6k world vocabulary, separate tables would be 14M parameters alone.
+shipped weights (model 15.6 + tokenizers 8 MB in fp16) and still sees a few passes over the world in CPU hours.
+Every text-like modality shares one tied table (`tie_sequence_tables`): with the 4.6k world vocabulary, separate
+tables would be 14M parameters alone.
 Masking: 4M-21's mixture of Dirichlets (all-to-all, RGB-to-all on RGB tokens, caption-biased), 128 input and
 128 target tokens per sample, inputs and targets across every modality.
 """
