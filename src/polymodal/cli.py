@@ -416,7 +416,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
     try:
         path = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer,
-                                        tokenizers=args.tokenizer).save(args.out)
+                                        tokenizers=args.tokenizer).save(args.out, half=args.half)
     except (ValueError, KeyError, OSError) as e:
         return _fail("bundle", e)
     print(f"pipeline bundle: {path}")
@@ -464,7 +464,31 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="image/vector tokenizer folders")
     p.add_argument("--text-tokenizer", help="the text tokenizer folder or JSON")
     p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--half", action="store_true", help="store large tensors in float16 (half the size)")
     p.set_defaults(func=_cmd_bundle)
+
+
+def _add_serve_parser(sub) -> None:
+    """``polymodal serve``: the local web demo (src/polymodal/serve; needs the ``serve`` extra)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            from .serve import serve
+        except ImportError as e:
+            return _fail("serve", ImportError(f'the web demo needs: pip install "polymodal[serve]" ({e.name})'))
+        try:
+            serve(args.model, host=args.host, port=args.port, threads=args.threads, device=args.device)
+        except (ValueError, KeyError, OSError) as e:
+            return _fail("serve", e)
+        return 0
+
+    p = sub.add_parser("serve", help="a web demo on this machine: generation and retrieval in the browser")
+    p.add_argument("--model", help="a pipeline bundle (default: the shipped src/polymodal/weights/default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
+    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -483,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     _add_generate_parser(sub)
+    _add_serve_parser(sub)
     return parser
 
 

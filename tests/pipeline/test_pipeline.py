@@ -46,6 +46,22 @@ def test_save_load_round_trip_gives_identical_outputs(pipe, bundle, scene):
     assert info["modalities"]["tok_depth@pt"]["grid"] == [4, 4] and "rgb@pt" in info["pixels"]
 
 
+def test_half_bundle_is_smaller_and_generates_the_same_greedy_tokens(pipe, bundle, scene, tmp_path):
+    half = pipe.save(tmp_path / "half", half=True)
+    size = lambda root: sum(f.stat().st_size for f in root.rglob("*.safetensors"))  # noqa: E731
+    assert size(half) < 0.6 * size(bundle)
+    big = load_file(str(half / "model" / "model.safetensors"))
+    assert {t.dtype for t in big.values() if t.numel() >= 4096} == {torch.float16}
+    assert all(t.dtype != torch.float16 for t in big.values() if t.numel() < 4096)
+    loaded = Pipeline.from_pretrained(half)
+    assert next(loaded.model.parameters()).dtype == torch.float32  # cast back on load
+    inputs, targets = {"rgb": scene["rgb"]}, ["depth", "caption"]
+    a = pipe.generate(inputs, targets, seed=0, temperature=0.0)
+    b = loaded.generate(inputs, targets, seed=0, temperature=0.0)
+    same = sum(int((a.ids[k] == b.ids[k]).sum()) for k in a.ids) / sum(a.ids[k].numel() for k in a.ids)
+    assert same > 0.9  # float16 rounding may flip a near-tie, not the outputs
+
+
 def test_same_seed_same_outputs_other_seed_other_outputs(pipe, scene):
     run = lambda s: pipe.generate({"rgb": scene["rgb"]}, ["depth"], seed=s, temperature=1.0).ids["tok_depth@pt"]  # noqa: E731
     assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))

@@ -122,8 +122,12 @@ class Pipeline:
         plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
         return cls(model, toks, pixels=info.get("pixels"), plans=plans)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the bundle (see the module docstring); loadable with `from_pretrained`."""
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """Write the bundle (see the module docstring); loadable with `from_pretrained`.
+
+        ``half`` stores large floating tensors in float16 (half the bytes; loading casts them back to the module's
+        float32), for weights shipped inside a package or downloaded.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
@@ -132,6 +136,9 @@ class Pipeline:
             rel = f"tokenizers/{safe_name(name)}"
             tok.save_pretrained(path / rel)
             rels[name] = rel
+        if half:
+            for file in sorted(path.rglob("*.safetensors")):
+                halve_safetensors(file)
         cfg = self.model.config
         names = dict.fromkeys((*cfg.domains_in, *cfg.domains_out))
         info = {"format": FORMAT, "version": VERSION, "model": "model", "tokenizers": rels,
@@ -256,3 +263,26 @@ class Pipeline:
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
         values, out_kinds = self.decode(ids)
         return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices)
+
+
+# Tensors smaller than this stay float32: norms, biases, statistics (a tokenizer's standardization) are tiny and
+# the most sensitive to rounding.
+HALF_MIN_NUMEL = 4096
+
+
+def halve_safetensors(file: Path) -> None:
+    """Rewrite a safetensors file with its large float32 tensors in float16 (atomically; metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(file), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for k, t in tensors.items():
+        if t.dtype == torch.float32 and t.numel() >= HALF_MIN_NUMEL:
+            if bool(t.abs().max() > torch.finfo(torch.float16).max):
+                raise ValueError(f"{file}: tensor {k} exceeds the float16 range; save the bundle without half")
+            tensors[k] = t.half()
+    tmp = file.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(file)
