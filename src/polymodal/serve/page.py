@@ -12,7 +12,7 @@ PAGE = r"""<!doctype html>
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d1f24}
 header{background:#24324a;color:#fff;padding:12px 24px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;font-size:14px;color:#cfd8e8}
+header p{margin:4px 0 0;font-size:14px;color:#dfe6f2}
 main{display:grid;grid-template-columns:380px 1fr;gap:18px;padding:18px 24px}
 section{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 3px #0002}
 h2{font-size:16px;margin:4px 0 10px}h2 .n{display:inline-block;width:22px;height:22px;border-radius:11px;
@@ -35,12 +35,15 @@ figure{margin:0;background:#fafbfc;border:1px solid #dde1e8;border-radius:6px;pa
 figure img{width:192px;height:192px;image-rendering:pixelated;display:block}
 figcaption{font-size:13px;font-weight:600;margin:4px 0 2px}figure.in figcaption{color:#556}
 figure pre{font-size:11px;white-space:pre-wrap;max-height:120px;overflow:auto;margin:2px 0 0}
+figure .text{width:180px;height:180px;overflow:auto;font-size:14px;line-height:1.35;padding:6px;background:#fff;
+border:1px solid #e4e7ee;white-space:pre-wrap;overflow-wrap:anywhere}
+figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#556;cursor:pointer}
 .group{font-size:13px;color:#556;margin:10px 0 6px;text-transform:uppercase;letter-spacing:.05em}
 .muted{color:#667;font-size:13px}
 </style></head><body>
 <header><h1>polymodal &mdash; any-to-any demo</h1>
 <p>Give one or more inputs, tick the outputs you want, press <b>Generate</b>. Everything runs on this machine.</p>
-<p id="model" class="muted"></p></header>
+<p id="model"></p></header>
 <main>
 <div>
 <section><h2><span class="n">1</span>Inputs</h2>
@@ -60,7 +63,8 @@ figure pre{font-size:11px;white-space:pre-wrap;max-height:120px;overflow:auto;ma
 <div class="targets" id="targets"></div>
 <label for="preset">Settings</label>
 <select id="preset"><option value="fast">Fast (4 steps)</option><option value="balanced" selected>Balanced
-(8 steps)</option><option value="careful">Careful (16 steps, guidance 2)</option></select>
+(8 steps)</option><option value="careful">Careful (16 steps, guidance 2)</option>
+<option value="custom">Custom</option></select>
 <div class="row set" style="margin-top:6px">
 <label>steps <input id="steps" type="number" min="1" max="64" value="8"></label>
 <label>temperature <input id="temperature" type="number" step="0.1" min="0" max="5" value="0.5"></label>
@@ -101,11 +105,21 @@ function inputs() {
 }
 
 function figure(t, cls) {
+  // Pictures with a title; texts (captions, metadata) as readable text; boxes and palettes also as JSON.
   const f = document.createElement("figure"); f.className = cls;
-  f.innerHTML = '<img alt=""><figcaption></figcaption>';
-  f.querySelector("img").src = t.png; f.querySelector("img").alt = t.label;
-  f.querySelector("figcaption").textContent = (cls === "in" ? "input: " : "") + t.label;
-  if (t.text) { const p = document.createElement("pre"); p.textContent = t.text; f.appendChild(p); }
+  if (t.png) {
+    const img = document.createElement("img"); img.src = t.png; img.alt = t.label; f.appendChild(img);
+  } else {
+    const d = document.createElement("div"); d.className = "text"; d.textContent = t.text; f.appendChild(d);
+  }
+  const c = document.createElement("figcaption"); c.textContent = (cls === "in" ? "input: " : "") + t.label;
+  f.appendChild(c);
+  if (t.png && t.text) {
+    const d = document.createElement("details"), s = document.createElement("summary");
+    const p = document.createElement("pre"); s.textContent = t.kind === "caption" ? "text" : "JSON";
+    p.textContent = t.text; d.appendChild(s); d.appendChild(p); f.appendChild(d);
+    if (cls === "match") d.open = true;
+  }
   return f;
 }
 
@@ -155,7 +169,8 @@ async function retrieve() {
       const r = job.result;
       group("Query", r.query, "in", $("matches"));
       group("Nearest gallery scenes (" + r.gallery + ")", r.matches.map((m) => ({png: m.png,
-        label: "#" + m.key + "  similarity " + m.score.toFixed(3), text: m.caption})), "match", $("matches"));
+        label: "#" + m.key + "  similarity " + m.score.toFixed(3), text: m.caption, kind: "caption"})), "match",
+        $("matches"));
     });
   } catch (e) { showError(e.message); $("status").textContent = ""; }
   setBusy(false);
@@ -176,9 +191,12 @@ $("sample").onclick = async () => {
   } catch (e) { showError(e.message); }
 };
 $("preset").onchange = () => {
-  const p = PRESETS[$("preset").value];
+  const p = PRESETS[$("preset").value]; if (!p) return;
   $("steps").value = p[0]; $("temperature").value = p[1]; $("guidance").value = p[2];
 };
+for (const k of ["steps", "temperature", "guidance"]) {
+  $(k).addEventListener("input", () => { $("preset").value = "custom"; });
+}
 $("run").onclick = run; $("retrieve").onclick = retrieve;
 
 (async () => {

@@ -35,7 +35,10 @@ from .jobs import Progress
 from .requests import RequestError, Settings
 
 TILE = 192  # pixels per picture on the page (nearest-neighbour upscaled: 64 px models show their pixels)
-TEXT_KINDS = ("caption", "text", "det", "metadata", "color_palette", "human_poses", "sam_instance", "vector")
+# Texts are shown as text (a picture of a caption is harder to read than the caption); boxes, palettes and poses
+# as a picture with their JSON beside it; images and vectors as pictures only.
+TEXT_ONLY = ("caption", "text", "metadata")
+TEXT_KINDS = (*TEXT_ONLY, "det", "color_palette", "human_poses", "sam_instance")
 GALLERY_SIZE = 48  # held-out world scenes (DEMO_WORLD_SEED, as `polymodal demo`; training renders seed 0)
 RETRIEVAL_MODALITY = "tok_minilm_global"
 
@@ -110,13 +113,15 @@ def view(out: Outputs) -> dict:
     """The page's view of sample 0: inputs, then outputs, each {name, label, kind, png, text}."""
     bg = out._background(0)  # boxes are drawn over the input image, as in `Outputs.grid`
 
-    def item(name: str, value: Any) -> dict:
-        kind = out.kinds[name]
-        return {"name": name, "label": _short(name), "kind": kind, "png": png_url(tile(kind, value[0], TILE, bg)),
-                "text": _text(kind, value[0])}
+    items = [(n, v) for n, v in out.inputs.items() if n in out.kinds]
+    return {"inputs": [_item(n, out.kinds[n], v[0], bg) for n, v in items],
+            "outputs": [_item(n, out.kinds[n], v[0], bg) for n, v in out.values.items()], "notices": out.notices}
 
-    return {"inputs": [item(n, v) for n, v in out.inputs.items() if n in out.kinds],
-            "outputs": [item(n, v) for n, v in out.values.items()], "notices": out.notices}
+
+def _item(name: str, kind: str, value: Any, bg: Any) -> dict:
+    """One tile of the page: {name, label, kind, png (None for texts), text (None for pictures)}."""
+    png = None if kind in TEXT_ONLY else png_url(tile(kind, value, TILE, bg))
+    return {"name": name, "label": _short(name), "kind": kind, "png": png, "text": _text(kind, value)}
 
 
 def zip_bytes(out: Outputs) -> bytes:
@@ -182,8 +187,7 @@ def run_retrieve(pipe: Pipeline, gallery_of, checked_conds: tuple, k: int, progr
                     tokenizer=pipe.tokenizers[RETRIEVAL_MODALITY]).hits
     progress(2, 2, "search")
     bg = next((v[0] for n, v in shown.items() if kinds.get(n) == "rgb"), None)
-    query = [{"name": n, "label": _short(n), "kind": kinds[n], "png": png_url(tile(kinds[n], v[0], TILE, bg)),
-              "text": _text(kinds[n], v[0])} for n, v in shown.items() if n in kinds]
+    query = [_item(n, kinds[n], v[0], bg) for n, v in shown.items() if n in kinds]
     matches = [gallery.item(int(key), float(s)) for key, s in zip(hits.keys[0], hits.scores[0].tolist())]
     return {"query": query, "matches": matches, "gallery": gallery.index.source}
 
