@@ -139,3 +139,16 @@ def test_bad_bodies_and_jobs(app):
     assert "no job" in client.get("/api/jobs/nope/download").json()["error"]
     r = client.post("/api/retrieve", json={"inputs": {}})
     assert r.status_code == 400 and "empty request" in r.json()["error"]
+
+
+def test_a_world_scene_as_every_input(app):
+    client = TestClient(app)
+    s = client.get("/api/sample?index=1").json()
+    body = {"inputs": {"rgb": s["rgb"], "det": s["det"], "metadata": s["metadata"]},
+            "targets": ["depth", "color_palette"], **FAST}
+    job = wait_done(client, client.post("/api/generate", json=body).json())
+    assert job["state"] == "done", job["error"]
+    res = job["result"]
+    assert [t["label"] for t in res["inputs"]] == ["rgb", "det", "metadata"]
+    palette = res["outputs"][1]
+    assert palette["png"] and palette["text"]  # a picture of the swatches and their JSON

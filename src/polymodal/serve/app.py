@@ -42,6 +42,9 @@ from .work import (
     zip_bytes,
 )
 
+_TOO_LARGE = (f"the request is over the size limit of {req.MAX_BODY_BYTES // 2**20} MB (an image may be at most "
+              f"{req.MAX_IMAGE_BYTES // 2**20} MB)")
+
 
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
@@ -50,10 +53,10 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 async def _body(request: Request) -> Any:
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > req.MAX_BODY_BYTES:
-        raise req.RequestError(f"the request is over the size limit of {req.MAX_BODY_BYTES // 2**20} MB", 413)
+        raise req.RequestError(_TOO_LARGE, 413)
     raw = await request.body()
     if len(raw) > req.MAX_BODY_BYTES:
-        raise req.RequestError(f"the request is over the size limit of {req.MAX_BODY_BYTES // 2**20} MB", 413)
+        raise req.RequestError(_TOO_LARGE, 413)
     if not raw.strip():
         raise req.RequestError("empty request: send a JSON object with inputs")
     try:

@@ -178,6 +178,10 @@ async function retrieve() {
 
 $("image").addEventListener("change", () => {
   showError(""); const f = $("image").files[0]; if (!f) return;
+  if (f.size > 4 * 1024 * 1024) {  // the server refuses it too (413); saying so now saves the upload
+    showError("This image is " + (f.size / 1048576).toFixed(1) + " MB, over the limit of 4 MB: choose a smaller one.");
+    $("image").value = ""; return;
+  }
   const reader = new FileReader();  // read in the browser: only the bytes are sent, never the file's name
   reader.onload = () => setImage(reader.result); reader.readAsDataURL(f);
 });

@@ -179,7 +179,7 @@ class Gallery:
 
 def run_retrieve(pipe: Pipeline, gallery_of, checked_conds: tuple, k: int, progress: Progress) -> dict:
     conds, shown, kinds = checked_conds
-    progress(0, 2, "gallery")
+    progress(0, 2, "the gallery, built on first use")
     gallery = gallery_of()
     progress(1, 2, RETRIEVAL_MODALITY)
     predict = model_predictor(pipe.model, RETRIEVAL_MODALITY, steps=4)
