@@ -84,3 +84,24 @@ def test_training_checkpoints_store_tied_tables_once_and_resume(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     tied = fresh.encoder_embeddings["seq@test"].token_emb.weight
     assert fresh.decoder_embeddings["seq2@test"].to_logits.weight is tied
+
+
+def test_computed_position_tables_are_left_out_and_restored(tmp_path):
+    torch.manual_seed(0)
+    model = FourM(_config(False)).eval()
+    folder = model.save_pretrained(tmp_path / "m")
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        stored = set(f.keys())
+    buffers = {k for k in model.state_dict() if k.endswith(".pos_emb")} - {
+        n for n, _ in model.named_parameters()}
+    assert buffers and not buffers & stored
+    loaded = FourM.from_pretrained(folder)
+    for k in buffers:
+        assert torch.equal(loaded.state_dict()[k], model.state_dict()[k]), k
+    # a table that differs from the computed one (an official file's own) is kept
+    with torch.no_grad():
+        model.encoder_embeddings["seq@test"].pos_emb.add_(1e-3)
+    with safe_open(str(model.save_pretrained(tmp_path / "m2") / "model.safetensors"), "pt") as f:
+        assert "encoder_embeddings.seq@test.pos_emb" in set(f.keys())
