@@ -45,6 +45,13 @@ def test_generate_and_retrieve_in_the_browser(browser, app, tmp_path):
         page.goto(url)
         page.wait_for_selector("#out-depth")
         assert page.is_checked("#out-depth") and page.is_checked("#out-caption")
+        page.click("#run")  # nothing given yet
+        page.wait_for_selector("#error", state="visible")
+        assert "empty request" in page.inner_text("#error")
+        big = tmp_path / "big.png"
+        big.write_bytes(b"\x89PNG" + bytes(5 * 2**20))
+        page.set_input_files("#image", str(big))
+        page.wait_for_function("document.getElementById('error').textContent.includes('over the limit of 4 MB')")
         page.set_input_files("#image", str(notes))
         page.fill("#steps", "2")
         page.click("#run")
@@ -70,9 +77,37 @@ def test_generate_and_retrieve_in_the_browser(browser, app, tmp_path):
         shots = [shot, tmp_path / "serve_retrieve.png"]
         page.screenshot(path=str(shots[1]), full_page=True)
         page.close()
-    out = os.environ.get("POLYMODAL_ARTIFACTS")
     for s in shots:
-        assert s.stat().st_size > 10_000
-        if out:
-            Path(out).mkdir(parents=True, exist_ok=True)
-            shutil.copy(s, Path(out) / s.name)
+        keep(s)
+
+
+def keep(shot: Path) -> None:
+    """A screenshot as an artifact: checked non-trivial, copied to $POLYMODAL_ARTIFACTS when set."""
+    assert shot.stat().st_size > 10_000
+    out = os.environ.get("POLYMODAL_ARTIFACTS")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(out) / shot.name)
+
+
+def test_a_second_user_sees_the_queue_position(browser, stopped_app, tmp_path):
+    import httpx
+
+    with ServerThread(stopped_app) as url:
+        body = {"inputs": {"caption": "a cube"}, "targets": ["depth"], "steps": 2}
+        first = httpx.post(url + "api/generate", json=body).json()  # another user's job, not yet started
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#out-depth")
+        page.fill("#caption", "two red cubes and a person")
+        assert page.is_disabled("#out-caption") and not page.is_checked("#out-caption")  # given, so not asked
+        page.fill("#steps", "2")
+        page.click("#run")
+        page.wait_for_function("document.getElementById('status').textContent.includes('position 2')")
+        assert "1 job(s) ahead" in page.inner_text("#status")
+        page.screenshot(path=str(tmp_path / "serve_queue.png"))
+        keep(tmp_path / "serve_queue.png")
+        stopped_app.state.queue.start()
+        page.wait_for_selector(".outs figure", timeout=60_000)
+        assert httpx.get(url + f"api/jobs/{first['id']}").json()["state"] == "done"
+        page.close()

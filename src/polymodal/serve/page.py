@@ -22,14 +22,16 @@ textarea{width:100%;box-sizing:border-box;font:12px monospace;height:64px}
 #caption{font:13px system-ui,sans-serif;height:70px}
 .row{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .set input{width:64px}.set label{display:inline;font-weight:normal}
-#preview{width:128px;height:128px;border:1px dashed #999;image-rendering:pixelated;object-fit:contain;
-background:#eee;display:block;margin-top:6px}
+#frame{width:128px;height:128px;border:1px dashed #999;background:#eee;margin-top:6px;position:relative;
+display:flex;align-items:center;justify-content:center;font-size:12px;color:#778}
+#preview{position:absolute;inset:0;width:128px;height:128px;image-rendering:pixelated;object-fit:contain;
+display:none}
 button{font-size:15px;padding:8px 16px;border:0;border-radius:6px;background:#3b6fd8;color:#fff;cursor:pointer}
 button.secondary{background:#e4e8f0;color:#1d1f24}button:disabled{opacity:.5;cursor:wait}
 .targets label{display:inline-block;font-weight:normal;margin:3px 10px 3px 0}
 #error{display:none;background:#fde8e8;color:#8a1111;border:1px solid #f3b4b4;padding:8px 12px;border-radius:6px;
 margin-bottom:10px;font-size:14px}
-#status{font-size:14px;margin:8px 0;min-height:20px}progress{width:260px;vertical-align:middle}
+#status{font-size:15px;margin:8px 0;min-height:20px;color:#24324a}progress{width:260px;vertical-align:middle}
 .tiles{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 figure{margin:0;background:#fafbfc;border:1px solid #dde1e8;border-radius:6px;padding:6px;width:194px}
 figure img{width:192px;height:192px;image-rendering:pixelated;display:block}
@@ -49,7 +51,7 @@ figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#55
 <section><h2><span class="n">1</span>Inputs</h2>
 <div id="in-rgb"><label for="image">Image (PNG, JPEG; at most 4 MB)</label>
 <input type="file" id="image" accept="image/*">
-<div class="row"><img id="preview" alt="no image yet">
+<div class="row"><div id="frame"><span>no image yet</span><img id="preview" alt="your image"></div>
 <div><button class="secondary" id="sample" type="button">Use a world scene</button><br>
 <button class="secondary" id="clear" type="button" style="margin-top:6px">Clear image</button></div></div></div>
 <div id="in-caption"><label for="caption">Caption</label>
@@ -75,7 +77,7 @@ figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#55
 <button id="retrieve" class="secondary">Find similar scenes</button></div>
 <p id="retrieval-note" class="muted"></p></section>
 </div>
-<section><div id="error" role="alert"></div><div id="status" class="muted">Results appear here.</div>
+<section><div id="error" role="alert"></div><div id="status">Results appear here.</div>
 <div id="results"></div><p><a id="download" style="display:none">Download all outputs (zip)</a></p>
 <div id="matches"></div></section>
 </main>
@@ -86,7 +88,10 @@ const PRESETS = {fast: [4, 0.5, 1], balanced: [8, 0.5, 1], careful: [16, 0.5, 2]
 
 function showError(msg) { const e = $("error"); e.textContent = msg || ""; e.style.display = msg ? "block" : "none"; }
 function setBusy(b) { busy = b; $("run").disabled = b; $("retrieve").disabled = b || info.retrieval !== "available"; }
-function setImage(url) { image = url; $("preview").src = url || ""; }
+function setImage(url) {
+  image = url; $("preview").style.display = url ? "block" : "none";
+  if (url) $("preview").src = url; else $("preview").removeAttribute("src");
+}
 
 async function api(path, body) {
   const r = await fetch(path, body === undefined ? {} : {method: "POST", body: JSON.stringify(body),
@@ -185,13 +190,24 @@ $("image").addEventListener("change", () => {
   const reader = new FileReader();  // read in the browser: only the bytes are sent, never the file's name
   reader.onload = () => setImage(reader.result); reader.readAsDataURL(f);
 });
+function syncGiven() {
+  // A text given as input cannot also be asked for (the server would refuse it): its output box is unticked and
+  // greyed while the field has text.
+  for (const k of ["caption", "det", "metadata"]) {
+    const c = $("out-" + k); if (!c) continue;
+    const given = Boolean(info.inputs[k] && $(k).value.trim());
+    if (given && !c.disabled) c.checked = false;
+    c.disabled = given; c.parentNode.querySelector(".given").textContent = given ? " (given)" : "";
+  }
+}
+for (const k of ["caption", "det", "metadata"]) $(k).addEventListener("input", syncGiven);
 $("clear").onclick = () => { setImage(null); $("image").value = ""; };
 $("sample").onclick = async () => {
   showError("");
   try {
     const s = await api("/api/sample?index=" + (sampleIndex++));
     setImage(s.rgb); $("caption").value = s.caption;
-    $("det").value = JSON.stringify(s.det); $("metadata").value = JSON.stringify(s.metadata);
+    $("det").value = JSON.stringify(s.det); $("metadata").value = JSON.stringify(s.metadata); syncGiven();
   } catch (e) { showError(e.message); }
 };
 $("preset").onchange = () => {
@@ -212,7 +228,9 @@ $("run").onclick = run; $("retrieve").onclick = retrieve;
     const l = document.createElement("label"), c = document.createElement("input");
     c.type = "checkbox"; c.value = o.name; c.id = "out-" + o.label;
     c.checked = o.label === "depth" || o.label === "caption";
-    l.appendChild(c); l.appendChild(document.createTextNode(" " + o.label)); $("targets").appendChild(l);
+    const g = document.createElement("span"); g.className = "given muted";
+    l.appendChild(c); l.appendChild(document.createTextNode(" " + o.label)); l.appendChild(g);
+    $("targets").appendChild(l);
   });
   $("retrieval-note").textContent = info.retrieval === "available" ?
     "Retrieval: finds the gallery scenes nearest to your inputs." : "Retrieval unavailable: " + info.retrieval;
