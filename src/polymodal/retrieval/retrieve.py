@@ -101,14 +101,15 @@ def draw_matches(result: Retrieval, gallery_picture: Callable[[Hashable], Any], 
                  queries: Sequence[Sequence[tuple[str, Image.Image]]] | None = None, size: int = 96,
                  kind: str = "rgb") -> Image.Image:
     """One row per query: its own tiles (``queries[b]``, e.g. the conditions' pictures), then its matches, best
-    first, titled ``#key score``; ``gallery_picture(key)`` gives a value of ``kind`` (default an RGB image)."""
+    first, titled ``#key: score`` (the tiles' small font all but swallows a plain space); ``gallery_picture(key)``
+    gives a value of ``kind`` (default an RGB image)."""
     hits = result.hits
     if queries is not None and len(queries) != len(hits.keys):
         raise ValueError(f"draw_matches: {len(hits.keys)} queries searched but {len(queries)} query tile rows")
     rows = []
     for b, (keys, scores) in enumerate(zip(hits.keys, hits.scores.tolist())):
         row = list(queries[b]) if queries is not None else []
-        row += [(f"#{key} {score:.3f}", picture(kind, gallery_picture(key), size=size))
+        row += [(f"#{key}: {score:.3f}", picture(kind, gallery_picture(key), size=size))
                 for key, score in zip(keys, scores)]
         rows.append(row)
     return tile_grid(rows, tile=size)
