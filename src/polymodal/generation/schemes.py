@@ -8,7 +8,8 @@ A sequence target holds its prompt as input ids: ``[S_1]`` alone to write from s
 
 - `maskgit_step`: decode every position still to come, sample all of them, commit each sample's ``counts[b]``
   most confident (ml-4m: confidence = probability of the sampled token, 1 for every position when greedy, ties
-  broken by `torch.topk` over positions in ascending order, as in ml-4m).
+  broken by `torch.topk` over positions in ascending order, as in ml-4m). Greedy steps know the committed rows
+  before the logits, so only those go through the vocabulary projection (same tokens).
 - `roar_step`: random-order autoregression: pick ``counts[b]`` positions still to come in a random order
   (``torch.rand`` over the grid, as ml-4m), decode only those queries and commit all their samples.
 - `autoregressive_step`: start from the first sentinel of the prompt and decode token by token (KV cache) until
