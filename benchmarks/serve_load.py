@@ -11,13 +11,13 @@ so latency grows linearly with the queue; what matters is that every job finishe
 Measured 2026-11-29 (torch 2.13 CPU, one thread, tiny test pipeline, depth + caption, 2 steps; 2 cores shared with
 a training run):
 
-    20 concurrent requests: 20 answered (20 distinct jobs), wall 5.4 s; server still answering: HTTP 200
-    submit (202) max 1.1 s; job latency min 1.3 s, median 3.1 s, max 5.2 s; deepest queue position 19
-    RSS 349 MiB before, 367 MiB after (+18.0 MiB), 373 MiB after a second round (+5.8 MiB; 20/20 answered)
+    20 concurrent requests: 20 answered (20 distinct jobs), wall 4.0 s; server still answering: HTTP 200
+    submit (202) max 0.77 s; job latency min 0.85 s, median 2.56 s, max 3.87 s; deepest queue position 19
+    RSS 349 MiB before, 367 MiB after (+18.4 MiB), 375 MiB after a second round (+7.8 MiB; 20/20 answered)
 
 The growth is the kept results of finished jobs (pictures and zips of the last `JobQueue.keep` = 64 jobs) and
 allocator arenas; it levels off. The slowest 202 is a request checked (image decoded and tokenized) while the
-worker holds the interpreter.
+worker holds the interpreter (checks run in a thread pool, off the event loop).
 """
 
 from __future__ import annotations

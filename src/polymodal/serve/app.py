@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..pipeline import Pipeline
 from . import requests as req
@@ -108,10 +109,13 @@ def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
     @app.post("/api/generate")
     async def post_generate(request: Request) -> JSONResponse:
         body = await _body(request)
-        values = req.user_inputs(pipe, body)
-        names = req.targets(pipe, body)
-        s = req.settings(body)
-        checked = check_plan(pipe, values, names, s)
+
+        def check():
+            values, names, s = req.user_inputs(pipe, body), req.targets(pipe, body), req.settings(body)
+            return check_plan(pipe, values, names, s), s
+
+        # Decoding and tokenizing the image take a moment: off the event loop, so other users' polls go on.
+        checked, s = await run_in_threadpool(check)
 
         def work(progress):
             out = run_generate(pipe, checked, s.seed, progress)
@@ -125,12 +129,17 @@ def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
         if why:
             return _error(f"retrieval is unavailable: {why}", 409)
         body = await _body(request)
-        values = req.user_inputs(pipe, body)
-        k = req.top_k(body)
-        try:
-            conds, shown, kinds = pipe.prepare(values)
-        except ValueError as e:
-            raise req.RequestError(str(e)) from None
+
+        def check():
+            values = req.user_inputs(pipe, body)
+            try:
+                return pipe.prepare(values), req.top_k(body)
+            except req.RequestError:
+                raise
+            except ValueError as e:
+                raise req.RequestError(str(e)) from None
+
+        (conds, shown, kinds), k = await run_in_threadpool(check)
         return _queued("retrieve", lambda progress: {"view": run_retrieve(pipe, gallery_of, (conds, shown, kinds),
                                                                           k, progress)})
 

@@ -111,11 +111,17 @@ def _short(name: str) -> str:
 
 def view(out: Outputs) -> dict:
     """The page's view of sample 0: inputs, then outputs, each {name, label, kind, png, text}."""
-    bg = out._background(0)  # boxes are drawn over the input image, as in `Outputs.grid`
+    bg = _background(out.inputs, out.kinds)
+    bg = bg if bg is not None else _background(out.values, out.kinds)
 
     items = [(n, v) for n, v in out.inputs.items() if n in out.kinds]
     return {"inputs": [_item(n, out.kinds[n], v[0], bg) for n, v in items],
             "outputs": [_item(n, out.kinds[n], v[0], bg) for n, v in out.values.items()], "notices": out.notices}
+
+
+def _background(values: dict, kinds: dict) -> Any:
+    """The first RGB image of sample 0: boxes and poses are drawn over it, as in `Outputs.grid`."""
+    return next((v[0] for n, v in values.items() if kinds.get(n) == "rgb"), None)
 
 
 def _item(name: str, kind: str, value: Any, bg: Any) -> dict:
@@ -186,7 +192,7 @@ def run_retrieve(pipe: Pipeline, gallery_of, checked_conds: tuple, k: int, progr
     hits = retrieve(predict, gallery.index, conds, modality=RETRIEVAL_MODALITY, k=k,
                     tokenizer=pipe.tokenizers[RETRIEVAL_MODALITY]).hits
     progress(2, 2, "search")
-    bg = next((v[0] for n, v in shown.items() if kinds.get(n) == "rgb"), None)
+    bg = _background(shown, kinds)
     query = [_item(n, kinds[n], v[0], bg) for n, v in shown.items() if n in kinds]
     matches = [gallery.item(int(key), float(s)) for key, s in zip(hits.keys[0], hits.scores[0].tolist())]
     return {"query": query, "matches": matches, "gallery": gallery.index.source}
