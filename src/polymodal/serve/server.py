@@ -26,13 +26,22 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     torch.set_num_threads(max(1, threads))
     pipe = load_demo_pipeline(model, device)
     app = create_app(pipe)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # Bound here, before the address is printed: a port in use is one clear line (exit 2), not an address
+    # printed for a server that never listened.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        app.state.queue.stop()
+        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
     print(f"polymodal serve: {url_of(host, port)} (model {model or 'default'}; Ctrl-C stops)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print("polymodal serve: warning: listening beyond this machine; the demo has no login", flush=True)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         app.state.queue.stop()
 
