@@ -186,6 +186,10 @@ class DataConfig:
 class TrainConfig:
     out_dir: str = "runs/default"
     steps: int = 1000  # optimizer steps
+    # Pause after this step (0: run to `steps`): checkpoint and release there, with the schedule still that of
+    # `steps`, so a rerun with a larger stop_at (or none) continues the same run. For time-boxed machines, and for
+    # comparing runs at equal compute part-way through their schedule.
+    stop_at: int = 0
     batch_size: int = 64  # global batch (all ranks, all accumulation micro-steps)
     grad_accum: int = 1  # micro-batches per optimizer step on each rank
     precision: str = "fp32"  # "fp32" or "bf16" (autocast, fp32 master weights)
@@ -202,6 +206,8 @@ class TrainConfig:
     progress: bool = True  # a progress bar on rank 0
 
     def __post_init__(self) -> None:
+        if self.stop_at < 0:
+            raise ConfigError(f"train.stop_at must be >= 0 (0: run to train.steps), got {self.stop_at}")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.parallel not in ("auto", "ddp", "fsdp", "none"):

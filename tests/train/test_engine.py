@@ -93,6 +93,23 @@ def test_resume_after_a_crash_inside_a_checkpoint_write(tmp_path, monkeypatch):
     assert_same_weights(release_weights(reference.run_dir), release_weights(tmp_path / "crashed"))
 
 
+def test_stop_at_pauses_on_the_full_schedule_and_a_rerun_continues(tmp_path):
+    reference = train(tiny_experiment(tmp_path / "straight", "train.log_every=1"))
+    paused = train(tiny_experiment(tmp_path / "paused", "train.log_every=1", "train.stop_at=3"))
+    assert paused.steps == 3 and CheckpointManager(tmp_path / "paused").steps()[-1] == 3
+    records = [json.loads(x) for x in (tmp_path / "paused" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    lr_straight = {r["step"]: r["lr"] for r in straight if "lr" in r}
+    assert [r["step"] for r in records if "lr" in r] == [1, 2, 3]
+    assert all(r["lr"] == pytest.approx(lr_straight[r["step"]]) for r in records if "lr" in r)  # same schedule
+    assert (paused.release_dir / "model.safetensors").is_file()  # a pause still releases its weights
+    resumed = train(tiny_experiment(tmp_path / "paused", "train.log_every=1"))
+    assert resumed.steps == reference.steps
+    assert_same_weights(release_weights(reference.run_dir), release_weights(tmp_path / "paused"))
+    with pytest.raises(ConfigError, match="stop_at"):
+        tiny_experiment(tmp_path / "bad", "train.stop_at=-1")
+
+
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     real = ckpt_mod.save_file
     calls = {"n": 0}

@@ -115,7 +115,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
 
     last_loss, val_loss = float("nan"), None
     tick, tokens_since = time.perf_counter(), 0
-    while progress.step < t.steps:
+    end = min(t.stop_at, t.steps) if t.stop_at > 0 else t.steps
+    while progress.step < end:
         step = progress.step
         micro = objective.micro_batches(step, info.rank, info.world_size)
         # Normalizers of the whole step (all ranks, all micro-batches), known before any forward pass.
@@ -146,7 +147,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         progress.tokens += step_tokens
         tokens_since += step_tokens
 
-        if progress.step % t.log_every == 0 or progress.step == t.steps:
+        is_last = progress.step == end
+        if progress.step % t.log_every == 0 or is_last:
             elapsed = time.perf_counter() - tick
             rate = tokens_since / max(elapsed, 1e-9)
             tick, tokens_since = time.perf_counter(), 0
@@ -158,7 +160,6 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         if bar is not None:
             bar.update(1)
 
-        is_last = progress.step == t.steps
         evaluate = (t.eval_every and progress.step % t.eval_every == 0) or is_last
         metric = None
         if evaluate and cfg.data.val_samples > 0:
