@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+
+def _done(result) -> str:
+    if math.isnan(result.final_loss):  # resumed at its last step: nothing trained, the release rewritten
+        return f"done: already at step {result.steps}, nothing left to train"
+    return f"done: {result.steps} steps, training loss {result.final_loss:.4f}"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -49,8 +56,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg)
     if result.release_dir is not None:
         val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-        print(f"done: {result.steps} steps, training loss {result.final_loss:.4f}{val}\n"
-              f"run folder: {result.run_dir}\nrelease:    {result.release_dir}")
+        print(f"{_done(result)}{val}\nrun folder: {result.run_dir}\nrelease:    {result.release_dir}")
     return 0
 
 
@@ -194,7 +200,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
                          "tokenizer (use `polymodal train`)")
     result = train(cfg)
     if result.release_dir is not None:
-        print(f"done: {result.steps} steps, training loss {result.final_loss:.4f}\nrun folder: {result.run_dir}\n"
+        print(f"{_done(result)}\nrun folder: {result.run_dir}\n"
               f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
     return 0
 
