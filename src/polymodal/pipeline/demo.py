@@ -32,10 +32,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "default"
 DEMO_WORLD_SEED = 1
 DEMO_MAX_TOKENS = 128
 HOW_TO_MAKE = (
-    "the default model is not shipped in this checkout yet (it will live at {path}). Pass any pipeline bundle with "
-    "--model DIR; a bundle is made from a trained FourM and its tokenizers with `polymodal bundle --model RUN/release "
-    "--tokenizer TOK_DIR ... --text-tokenizer TEXT_DIR --out DIR` (tokenizers: configs/tokenizer_*_world64.py; "
-    "model: configs/fourm_tokens_world64.py, see the README's 'Datasets at scale')")
+    "the default model is missing from this checkout (it lives at {path}; `bash scripts/train_default.sh` "
+    "remakes it, ~4 h on 2 CPU cores). Pass any pipeline bundle with --model DIR; a bundle is made from a trained "
+    "FourM and its tokenizers with `polymodal bundle --model RUN/release --tokenizer TOK_DIR ... --text-tokenizer "
+    "TEXT_DIR --out DIR`")
 
 
 @dataclass
