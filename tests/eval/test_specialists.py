@@ -27,7 +27,8 @@ def base(path, out) -> ExperimentConfig:
 
 def test_specialist_takes_one_input_and_one_whole_target(tmp_path):
     cfg = specialist_config(base(tmp_path, tmp_path / "run"), "caption", source="tok_a@data", target="caption")
-    assert cfg.model.domains_in == ("tok_a@data",) and cfg.model.domains_out == ("caption",)
+    # a sequence target is an input domain too (4M decodes it autoregressively), never given as one (alpha 0)
+    assert cfg.model.domains_in == ("tok_a@data", "caption") and cfg.model.domains_out == ("caption",)
     assert cfg.model.dim == base(tmp_path, tmp_path).model.dim and cfg.model.vocab_sizes == {"caption": 2000}
     m = cfg.masking
     assert m.num_input_tokens == 16 and m.num_target_tokens == 256 + 2 and m.mixture == "uniform"
