@@ -31,7 +31,19 @@ def test_shipped_files_fit_the_budget_and_are_safetensors_json_or_markdown():
 
 @pytest.fixture(scope="module")
 def pipe():
-    return Pipeline.from_pretrained(DEFAULT_MODEL)
+    # Other tests register toy modalities under the same names (e.g. a 2x2 tok_minilm_global); the shipped bundle
+    # brings its own definitions, so load it into a registry without them and put the old one back afterwards.
+    from polymodal import modalities
+
+    saved = dict(modalities._REGISTRY)
+    ours = json.loads((DEFAULT_MODEL / "pipeline.json").read_text())["modalities"]
+    for name in ours:
+        modalities._REGISTRY.pop(name, None)
+    try:
+        yield Pipeline.from_pretrained(DEFAULT_MODEL)
+    finally:
+        modalities._REGISTRY.clear()
+        modalities._REGISTRY.update(saved)
 
 
 def test_every_world_modality_is_an_input_and_an_output(pipe):

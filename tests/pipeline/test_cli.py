@@ -86,7 +86,7 @@ def test_demo_without_the_default_model_says_how_to_make_one(tmp_path, monkeypat
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "weights" / "default")
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert "default model is not shipped" in err and "polymodal bundle" in err and "--model DIR" in err
+    assert "default model is missing" in err and "polymodal bundle" in err and "--model DIR" in err
 
 
 def test_official_checkpoint_generates_tokens_and_caption_text(tmp_path, capsys):

@@ -16,7 +16,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "no such folder" in capsys.readouterr().err
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "default")
     assert main(["serve"]) == 2
-    assert "the default model is not shipped" in capsys.readouterr().err
+    assert "the default model is missing" in capsys.readouterr().err
 
 
 def test_a_port_in_use_is_a_clear_error(serve_pipe, tmp_path, capsys):
