@@ -13,6 +13,17 @@ def _done(result) -> str:
     return f"done: {result.steps} steps, training loss {result.final_loss:.4f}"
 
 
+def _parse_from(items: list[str] | None) -> dict[str, str]:
+    """``--from MODALITY=VALUE`` arguments as a dict; a ValueError names a malformed one."""
+    inputs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
+        inputs[key] = value
+    return inputs
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from . import config, modalities
 
@@ -306,12 +317,7 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
                                             "subcommand: build, search"))
     _set_threads(args.threads)
     try:
-        inputs = {}
-        for item in args.inputs or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
-            inputs[key] = value
+        inputs = _parse_from(args.inputs)
         out = Path(args.query_out) if args.query_out else Path(args.index) / "query.png"
         q = query(args.model, args.index, inputs, modality=args.modality, k=args.query_k, steps=args.steps,
                   seed=args.seed, resize=not args.no_resize, notify=_notice, out=out, gallery=args.gallery_world,
@@ -384,12 +390,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     try:
-        inputs = {}
-        for item in args.inputs or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
-            inputs[key] = value
+        inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer,
                                         device=args.device)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
