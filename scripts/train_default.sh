@@ -5,8 +5,8 @@
 #
 # Every stage resumes when rerun (datasets, tokenizers and the 4M run checkpoint atomically). Time on 2 shared
 # cores (2026-11-29): world 30 min, six tokenizers 2 x 25 min in parallel, text vocabulary 1 min, tokenization
-# 10 min, 4M training 2.0-2.2 s/step with two threads on otherwise idle cores (3.2 s/step with one), evaluation
-# 10 min. Threads: one per process while stages run side by side (two threads per process collapse when another
+# 10 min, 4M training 2.0-2.4 s/step with two threads on otherwise idle cores (3.2 s/step with one), evaluation
+# 3 min. Threads: one per process while stages run side by side (two threads per process collapse when another
 # process competes for the cores), two for the 4M training, which runs alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."

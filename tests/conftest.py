@@ -26,6 +26,15 @@ TINY_MODS = [
 for _m in TINY_MODS:
     modalities.register(_m)
 TINY_IN = tuple(m.name for m in TINY_MODS)
+
+
+def single_thread():
+    """Body of the packages' autouse ``one_thread`` fixtures: tiny matrices lose more to thread hand-offs than they
+    gain, most of all on a shared machine (``one_thread = pytest.fixture(autouse=True)(single_thread)``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 TINY_OUT = ("tok_a@test", "tok_global@test", "seq@test")
 
 

@@ -9,6 +9,7 @@ from polymodal import modalities
 from polymodal.config import ModelConfig
 from polymodal.modalities import Kind, Modality
 from polymodal.model import FourM
+from tests.conftest import single_thread
 
 from ..conftest import TINY_MODS
 
@@ -36,10 +37,4 @@ def text(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor([r + [0] * (width - len(r)) for r in rows])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: thread hand-offs cost more than they save, most of all on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True)(single_thread)

@@ -14,6 +14,7 @@ from polymodal.model import FourM
 from polymodal.pipeline import Pipeline
 from polymodal.tokenizers.text import train_text_tokenizer
 from polymodal.tokenizers.vqvae import ViTVQVAE, VQVAEConfig
+from tests.conftest import single_thread
 
 # "@pt": names of this test's own, so a registry shared with other tests never holds two definitions of one name
 RGB = modalities.register(Modality("rgb@pt", Kind.PIXELS, grid=(4, 4), patch_size=16, channels=3))
@@ -54,9 +55,4 @@ def bundle(pipe, tmp_path_factory):
     return pipe.save(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True)(single_thread)

@@ -16,6 +16,7 @@ from polymodal.model import FourM
 from polymodal.pipeline import Pipeline
 from polymodal.serve import JobQueue, create_app
 from polymodal.tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig
+from tests.conftest import single_thread
 
 from ..pipeline.conftest import RGB, SEQUENCES, build_pipeline
 from ..retrieval.test_index import FakeEncoder
@@ -83,9 +84,4 @@ def flat_png(side: int) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True)(single_thread)

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
+from tests.conftest import single_thread
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True)(single_thread)

@@ -37,10 +37,6 @@ def target_budget(cfg: ExperimentConfig, name: str) -> int:
     return mod.num_tokens if mod.is_grid else mod.max_length + 2
 
 
-def model_is_grid(m, name: str) -> bool:
-    return m.modality(name).is_grid
-
-
 def specialist_config(base: ExperimentConfig, task: str, *, source: str = SOURCE,
                       target: str | None = None) -> ExperimentConfig:
     """The specialist of ``task`` (``source`` -> ``TARGETS[task]`` or ``target``) derived from ``base``, an
@@ -59,7 +55,7 @@ def specialist_config(base: ExperimentConfig, task: str, *, source: str = SOURCE
     vocab = {k: v for k, v in m.vocab_sizes.items() if k in (source, target)}
     # A sequence target is also an input domain (never given as one in training: its input alpha is 0), since
     # 4M decodes sequences autoregressively with the tokens so far as inputs of that same modality.
-    seq = not model_is_grid(m, target)
+    seq = not m.modality(target).is_grid
     model = dataclasses.replace(m, domains_in=(source, target) if seq else (source,), domains_out=(target,),
                                 vocab_sizes=vocab)
     masking = MaskingConfig(
