@@ -20,8 +20,9 @@ range" is the spread of the per-pair speedups (each reference step over the poly
 
 Both run AdamW (lr 1e-4, betas 0.9/0.95, weight decay 0.05 on every parameter) under the same dtype policy
 (float32, or float32 weights under CPU bf16 autocast). The reference steps with ``torch.optim.AdamW`` (dense
-gradients) and torch's own kernels. polymodal steps the way its training code can: `RowSparseAdamW` with
-row-sparse embedding gradients (the same update: tests/train/test_sparse_adamw.py), the vocabulary projection
+gradients) and torch's own kernels. polymodal steps the way its training loop does with
+``optim.sparse_embeddings=true``: `RowSparseAdamW` with row-sparse embedding gradients (the same update:
+tests/train/test_sparse_adamw.py), the vocabulary projection
 fused with the cross-entropy (``forward(logits=False)``: tests/test_fused_loss.py) and, under bf16 autocast on a
 CPU without bf16 instructions, bf16 products by float32 kernels on bf16-rounded operands
 (`polymodal.nn.gemm`: tests/test_bf16_gemm.py). ``--plain`` turns these off for polymodal (an ablation).

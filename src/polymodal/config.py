@@ -152,6 +152,13 @@ class OptimConfig:
     unit: str = "steps"  # "steps" or "tokens": what warmup and the schedule count
     schedule: str = "cosine"  # "cosine", "linear" or "constant" after warmup
     clip_grad: float = 1.0  # max global gradient norm; 0 disables clipping
+    # Weight decay on embedding tables, positions, modality embeddings and the mask token. 4M's recipe decays them
+    # (only norms and biases are exempt); polymodal's default exempts them, as most ViT recipes do.
+    decay_embeddings: bool = False
+    # Row-sparse gradients for every embedding table, stepped by `train.optim.RowSparseAdamW` (the same AdamW
+    # update): the step then touches only the rows a batch looked up instead of whole (vocabulary x dim) tables,
+    # which dominates the step of small models with 4M-21's vocabularies. One process, or DDP on CPU (gloo).
+    sparse_embeddings: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))

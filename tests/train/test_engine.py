@@ -31,7 +31,7 @@ def test_lr_schedule_warmup_then_cosine():
     assert peak_lr(OptimConfig(base_lr=1e-4), 512) == pytest.approx(2e-4)
 
 
-def test_no_weight_decay_on_norms_biases_embeddings_and_positions():
+def test_no_weight_decay_on_norms_biases_and_by_default_embeddings_and_positions():
     from tests.conftest import tiny_config
 
     model = FourM(tiny_config(qkv_bias=True, norm_bias=True))
@@ -42,6 +42,12 @@ def test_no_weight_decay_on_norms_biases_embeddings_and_positions():
     assert not any(k in n for n in decayed for k in ("norm", "token_emb", "pos_emb", "mod_emb", "mask_token"))
     assert "encoder.0.attn.qkv.weight" in decayed and "encoder.0.mlp.fc1.weight" in decayed
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    # 4M's own recipe (optim.decay_embeddings): only norms and biases are exempt
+    decay4m, no_decay4m = param_groups(model, 0.05, decay_embeddings=True)
+    decayed4m = {names[id(p)] for p in decay4m["params"]}
+    assert decayed4m > decayed and "mask_token" in decayed4m
+    assert any("token_emb" in n for n in decayed4m) and any("mod_emb" in n for n in decayed4m)
+    assert all(p.ndim == 1 for p in no_decay4m["params"])
 
 
 def test_loss_falls_and_release_matches_the_trained_model(tmp_path):

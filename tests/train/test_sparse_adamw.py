@@ -8,10 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from polymodal.config import ModelConfig
+from polymodal.config import ConfigError, ModelConfig, apply_overrides
 from polymodal.data.batch import Batch, ModalityTokens
 from polymodal.model import FourM, masked_modeling_loss
-from polymodal.train.optim import RowSparseAdamW, sparse_embedding_grads
+from polymodal.train.dist import DistInfo
+from polymodal.train.loop import _check_sparse_embeddings, train
+from polymodal.train.optim import RowSparseAdamW, clip_grad_norm, sparse_embedding_grads
+
+from .helpers import assert_same_weights, release_weights, tiny_experiment
 
 
 class Toy(nn.Module):
@@ -95,3 +99,42 @@ def test_row_sparse_adamw_trains_fourm_like_adamw():
     assert sparse.encoder_embeddings["tok_rgb@224"].token_emb.weight.grad is None
     for (name, p), q in zip(dense.named_parameters(), sparse.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_clip_grad_norm_takes_sparse_gradients_like_torch_takes_dense_ones():
+    def grads(sparse: bool) -> list[torch.nn.Parameter]:
+        torch.manual_seed(0)
+        emb, lin = torch.nn.Embedding(50, 8, sparse=sparse), torch.nn.Linear(8, 3)
+        lin(emb(torch.tensor([1, 2, 2, 7]))).pow(2).sum().backward()  # a repeated row: summed when coalesced
+        return [emb.weight, lin.weight, lin.bias]
+
+    dense, sparse = grads(False), grads(True)
+    assert sparse[0].grad.is_sparse
+    expected = torch.nn.utils.clip_grad_norm_(dense, 0.5)
+    total = clip_grad_norm(sparse, 0.5)
+    torch.testing.assert_close(total, expected)
+    for p, q in zip(dense, sparse):
+        torch.testing.assert_close(q.grad.to_dense(), p.grad)
+    assert sum(p.grad.to_dense().pow(2).sum() for p in sparse).sqrt() == pytest.approx(0.5, rel=1e-4)
+
+
+def test_training_with_sparse_embeddings_matches_dense_and_resumes(tmp_path):
+    """optim.sparse_embeddings: the training loop's AdamW with row-sparse tables ends where the dense one does
+    (float32 rounding apart), and a run killed after a checkpoint resumes to the very same weights."""
+    dense = train(tiny_experiment(tmp_path / "dense"))
+    sparse = train(tiny_experiment(tmp_path / "sparse", "optim.sparse_embeddings=true"))
+    a, b = release_weights(dense.run_dir), release_weights(sparse.run_dir)
+    assert_same_weights(a, b, atol=2e-4)
+    assert sparse.final_loss == pytest.approx(dense.final_loss, rel=1e-3)
+    paused = train(tiny_experiment(tmp_path / "paused", "optim.sparse_embeddings=true", "train.stop_at=6"))
+    assert paused.steps == 6
+    train(tiny_experiment(tmp_path / "paused", "optim.sparse_embeddings=true"))
+    assert_same_weights(b, release_weights(tmp_path / "paused"))
+
+
+def test_sparse_embeddings_are_refused_where_gradients_cannot_be_sparse(tmp_path):
+    cfg = tiny_experiment(tmp_path, "optim.sparse_embeddings=true", "train.parallel=fsdp")
+    info = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="optim.sparse_embeddings=true needs one process or DDP on CPU"):
+        _check_sparse_embeddings(cfg, info)
+    _check_sparse_embeddings(apply_overrides(cfg, ["train.parallel=ddp"]), info)  # gloo all-reduces sparse rows

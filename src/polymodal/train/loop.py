@@ -22,8 +22,8 @@ from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
-from .optim import build_optimizer, lr_at, peak_lr, set_lr
-from .parallelize import autocast, no_sync, parallelize
+from .optim import build_optimizer, clip_grad_norm, lr_at, peak_lr, set_lr
+from .parallelize import autocast, no_sync, parallelize, resolve_mode
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,9 +83,22 @@ def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
     return objective.summarize(dist.all_reduce_sum(sums), dist.all_reduce_sum(stats))
 
 
+def _check_sparse_embeddings(cfg: ExperimentConfig, info) -> None:
+    """Row-sparse gradients are all-reduced by DDP over gloo only; FSDP2 shards dense gradients."""
+    if not cfg.optim.sparse_embeddings:
+        return
+    mode = resolve_mode(cfg.train.parallel, info)
+    if mode == "fsdp" or (mode == "ddp" and info.device.type != "cpu"):
+        dist.shutdown()
+        raise config_lib.ConfigError(
+            f"optim.sparse_embeddings=true needs one process or DDP on CPU (gloo); this run is {mode} on "
+            f"{info.device.type}: set optim.sparse_embeddings=false")
+
+
 def train(cfg: ExperimentConfig) -> TrainResult:
     info = dist.init_distributed(cfg.train.device)
     t = cfg.train
+    _check_sparse_embeddings(cfg, info)
     run_dir = Path(t.out_dir)
     torch.manual_seed(t.seed)  # identical initial weights on every rank and every rerun
     objective = make_objective(cfg)
@@ -140,7 +153,7 @@ def train(cfg: ExperimentConfig) -> TrainResult:
                                    f"{kept if kept else 'none'}")
         params = [p for p in model.parameters() if p.grad is not None]
         max_norm = cfg.optim.clip_grad if cfg.optim.clip_grad > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        grad_norm = clip_grad_norm(params, max_norm) if params else torch.zeros(())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         progress.step += 1

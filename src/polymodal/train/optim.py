@@ -10,18 +10,21 @@ from torch.optim.adam import adam as _adam
 
 from ..config import OptimConfig
 
-# Parameters that are never decayed: norms, biases, embedding tables, position tables, modality embeddings and
-# the mask token (4M's no_weight_decay set, by name).
-_NO_DECAY_SUFFIXES = ("bias", "pos_emb", "mod_emb", "mask_token")
+# Parameters that are never decayed: norms and biases (every 1-D parameter), as in 4M; and by default also embedding
+# tables, position tables, modality embeddings and the mask token, which 4M does decay (optim.decay_embeddings).
+_EMBEDDING_SUFFIXES = ("pos_emb", "mod_emb", "mask_token")
 
 
-def no_weight_decay(name: str, param: torch.Tensor, module: nn.Module | None) -> bool:
-    if param.ndim <= 1 or name.split(".")[-1] in _NO_DECAY_SUFFIXES:
+def no_weight_decay(name: str, param: torch.Tensor, module: nn.Module | None, *,
+                    decay_embeddings: bool = False) -> bool:
+    if param.ndim <= 1 or name.split(".")[-1] == "bias":
         return True
-    return isinstance(module, (nn.Embedding, nn.LayerNorm))
+    if decay_embeddings:
+        return False
+    return name.split(".")[-1] in _EMBEDDING_SUFFIXES or isinstance(module, (nn.Embedding, nn.LayerNorm))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False) -> list[dict]:
     owners = {}
     for mod_name, mod in model.named_modules():
         for p_name, _ in mod.named_parameters(recurse=False):
@@ -30,7 +33,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if no_weight_decay(name, p, owners.get(name)) else decay).append(p)
+        exempt = no_weight_decay(name, p, owners.get(name), decay_embeddings=decay_embeddings)
+        (no_decay if exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -39,10 +43,37 @@ def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
     return cfg.base_lr * global_batch / 256
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
+    """AdamW over `param_groups`; with ``cfg.sparse_embeddings`` the embedding tables get row-sparse gradients and
+    `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
+    groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
+    kw = dict(lr=peak_lr(cfg, global_batch), betas=tuple(cfg.betas), eps=cfg.eps)
+    if cfg.sparse_embeddings:
+        sparse_embedding_grads(model)
+        return RowSparseAdamW(groups, **kw)
     fused = all(p.device.type == "cuda" for p in model.parameters())
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=peak_lr(cfg, global_batch),
-                             betas=tuple(cfg.betas), eps=cfg.eps, fused=fused or None)
+    return torch.optim.AdamW(groups, **kw, fused=fused or None)
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` that also takes row-sparse gradients (torch's has no sparse norm kernel):
+    a sparse gradient is coalesced in place (duplicate rows summed; the optimizer then skips that work) and counts
+    with the norm of its rows. Returns the total norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not any(g.is_sparse for g in grads):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    for p in params:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+    total = torch.nn.utils.get_total_norm([p.grad.values() if p.grad.is_sparse else p.grad
+                                           for p in params if p.grad is not None])
+    torch.nn.utils.clip_grads_with_norm_([p for p in params if p.grad is not None and not p.grad.is_sparse],
+                                         max_norm, total)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)  # torch's formula, for the sparse ones
+    for p in params:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad.mul_(coef.to(p.grad.device, p.grad.dtype))
+    return total
 
 
 def lr_at(progress: float, warmup: float, total: float, *, peak: float, final: float,
