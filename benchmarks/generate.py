@@ -40,6 +40,29 @@ spread: each round runs the pair back to back under the same load). MaskGIT: 5 a
 (Medians of rounds; "per round" is the median of the 5 guided/unguided ratios and their range. Memory was not
 re-measured; the earlier run gave +28-46 MiB for MaskGIT, guided 6-13 MiB more.)
 
+Measured again later on 2026-11-29 on an idle machine (training paused), two threads, 3 alternating runs
+(``python benchmarks/generate.py --threads 2``); the second thread does not hide the second pass either:
+
+    preset scenario          seconds  ms/token  +mem MiB  tokens
+    tiny   ar cached           1.231      4.81      21.1     256
+    tiny   ar uncached         6.484     25.33      46.5     256
+           KV cache speed-up (uncached / cached): 5.27x
+    tiny   maskgit 8           0.482      2.46      28.0     196
+    tiny   maskgit 8 cfg       0.763      3.89      39.1     196
+           guidance overhead: 1.58x (per round 1.55-1.60x, n=3)
+    tiny   maskgit 16          0.992      5.06      28.8     196
+    tiny   maskgit 16 cfg      1.478      7.54      34.9     196
+           guidance overhead: 1.49x (per round 1.45-1.54x, n=3)
+    small  ar cached           2.425      9.47      23.9     256
+    small  ar uncached        14.382     56.18      68.1     256
+           KV cache speed-up (uncached / cached): 5.93x
+    small  maskgit 8           1.026      5.24      35.8     196
+    small  maskgit 8 cfg       1.526      7.79      46.8     196
+           guidance overhead: 1.49x (per round 1.47-1.52x, n=3)
+    small  maskgit 16          2.102     10.73      37.1     196
+    small  maskgit 16 cfg      3.179     16.22      49.6     196
+           guidance overhead: 1.51x (per round 1.50-1.52x, n=3)
+
 Guidance: the target of <= 1.3x is not met on a CPU, and exact computation cannot meet it there: the time is
 matrix products (75% of it in `aten::mm`), and guidance adds a fixed share of them. Counting token rows through
 the layers for 196 tokens in 8 cosine steps (commits 7, 21, 32, 38, 38, 32, 21, 7): the conditional encoder sees
