@@ -28,9 +28,7 @@ tokenize shards in parallel, with a progress bar.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import multiprocessing as mp
 import os
 import tarfile
 import zlib
@@ -41,6 +39,7 @@ import torch
 
 from .. import modalities
 from .readers import INFO_FILE, FolderDataset, iter_shard, shard_paths
+from .shards import add_member, atomic_tar, npy_bytes, worker_pool
 from .transforms import Crop, apply_crop, center_crop, image_size, random_resized_crop
 
 FORMAT, VERSION = "polymodal-tokens", 1
@@ -140,18 +139,6 @@ class SampleTokenizer:
         return S.SERIALIZERS[key].encode(adapted, tok, max_tokens=limit)
 
 
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
 _WORKER: dict = {}
 
 
@@ -168,24 +155,17 @@ def _job(args: tuple) -> tuple[str, int, list[str]]:
     else:
         folder = FolderDataset(unit[0])
         samples = (folder[i] for i in range(*unit[1:]))
-    final = Path(out) / name
-    tmp = final.with_name(f"{name}.tmp-{os.getpid()}")
     n, errors = 0, []
-    try:
-        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for sample in samples:
-                try:
-                    entries = st(sample)
-                except ValueError as e:  # a sample the tokenizers refuse: reported, the shard goes on
-                    errors.append(f"{sample.get('__key__')}: {e}")
-                    continue
-                for field, arr in entries.items():
-                    _add(tar, f"{sample['__key__']}.{field}.npy", _npy(arr))
-                n += 1
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_tar(Path(out) / name) as tar:
+        for sample in samples:
+            try:
+                entries = st(sample)
+            except ValueError as e:  # a sample the tokenizers refuse: reported, the shard goes on
+                errors.append(f"{sample.get('__key__')}: {e}")
+                continue
+            for field, arr in entries.items():
+                add_member(tar, f"{sample['__key__']}.{field}.npy", npy_bytes(arr))
+            n += 1
     return name, n, errors
 
 
@@ -230,10 +210,7 @@ def pretokenize(dataset: str, tokenizers: dict[str, str], out: str | os.PathLike
     todo = [(u, str(out), name, tok_args) for u, name in zip(units, names)
             if not ((out / name).exists() and name in counts)]
     info_path.write_text(json.dumps({**info, "counts": counts, "errors": errors, "complete": False}, indent=1))
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(min(workers, len(todo)))
+    pool = worker_pool(workers, len(todo))
     bar = None
     try:
         if progress:
@@ -282,7 +259,7 @@ def write_tokens(out: str | os.PathLike, samples, mods: dict[str, modalities.Mod
                 tar, n = tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT), 0
             for field, arr in sample.items():
                 if field != "__key__":
-                    _add(tar, f"{sample['__key__']}.{field}.npy", _npy(np.asarray(arr, dtype=np.int16)))
+                    add_member(tar, f"{sample['__key__']}.{field}.npy", npy_bytes(np.asarray(arr, dtype=np.int16)))
             n += 1
     finally:
         if tar is not None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .shards import cut_short
 from .world import codec
 from .world.store import INFO_FILE, ShardError
 
@@ -104,15 +105,6 @@ def decode_field(field: str, ext: str, data: bytes):
     return data  # unknown extensions stay bytes
 
 
-def _cut_short(path: Path, members: list[tarfile.TarInfo]) -> str | None:
-    # tarfile stops quietly at a cut inside the last entry: the data and the two end blocks must be there.
-    if not members:
-        return "no entries"
-    end = members[-1].offset_data + members[-1].size
-    size = path.stat().st_size
-    return f"cut short at byte {size}" if size < -(-end // 512) * 512 + 1024 else None
-
-
 def iter_shard(path: str | os.PathLike, *, fields: Iterable[str] | None = None, decode: bool = True
                ) -> Iterator[dict]:
     """Samples of one shard in stored order; ``fields`` limits the decoded modalities (default all).
@@ -126,7 +118,7 @@ def iter_shard(path: str | os.PathLike, *, fields: Iterable[str] | None = None, 
     try:
         with tarfile.open(path, "r:") as tar:
             members = tar.getmembers()
-            reason = _cut_short(path, members)
+            reason = cut_short(path, members)
             if reason:
                 raise ShardError(f"shard {path} is truncated or corrupt ({reason})")
             sample: dict = {}

@@ -23,16 +23,14 @@ transformers pose model (e.g. ViTPose) is chosen.
 
 from __future__ import annotations
 
-import io
 import json
-import multiprocessing as mp
 import os
-import tarfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..shards import add_member, atomic_tar, npy_bytes, worker_pool
 from ..world import codec
 from .base import OFFLINE, build_labelers
 
@@ -80,18 +78,10 @@ def _encode(field: str, value) -> tuple[str, bytes]:
     if field in codec.EXTENSIONS:
         return codec.EXTENSIONS[field], codec.encode(field, value)
     if isinstance(value, np.ndarray):
-        buf = io.BytesIO()
-        np.save(buf, value, allow_pickle=False)
-        return "npy", buf.getvalue()
+        return "npy", npy_bytes(value)
     if isinstance(value, str):
         return "txt", value.encode("utf-8")
     return "json", json.dumps(value, sort_keys=True).encode("utf-8")
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    tar.addfile(info, io.BytesIO(data))
 
 
 _WORKER: dict = {}
@@ -105,33 +95,26 @@ def _label_shard(args: tuple) -> tuple[str, int, list[dict]]:
         torch.set_num_threads(1)  # one thread per worker process
         _WORKER.update(key=(names, models), labelers=build_labelers(names, dict(models)))
     labelers = _WORKER["labelers"]
-    final = Path(out) / name
-    tmp = final.with_name(f"{name}.tmp-{os.getpid()}")
     n, skipped = 0, []
-    try:
-        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for i, rel in enumerate(files):
-                key = f"{start + i:08d}"
+    with atomic_tar(Path(out) / name) as tar:
+        for i, rel in enumerate(files):
+            key = f"{start + i:08d}"
+            try:
+                rgb, size = load_image(Path(root) / rel, res)
+            except ImageRefused as e:
+                skipped.append({"file": rel, "reason": str(e)})
+                continue
+            sample = {"rgb": rgb, "file": rel}
+            for lab in labelers:
                 try:
-                    rgb, size = load_image(Path(root) / rel, res)
-                except ImageRefused as e:
-                    skipped.append({"file": rel, "reason": str(e)})
-                    continue
-                sample = {"rgb": rgb, "file": rel}
-                for lab in labelers:
-                    try:
-                        kw = {"original_size": size} if lab.name == "metadata" else {}
-                        sample.update(lab(rgb, key=key, **kw))
-                    except Exception as e:  # noqa: BLE001 - a model failing on one image must not stop the run
-                        skipped.append({"file": rel, "labeler": lab.name, "reason": f"{type(e).__name__}: {e}"})
-                for field, value in sample.items():
-                    ext, data = _encode(field, value)
-                    _add(tar, f"{key}.{field}.{ext}", data)
-                n += 1
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                    kw = {"original_size": size} if lab.name == "metadata" else {}
+                    sample.update(lab(rgb, key=key, **kw))
+                except Exception as e:  # noqa: BLE001 - a model failing on one image must not stop the run
+                    skipped.append({"file": rel, "labeler": lab.name, "reason": f"{type(e).__name__}: {e}"})
+            for field, value in sample.items():
+                ext, data = _encode(field, value)
+                add_member(tar, f"{key}.{field}.{ext}", data)
+            n += 1
     return name, n, skipped
 
 
@@ -178,10 +161,7 @@ def label_images(images: str | os.PathLike, out: str | os.PathLike, *, labelers=
     save(False)
     todo = [(str(root), c, j * shard_size, str(out), s, res, names, models)
             for j, (c, s) in enumerate(zip(chunks, shards)) if not ((out / s).exists() and s in done)]
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(min(workers, len(todo)))
+    pool = worker_pool(workers, len(todo))
     bar = None
     try:
         if progress:

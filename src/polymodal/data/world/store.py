@@ -20,14 +20,13 @@ cut short) and rewrites the others.
 
 from __future__ import annotations
 
-import io
 import json
-import multiprocessing as mp
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..shards import add_member, atomic_tar, cut_short, worker_pool
 from . import codec
 from .person import ACTIONS, ANGLE_NAMES, JOINT_NAMES
 from .sample import MODALITIES, check_resolution, render_sample
@@ -94,7 +93,6 @@ def check_shard(path: Path, names: list[str]) -> str | None:
     """None if the shard at ``path`` is complete, else the reason it is not."""
     if not path.exists():
         return "missing"
-    size = path.stat().st_size
     try:
         with tarfile.open(path, "r:") as tar:
             members = tar.getmembers()
@@ -104,17 +102,7 @@ def check_shard(path: Path, names: list[str]) -> str | None:
     if got != names:
         missing = len(set(names) - set(got))
         return f"{len(got)} of {len(names)} entries" + (f", {missing} missing" if missing else ", unexpected order")
-    # tarfile stops quietly at a cut inside the last entry's data: check that the data and the end blocks are there.
-    end = members[-1].offset_data + members[-1].size
-    if size < -(-end // 512) * 512 + 1024:
-        return f"cut short at byte {size} (the last entry ends at {end})"
-    return None
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same sample, same bytes
-    tar.addfile(info, io.BytesIO(data))
+    return cut_short(path, members)
 
 
 def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: int,
@@ -126,20 +114,13 @@ def write_shard(out: Path, j: int, *, n: int, res: int, seed: int, shard_size: i
 
         encoder = shared_encoder()  # loaded by `synthesize` before forking: workers inherit it
     start, stop = j * shard_size, min((j + 1) * shard_size, n)
-    final = out / shard_name(j)
-    tmp = out / f"{final.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for i in range(start, stop):
-                sample = render_sample(seed, i, res)
-                if encoder is not None:
-                    sample["minilm_global"], sample["minilm_caption"] = encoder.embed_caption(sample["caption"])
-                for m in sample_keys(text_embeddings):
-                    _add(tar, f"{i:08d}.{m}.{codec.EXTENSIONS[m]}", codec.encode(m, sample[m]))
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_tar(out / shard_name(j)) as tar:
+        for i in range(start, stop):
+            sample = render_sample(seed, i, res)
+            if encoder is not None:
+                sample["minilm_global"], sample["minilm_caption"] = encoder.embed_caption(sample["caption"])
+            for m in sample_keys(text_embeddings):
+                add_member(tar, f"{i:08d}.{m}.{codec.EXTENSIONS[m]}", codec.encode(m, sample[m]))
     return stop - start
 
 
@@ -197,12 +178,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, res: int = 64, seed: int = 0,
             done += stop - start
         else:
             todo.append((str(out), j, n, res, seed, shard_size, text_embeddings))
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        # Started before the progress bar's monitor thread exists: forking a threaded process is fragile.
-        # fork starts workers without re-importing torch; elsewhere spawn is the only safe choice.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(min(workers, len(todo)))
+    pool = worker_pool(workers, len(todo))  # before the progress bar's thread
     bar = None
     try:
         if progress:
