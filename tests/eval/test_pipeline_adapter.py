@@ -58,3 +58,22 @@ def test_tasks_a_model_cannot_do_are_skipped_with_the_reason(pipe):
     assert "minilm_global (output)" in predict.supports("retrieval")
     samples = [{**s, "minilm_global": np.zeros(4, np.float32)} for s in world_test_set(1, res=64)]
     assert "lacks minilm_global" in evaluate(predict, samples, tasks=["retrieval"])["tasks"]["retrieval"]["skipped"]
+
+
+def test_perception_decodes_in_one_greedy_step_and_generation_in_several(pipe, monkeypatch):
+    """As 4M-21 decodes RGB -> X (one step, near-greedy); generated RGB keeps MaskGIT's several steps."""
+    calls = []
+    real = pipe.generate
+
+    def spy(inputs, targets, **kw):
+        result = real(inputs, targets, **kw)
+        calls.append((targets[0].split("@")[0], kw["steps"], kw["temperature"], result.plan.steps[0].steps))
+        return result
+
+    monkeypatch.setattr(pipe, "generate", spy)
+    samples = world_test_set(1, res=64)
+    pipeline_predictor(pipe)({"rgb": [s["rgb"] for s in samples]}, ["depth"])
+    pipeline_predictor(pipe, generation_steps=3)({"det": [s["det"] for s in samples]}, ["rgb"])
+    assert calls[0] == ("tok_depth", 1, 0.0, 1)
+    name, steps, temperature, planned = calls[1]
+    assert (name, steps, planned) == ("tok_rgb", 3, 3) and temperature is None

@@ -39,7 +39,8 @@ def pipeline_tokenizers(pipe) -> dict:
 
 def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
         res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
-        batch_size: int = 16, text_embeddings: bool = False, examples: int = 3) -> dict[str, Path]:
+        batch_size: int = 16, text_embeddings: bool = False, examples: int = 3, steps: int = 1,
+        generation_steps: int | None = None) -> dict[str, Path]:
     """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths."""
     from ..pipeline import Pipeline
     from .pipeline_adapter import pipeline_predictor
@@ -51,11 +52,12 @@ def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     where = data or f"world seed {world_seed}, {res} px"
     pipe = Pipeline.from_pretrained(model)
-    runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, seed=world_seed), samples, tasks=tasks,
+    decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
+    runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks,
                                                 batch_size=batch_size, examples=examples, source=where)}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
-        runs[name] = evaluate(pipeline_predictor(other, seed=world_seed), samples, tasks=tasks,
+        runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks,
                               batch_size=batch_size, source=where)
     if ceiling:
         side = int(samples[0]["rgb"].shape[0])
@@ -83,6 +85,10 @@ def add_parser(sub) -> None:
                    help="embed the rendered captions (polymodal[text]) so retrieval can be scored")
     p.add_argument("--examples", type=int, default=3, help="samples per task in the example figure (3)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1,
+                   help="decoding steps of predicted image tokens (1, as 4M-21 decodes RGB -> X; greedy always)")
+    p.add_argument("--generation-steps", type=int, default=None,
+                   help="MaskGIT steps of generated RGB (default: the pipeline's, 8)")
     p.set_defaults(func=_main)
 
 
@@ -97,7 +103,8 @@ def _main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
                 tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
-                batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples)
+                batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
+                steps=args.steps, generation_steps=args.generation_steps)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
     return 0
