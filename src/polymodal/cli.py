@@ -446,8 +446,10 @@ def _add_generate_parser(sub) -> None:
     what.add_argument("--to", help="targets, comma-separated: tok_depth@64,det,caption")
     what.add_argument("--plan", help="a preset chain (rgb_to_all, caption_to_all, det_to_all) or a bundle plan")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--steps", type=int, help="MaskGIT steps per image target (default 8)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (default 0.5 images, 0.3 text)")
+    p.add_argument("--steps", type=int, help="MaskGIT steps per image target (default: 1 when an image of the "
+                                              "scene conditions it, else 8)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: images 0 when predicted from "
+                                                     "an image, else 0.5; text 0.3)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 1: none)")
     p.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same outputs (0)")
     p.add_argument("--no-resize", action="store_true", help="refuse images of another size instead of resizing")

@@ -153,3 +153,21 @@ def test_outputs_save_writes_files_and_det_reads_back(pipe, scene, tmp_path):
     assert boxes == [{"class": "cube", "box": [0.1, 0.2, 0.5, 0.6]}]
     ids = pipe.conditions({"det": str(tmp_path / "det.json")})["det"]
     assert pipe.decode({"det": ids})[0]["det"][0][0].label == "cube"
+
+
+def test_image_targets_are_predicted_from_an_image_and_generated_otherwise(pipe, scene):
+    """Default steps/temperature: one greedy step when an image of the scene conditions the target (given, or
+    generated earlier in the plan), MaskGIT in several sampled steps when none does; explicit values win."""
+    def settings(plan):
+        return {s.target.split("@")[0]: (s.steps, s.temperature) for s in plan.steps if s.scheme == "maskgit"}
+
+    from_rgb = pipe.plan(["depth", "normal"], given=["rgb@pt"])
+    assert settings(from_rgb) == {"tok_depth": (1, 0.0), "tok_normal": (1, 0.0)}
+    from_caption = settings(pipe.plan(["rgb", "depth"], given=["caption"]))
+    assert from_caption["tok_rgb"][0] > 1 and from_caption["tok_rgb"][1] > 0  # generated
+    assert from_caption["tok_depth"] == (1, 0.0)  # predicted from the RGB generated before it
+    assert settings(pipe.plan(["depth"], given=["caption"]))["tok_depth"][0] > 1
+    assert settings(pipe.plan(["depth"], given=["rgb@pt"], steps=4, temperature=0.7)) == {"tok_depth": (4, 0.7)}
+    # Through generate: the conditions decide; the outputs of a one-step prediction are complete token maps.
+    out = pipe.generate({"rgb": scene["rgb"]}, ["depth"])
+    assert settings(out.plan) == {"tok_depth": (1, 0.0)} and out.ids["tok_depth@pt"].shape[1] == 16

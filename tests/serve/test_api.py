@@ -60,6 +60,16 @@ def test_generate_depth_and_caption_then_download_the_zip(app, serve_pipe):
     assert torch.equal(ref.ids["tok_depth@pt"], _tokens(z.content)["tok_depth@pt"])
 
 
+def test_without_steps_and_temperature_each_target_gets_its_default(app):
+    """The page's "Auto" preset sends no steps/temperature: depth from an image is predicted in one step."""
+    client = TestClient(app)
+    for inputs, total in (({"rgb": png_url()}, 1), ({"caption": "a cube"}, None)):
+        body = {"inputs": inputs, "targets": ["depth"], "steps": "", "temperature": None, "seed": 0}
+        job = wait_done(client, client.post("/api/generate", json=body).json())
+        assert job["state"] == "done", job["error"]
+        assert job["total"] == total if total else job["total"] > 1
+
+
 def _tokens(zip_content: bytes) -> dict:
     from safetensors.torch import load
 

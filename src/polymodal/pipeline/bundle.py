@@ -207,8 +207,9 @@ class Pipeline:
 
     def plan(self, targets: Sequence[str] | str | None = None, *, plan: Plan | str | None = None,
              steps: int | None = None, temperature: float | None = None, guidance: float | None = None,
-             top_k: int | float = 0, top_p: float = 0.0, until: str | None = None) -> Plan:
-        """A `Plan`: given, named (the bundle's plans, then the presets), or one step per target."""
+             top_k: int | float = 0, top_p: float = 0.0, until: str | None = None, given: Sequence[str] = ()) -> Plan:
+        """A `Plan`: given, named (the bundle's plans, then the presets), or one step per target (``given``: the
+        conditions' domains, which make an image target predicted or generated: `plans.targets_plan`)."""
         if isinstance(plan, Plan):
             return plan
         if isinstance(plan, str):
@@ -221,8 +222,8 @@ class Pipeline:
         if not targets:
             raise PipelineError("nothing to generate: give targets or a plan")
         names = [self.resolve(t, output=True) for t in targets]
-        return targets_plan(self.model.config, names, steps=steps, temperature=temperature, guidance=guidance,
-                            top_k=top_k, top_p=top_p)
+        return targets_plan(self.model.config, names, given=given, steps=steps, temperature=temperature,
+                            guidance=guidance, top_k=top_k, top_p=top_p)
 
     def decode(self, ids: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, str]]:
         """Decoded values and picture kinds; image tokens without a tokenizer stay ids on their grid ("tokens")."""
@@ -251,9 +252,11 @@ class Pipeline:
             notices.append(message)
             (notify or _warn)(message)
 
-        the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
-                             top_k=top_k, top_p=top_p)
+        if plan is None:
+            self.plan(targets)  # a wrong target fails before the inputs are read
         conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note)
+        the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
+                             top_k=top_k, top_p=top_p, given=list(conds))
         # A sequence given and asked for is a prompt to complete where it has sentinels [S_k] (span infilling).
         clash = [t for t in the_plan.targets if t in conds and not _has_sentinel(conds[t])]
         if clash:

@@ -1,8 +1,12 @@
 """Plans for a pipeline: from a list of targets with a few knobs, or from the 4M-21 demo presets at any resolution.
 
-`targets_plan` builds one step per target: image tokens by MaskGIT (``steps`` default 8, cosine schedule),
-sequences autoregressively (stopping at the closing sentinel or [EOS]). ``steps`` larger than a target's token
-count is refused rather than clipped: the user asked for something the target cannot do.
+`targets_plan` builds one step per target: image tokens by MaskGIT (cosine schedule), sequences autoregressively
+(stopping at the closing sentinel or [EOS]). Unless ``steps``/``temperature`` are given, an image target is
+*predicted* when an image of the scene (pixels or a spatial token map, given or generated earlier in the plan) is
+among its conditions: one greedy step, as 4M-21's demo decodes RGB -> X (ROAR, one step, temperature 0.01), since
+committing tokens over several steps feeds the model its own early guesses; otherwise it is *generated*: 8 MaskGIT
+steps at temperature 0.5. ``steps`` larger than a target's token count is refused rather than clipped: the user
+asked for something the target cannot do.
 
 `preset_plan` runs `generation.preset` (written for 4M-21's ``@224`` names) on any model: each output is named by
 its 224 px twin (``tok_depth@64`` -> ``tok_depth@224``), the preset orders and configures them, and the names are
@@ -27,30 +31,40 @@ from .inputs import PipelineError
 
 DEFAULT_STEPS = 8
 DEFAULT_IMAGE_TEMPERATURE = 0.5
+PREDICT_STEPS, PREDICT_TEMPERATURE = 1, 0.0  # an image target conditioned on an image of the scene
 DEFAULT_TEXT_TEMPERATURE = 0.3
 _SEMANTIC = ("roar", 8, 0.01, "constant", 2.0)  # unknown image outputs in an X -> RGB chain: like DINOv2's step
 
 
-def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, steps: int | None = None,
+def is_scene_image(mod: modalities.Modality) -> bool:
+    """Pixels or a spatial token map of the scene; not a global embedding laid out as tokens (learned positions)."""
+    return mod.kind is Kind.PIXELS or (mod.kind is Kind.IMAGE_TOKENS and mod.pos == "sincos")
+
+
+def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, given: Sequence[str] = (), steps: int | None = None,
                  temperature: float | None = None, guidance: float | None = None, top_k: int | float = 0,
                  top_p: float = 0.0) -> Plan:
-    """One step per target (model output names), in the given order."""
+    """One step per target (model output names), in the given order; ``given``: the conditions' domain names,
+    which choose between predicting and generating an image target (see the module doc)."""
     out = []
+    seen_image = any(is_scene_image(cfg.modality(g)) for g in given)
     for t in targets:
         mod = cfg.modality(t)
+        predicted, seen_image = seen_image, seen_image or is_scene_image(mod)
         if mod.kind is Kind.SEQUENCE:
             temp = DEFAULT_TEXT_TEMPERATURE if temperature is None else temperature
             out.append(Step(t, "autoregressive", temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
                             top_p=top_p, stop_at_eos=True))
             continue
         n = mod.num_tokens
-        temp = DEFAULT_IMAGE_TEMPERATURE if temperature is None else temperature
+        temp = (PREDICT_TEMPERATURE if predicted else DEFAULT_IMAGE_TEMPERATURE) if temperature is None \
+            else temperature
         base = Step(t, "maskgit", steps=1, temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
                     top_p=top_p)
         fits = [k for k in range(1, min(n, max(DEFAULT_STEPS, steps or 0)) + 1)
                 if _fits(dataclasses.replace(base, steps=k), n)]
         if steps is None:
-            out.append(dataclasses.replace(base, steps=max(fits)))
+            out.append(dataclasses.replace(base, steps=PREDICT_STEPS if predicted else max(fits)))
         elif steps in fits:
             out.append(dataclasses.replace(base, steps=steps))
         else:

@@ -64,12 +64,13 @@ figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#55
 <section style="margin-top:14px"><h2><span class="n">2</span>Outputs</h2>
 <div class="targets" id="targets"></div>
 <label for="preset">Settings</label>
-<select id="preset"><option value="fast">Fast (4 steps)</option><option value="balanced" selected>Balanced
+<select id="preset"><option value="auto" selected>Auto (one greedy step from an image, else 8)</option>
+<option value="fast">Fast (4 steps)</option><option value="balanced">Balanced
 (8 steps)</option><option value="careful">Careful (16 steps, guidance 2)</option>
 <option value="custom">Custom</option></select>
 <div class="row set" style="margin-top:6px">
-<label>steps <input id="steps" type="number" min="1" max="64" value="8"></label>
-<label>temperature <input id="temperature" type="number" step="0.1" min="0" max="5" value="0.5"></label>
+<label>steps <input id="steps" type="number" min="1" max="64" placeholder="auto"></label>
+<label>temperature <input id="temperature" type="number" step="0.1" min="0" max="5" placeholder="auto"></label>
 <label>guidance <input id="guidance" type="number" step="0.5" min="0" max="10" value="1"></label>
 <label>seed <input id="seed" type="number" min="0" value="0"></label></div></section>
 <section style="margin-top:14px"><h2><span class="n">3</span>Run</h2>
@@ -84,7 +85,8 @@ figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#55
 <script>
 const $ = (id) => document.getElementById(id);
 let info = null, image = null, sampleIndex = 0, busy = false;
-const PRESETS = {fast: [4, 0.5, 1], balanced: [8, 0.5, 1], careful: [16, 0.5, 2]};
+// "" = the server's per-target choice: an image target predicted from an image in one greedy step, else 8 steps
+const PRESETS = {auto: ["", "", 1], fast: [4, 0.5, 1], balanced: [8, 0.5, 1], careful: [16, 0.5, 2]};
 
 function showError(msg) { const e = $("error"); e.textContent = msg || ""; e.style.display = msg ? "block" : "none"; }
 function setBusy(b) { busy = b; $("run").disabled = b; $("retrieve").disabled = b || info.retrieval !== "available"; }

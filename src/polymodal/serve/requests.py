@@ -39,8 +39,8 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    steps: int = 8
-    temperature: float = 0.5
+    steps: int | None = None  # None: per target (`pipeline.plans.targets_plan`)
+    temperature: float | None = None
     guidance: float = 1.0
     seed: int = 0
 

@@ -63,7 +63,11 @@ def check_plan(pipe: Pipeline, values: dict, target_names: list[str], s: Setting
     before the job waits in the queue for nothing."""
     notices: list[str] = []
     try:
-        plan = pipe.plan(target_names, steps=s.steps, temperature=s.temperature, guidance=s.guidance)
+        pipe.plan(target_names)  # unknown targets fail before the inputs are read
+        conds, shown, kinds = pipe.prepare(values, notify=notices.append)
+        # steps/temperature None: an image target predicted from an image in one greedy step, else generated
+        plan = pipe.plan(target_names, steps=s.steps, temperature=s.temperature, guidance=s.guidance,
+                         given=list(conds))
         # A cap on text length as in `polymodal demo`: an untrained model would write 256 tokens every time.
         plan = dataclasses.replace(plan, steps=tuple(
             dataclasses.replace(st, max_tokens=min(st.max_tokens or DEMO_MAX_TOKENS, DEMO_MAX_TOKENS))
@@ -73,7 +77,6 @@ def check_plan(pipe: Pipeline, values: dict, target_names: list[str], s: Setting
             raise RequestError(f"{', '.join(map(_short, clash))}: given as input and asked as output; clear the "
                                "input to generate it, or untick the output (to fill in a text, write [S_1] where "
                                "words should go)")
-        conds, shown, kinds = pipe.prepare(values, notify=notices.append)
         initial_state(pipe.model, conds, plan)  # shapes, steps per target, inputs asked back as outputs
     except ValueError as e:
         raise RequestError(str(e)) from None
