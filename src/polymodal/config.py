@@ -157,7 +157,7 @@ class OptimConfig:
     decay_embeddings: bool = False
     # Row-sparse gradients for every embedding table, stepped by `train.optim.RowSparseAdamW` (the same AdamW
     # update): the step then touches only the rows a batch looked up instead of whole (vocabulary x dim) tables,
-    # which dominates the step of small models with 4M-21's vocabularies. One process, or DDP on CPU (gloo).
+    # which dominates the step of small models with 4M-21's vocabularies. A single process only.
     sparse_embeddings: bool = False
 
     def __post_init__(self) -> None:
