@@ -22,10 +22,14 @@ run() {  # run NAME RECIPE [env]
 }
 (run fourm configs/fourm_world64.py; POLYMODAL_SPECIALIST=normal run normal configs/specialist_world64.py
  POLYMODAL_SPECIALIST=det run det configs/specialist_world64.py) &
+a=$!
 (POLYMODAL_SPECIALIST=depth run depth configs/specialist_world64.py
  POLYMODAL_SPECIALIST=semseg run semseg configs/specialist_world64.py
  POLYMODAL_SPECIALIST=caption run caption configs/specialist_world64.py) &
-wait
+b=$!
+# A failed run stops the script (a plain `wait` would go on to score whatever release was there before).
+wait $a || { echo "a run failed: see $S/*.log" >&2; wait $b || true; exit 1; }
+wait $b || { echo "a run failed: see $S/*.log" >&2; exit 1; }
 TOK="$D/tok_rgb/release $D/tok_depth/release $D/tok_normal/release $D/tok_semseg/release $D/tok_edges/release"
 TOK="$TOK $D/tok_minilm_global/release"
 CMP=()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,23 @@ def test_specialist_trains_a_few_steps(tmp_path):
     result = train(cfg)
     assert result.steps == 3 and np.isfinite(result.final_loss)
     assert (tmp_path / "run_specialist_b" / "release").is_dir()
+
+
+def test_a_specialist_with_unused_parameters_resumes_to_the_straight_run(tmp_path):
+    """A caption specialist never uses the mask token (no image target), so its optimizer holds no state for it;
+    a paused run must still resume (found when the boxes specialist of the default model was extended)."""
+    from polymodal.train.loop import train
+
+    from ..train.helpers import assert_same_weights, release_weights
+
+    index_dataset(tmp_path / "tokens", 16, shard_size=8, names=NAMES)
+
+    def cfg(out, stop_at=0):
+        c = specialist_config(base(tmp_path / "tokens", out), "caption", source="tok_a@data", target="caption")
+        return dataclasses.replace(c, train=dataclasses.replace(c.train, steps=4, save_every=2, stop_at=stop_at))
+
+    straight = train(cfg(tmp_path / "straight"))
+    assert train(cfg(tmp_path / "paused", stop_at=2)).steps == 2
+    resumed = train(cfg(tmp_path / "paused"))
+    assert resumed.steps == straight.steps == 4
+    assert_same_weights(release_weights(straight.run_dir), release_weights(resumed.run_dir))

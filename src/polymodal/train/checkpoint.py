@@ -191,7 +191,9 @@ class CheckpointManager:
         tensors = load_file(str(path / "optimizer.safetensors"))
         opt_tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
         set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
+        # strict=False: a parameter that never had a gradient (e.g. the mask token of a model whose targets are all
+        # sequences) has no optimizer state to save; a straight run would create it on its first gradient as well.
         set_optimizer_state_dict(model, optimizer, _unflatten_optimizer(opt_tensors, state["optimizer"]),
-                                 options=StateDictOptions(full_state_dict=True))
+                                 options=StateDictOptions(full_state_dict=True, strict=False))
         _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
         return Progress(**state["progress"])
