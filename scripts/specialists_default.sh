@@ -8,7 +8,7 @@
 # modalities and five single-task specialists (RGB tokens -> depth, normals, segmentation, boxes, caption), each
 # with the same architecture and the same number of steps and samples. Then one table scores them side by side on
 # the held-out world (runs/specialists/eval/results.md). Two runs at a time, one thread each: ~1 h in all at
-# STOP=250; STOP=1000 (the whole schedule, the README's table) ~2.2 h, each run resuming where it stopped.
+# STOP=250; STOP=1000 (the whole schedule, the README's table) ~2 h, each run resuming where it stopped.
 # (The shipped model's own first 250 steps are that same 4M run: it was resumed from there to 3000 steps.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
