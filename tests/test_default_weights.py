@@ -65,3 +65,15 @@ def test_depth_follows_the_scene_and_segmentation_beats_the_majority_class(pipe)
     ours = segmentation_metrics(np.stack(pred["semseg"]).astype(np.int64), seg, 11)["miou"]
     baseline = segmentation_metrics(majority, seg, 11)["miou"]
     assert ours > baseline + 0.08, (ours, baseline)  # measured 0.21 vs 0.07 when shipped
+
+
+def test_generate_without_model_uses_the_shipped_one(pipe, tmp_path):
+    from PIL import Image
+
+    from polymodal.cli import main
+    from polymodal.data.world import render_sample
+
+    img = tmp_path / "scene.png"
+    Image.fromarray(render_sample(1, 0, 64)["rgb"]).save(img)
+    assert main(["generate", "--from", f"rgb={img}", "--to", "depth,caption", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "caption.txt").read_text().strip() and (tmp_path / "o" / "grid.png").is_file()

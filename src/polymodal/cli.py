@@ -387,12 +387,13 @@ def _set_threads(n: int) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
+    from .pipeline.demo import default_model
 
     _set_threads(args.threads)
     try:
         inputs = _parse_from(args.inputs)
-        pipe = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer,
-                                        device=args.device)
+        pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
+                                        tokenizers=args.tokenizer, device=args.device)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
                             guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice)
         paths = out.save(args.out)
@@ -438,7 +439,8 @@ _THREADS_HELP = "CPU threads for torch (default 1: fastest for step-by-step deco
 def _add_generate_parser(sub) -> None:
     """``polymodal generate|demo|bundle``: any-to-any generation from files (src/polymodal/pipeline)."""
     p = sub.add_parser("generate", help="generate modalities from inputs; writes PNG/JSON/TXT files and grid.png")
-    p.add_argument("--model", required=True, help="a pipeline bundle, a FourM folder or an official 4M checkpoint")
+    p.add_argument("--model", help="a pipeline bundle, a FourM folder or an official 4M checkpoint (default: the "
+                                    "shipped src/polymodal/weights/default)")
     p.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
                    help="an input: rgb@64=img.png, caption='two red cubes', det=boxes.json (repeatable; short names "
                         "such as rgb or depth work)")

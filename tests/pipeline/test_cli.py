@@ -89,6 +89,17 @@ def test_demo_without_the_default_model_says_how_to_make_one(tmp_path, monkeypat
     assert "default model is missing" in err and "polymodal bundle" in err and "--model DIR" in err
 
 
+def test_generate_and_eval_without_a_model_say_how_to_make_the_default_one(tmp_path, monkeypatch, capsys):
+    img = tmp_path / "scene.png"
+    Image.fromarray(render_sample(1, 0, 64)["rgb"]).save(img)
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "weights" / "default")
+    assert main(["generate", "--from", f"rgb={img}", "--to", "depth", "--out", str(tmp_path / "o")]) == 2
+    assert "default model is missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="polymodal eval: the default model is missing"):
+        main(["eval", "--n", "1", "--tasks", "depth", "--out", str(tmp_path / "e")])
+    # with the shipped model present: tests/test_default_weights.py
+
+
 def test_official_checkpoint_generates_tokens_and_caption_text(tmp_path, capsys):
     model = fixtures_dir("ml4m-4m21-tiny")
     text = fixtures_dir("ml4m-text-tokenizer", "text_tokenizer_4m_wordpiece_30k.json")

@@ -37,12 +37,13 @@ def pipeline_tokenizers(pipe) -> dict:
     return out
 
 
-def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
+def run(model: str | None, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
         res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
         batch_size: int = 16, text_embeddings: bool = False, examples: int = 3, steps: int = 1,
         generation_steps: int | None = None) -> dict[str, Path]:
     """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths."""
     from ..pipeline import Pipeline
+    from ..pipeline.demo import default_model
     from .pipeline_adapter import pipeline_predictor
     from .report import write_report
 
@@ -51,6 +52,7 @@ def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST
     else:
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     where = data or f"world seed {world_seed}, {res} px"
+    model = str(default_model(model))
     pipe = Pipeline.from_pretrained(model)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
     runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks,
@@ -70,7 +72,8 @@ def run(model: str, out: str, *, data: str | None = None, world_seed: int = TEST
 def add_parser(sub) -> None:
     """The ``eval`` subcommand on an argparse subparsers object (called by `polymodal.cli`)."""
     p = sub.add_parser("eval", help="score a model on held-out world scenes: Markdown + JSON table and a figure")
-    p.add_argument("--model", required=True, help="a pipeline bundle or model folder (Pipeline.from_pretrained)")
+    p.add_argument("--model", help="a pipeline bundle or model folder (Pipeline.from_pretrained; default: the shipped "
+                                    "src/polymodal/weights/default)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="a world dataset folder (default: render the held-out world)")
     src.add_argument("--world-seed", type=int, default=TEST_SEED, help="seed of the rendered test world (1)")
@@ -93,6 +96,8 @@ def add_parser(sub) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from ..pipeline import PipelineError
+
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -101,10 +106,13 @@ def _main(args: argparse.Namespace) -> int:
     if bad:
         raise SystemExit(f"polymodal eval: --compare takes NAME=DIR, got {bad[0]!r}")
     start = time.perf_counter()
-    paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
-                tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
-                batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
-                steps=args.steps, generation_steps=args.generation_steps)
+    try:
+        paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
+                    tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
+                    batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
+                    steps=args.steps, generation_steps=args.generation_steps)
+    except PipelineError as e:  # the default model absent from this checkout, an unreadable bundle
+        raise SystemExit(f"polymodal eval: {e}") from None
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
     return 0

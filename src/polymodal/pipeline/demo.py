@@ -47,11 +47,17 @@ class DemoResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+def default_model(model: str | Path | None) -> Path:
+    """``model``, or the shipped default model when None (a `PipelineError` saying how to make it if absent)."""
+    if model is not None:
+        return Path(model)
+    if not DEFAULT_MODEL.exists():
+        raise PipelineError(HOW_TO_MAKE.format(path=DEFAULT_MODEL))
+    return DEFAULT_MODEL
+
+
 def load_demo_pipeline(model: str | Path | None, device: str = "cpu") -> Pipeline:
-    path = Path(model) if model is not None else DEFAULT_MODEL
-    if model is None and not path.exists():
-        raise PipelineError(HOW_TO_MAKE.format(path=path))
-    return Pipeline.from_pretrained(path, device=device)
+    return Pipeline.from_pretrained(default_model(model), device=device)
 
 
 def _rgb_side(pipe: Pipeline) -> int:
