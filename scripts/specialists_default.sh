@@ -2,6 +2,7 @@
 # The specialist baselines of the default model at equal compute, on a 2-core CPU (after scripts/train_default.sh).
 #
 #   bash scripts/specialists_default.sh [STOP]     # STOP: steps of each run (default 250; 1000 ends the schedule)
+#   SCHEDULE=3000 bash scripts/specialists_default.sh 3000   # the shipped model's length, in runs/specialists_3000
 #
 # Every run, the any-to-any model included, follows the same 1000-step schedule of configs/fourm_world64.py (same
 # data order, batch 64, warmup, learning rate) and pauses at STOP (train.stop_at): one 4M model over all ten
@@ -13,12 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STOP=${1:-250}
+SCHEDULE=${SCHEDULE:-1000}
 D=runs/default
 S=runs/specialists
+[ "$SCHEDULE" = 1000 ] || S=runs/specialists_$SCHEDULE
 export OMP_NUM_THREADS=1 POLYMODAL_TOKENS=data/world64_tokens
 mkdir -p "$S"
 run() {  # run NAME RECIPE [env]
-  polymodal train "$2" data.val_path=data/world64_val_tokens train.steps=1000 train.stop_at="$STOP" \
+  polymodal train "$2" data.val_path=data/world64_val_tokens train.steps="$SCHEDULE" train.stop_at="$STOP" \
       train.eval_every=0 train.save_every=50 train.progress=false "train.out_dir=$S/$1" > "$S/$1.log" 2>&1
 }
 (run fourm configs/fourm_world64.py; POLYMODAL_SPECIALIST=normal run normal configs/specialist_world64.py
