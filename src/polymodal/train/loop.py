@@ -8,6 +8,7 @@ never stopped.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -200,5 +201,9 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         objective.export(state, release)
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
     logger.close()
+    # Free the model, its FSDP/DDP state and the optimizer while the interpreter is alive: gloo work objects kept in
+    # them and collected only at exit can abort a finished 2-process run (seen once under load, FSDP).
+    del trained, model, optimizer
+    gc.collect()
     dist.shutdown()
     return TrainResult(run_dir, progress.step, last_loss, val_loss, release)
