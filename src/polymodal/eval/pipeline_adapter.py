@@ -7,7 +7,7 @@ Each target is generated in its own call (``pipe.generate(inputs, [target])``), 
 on another target decoded before it in a chain. Decoding: perception targets (everything but ``rgb``) greedily
 (temperature 0: the model's single best answer, as a metric wants) and image tokens in one step, as 4M-21's demo
 decodes RGB -> X (ROAR, one step, temperature 0.01): committing tokens over several steps feeds the model its own
-early guesses, which on the default model costs 0.10 depth abs-rel (0.37 in one step, 0.47 in eight, 64
+early guesses, which on the default model costs 0.11 depth abs-rel (0.315 in one step, 0.424 in eight, 200
 held-out scenes); generated images (``rgb``) with the pipeline's defaults (several MaskGIT steps) unless
 ``generation_steps``/``generation_temperature`` say otherwise, since greedy one-step image generation collapses.
 Every sample of a batch gets the same ``seed``.

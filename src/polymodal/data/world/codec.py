@@ -31,6 +31,8 @@ import json
 import cv2
 import numpy as np
 
+from ..shards import npy_bytes
+
 DEPTH_SCALE = 1000.0  # stored units per metre
 NORMAL_SCALE = 65535.0
 EXTENSIONS = {
@@ -72,9 +74,7 @@ def encode(modality: str, value) -> bytes:
     if ext == "npy":
         with np.errstate(over="ignore"):  # out of float16's range becomes inf, refused by the check
             arr = _check_array(modality, np.asarray(value).astype(np.float16))
-        buf = io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        return buf.getvalue()
+        return npy_bytes(arr)
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
