@@ -51,6 +51,13 @@ def test_polymodal_eval_writes_a_report_with_ceilings(pipe, tmp_path, capsys):
     assert (out / "results.png").is_file() and "wrote" in capsys.readouterr().out
     assert (out / "examples_tiny.png").is_file()
 
+    # Beside itself with intervals: every gap is exactly 0, and each score carries its 95% interval.
+    assert main(["eval", "--model", str(bundle), "--n", "3", "--tasks", "depth", "--compare", f"same={bundle}",
+                 "--bootstrap", "10", "--out", str(out)]) == 0
+    table = (out / "results.md").read_text()
+    assert "## tiny against the others" in table and "| depth | delta1 | +0.0% (+0.0% to +0.0%) |" in table
+    assert "| depth | delta1 | 0." in table and ")" in table.split("| depth | delta1 |")[1].split("\n")[0]
+
 
 def test_tasks_a_model_cannot_do_are_skipped_with_the_reason(pipe):
     predict = pipeline_predictor(pipe)

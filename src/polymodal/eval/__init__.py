@@ -10,10 +10,12 @@
 Files: `metrics` (depth, normals, segmentation), `detection` (COCO mAP@0.5, box matching), `captions` (the world's
 caption grammar parsed back, scored against exact labels), `tasks` (what each task asks, its scores, the generation
 checks), `predictors` (the predictor protocol, the oracle, tokenizer ceilings), `pipeline_adapter` (a `Pipeline`
-as a predictor), `runner` (`evaluate`, test sets), `report` and `examples` (Markdown, JSON, bar chart, example
-pictures), `specialists` (single-task baselines from a 4M recipe), `command` (``polymodal eval``).
+as a predictor), `runner` (`evaluate`, test sets), `bootstrap` (intervals over test scenes, paired gaps between
+models), `report` and `examples` (Markdown, JSON, bar chart, example pictures), `specialists` (single-task
+baselines from a 4M recipe), `command` (``polymodal eval``).
 """
 
+from .bootstrap import intervals, paired_gaps
 from .captions import ParsedCaption, caption_scores, parse_caption
 from .detection import box_iou, mean_average_precision
 from .examples import example_grid
@@ -26,8 +28,9 @@ from .specialists import specialist_config
 from .tasks import DEFAULT_TASKS, TASKS, generation_scores, retrieval_scores
 
 __all__ = [
-    "DEFAULT_TASKS", "TASKS", "Oracle", "ParsedCaption", "Predict", "box_iou", "caption_scores", "ceiling_predictor",
-    "depth_metrics", "evaluate", "example_grid", "generation_scores", "markdown_table", "mean_average_precision",
-    "normal_metrics", "parse_caption", "pipeline_predictor", "read_test_set", "retrieval_scores", "roundtrip",
-    "run_task", "segmentation_metrics", "specialist_config", "world_test_set", "write_report",
+    "DEFAULT_TASKS", "Oracle", "ParsedCaption", "Predict", "TASKS", "box_iou", "caption_scores", "ceiling_predictor",
+    "depth_metrics", "evaluate", "example_grid", "generation_scores", "intervals", "markdown_table",
+    "mean_average_precision", "normal_metrics", "paired_gaps", "parse_caption", "pipeline_predictor", "read_test_set",
+    "retrieval_scores", "roundtrip", "run_task", "segmentation_metrics", "specialist_config", "world_test_set",
+    "write_report",
 ]

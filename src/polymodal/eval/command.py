@@ -2,12 +2,14 @@
 
     polymodal eval --model weights/default --n 200 --out runs/eval
     polymodal eval --model weights/default --data data/world64_test --tasks depth,det --ceiling \\
-        --compare depth=runs/specialist_depth/release --compare det=runs/specialist_det/release
+        --compare depth=runs/specialist_depth/release --compare det=runs/specialist_det/release --bootstrap 500
 
 Writes ``results.md``, ``results.json``, ``results.png`` and the model's ``examples_<name>.png`` (the first
 ``--examples`` samples of every task: input, output, truth) to ``--out`` (`report`), with one column per model:
 the model, each ``--compare NAME=DIR`` (scored on the tasks it can do, the others shown as skipped), and with
 ``--ceiling`` the model's tokenizers' decode(encode(ground truth)). Every column scores the same samples.
+``--bootstrap N`` adds 95% intervals over the test scenes and a second table: the model's relative gap to each
+``--compare`` model with its paired interval (`bootstrap`), which says whether "within 10%" is more than noise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+from .bootstrap import paired_gaps
 from .predictors import ceiling_predictor
 from .runner import TEST_SEED, evaluate, read_test_set, world_test_set
 from .tasks import DEFAULT_TASKS, TASKS
@@ -40,8 +43,9 @@ def pipeline_tokenizers(pipe) -> dict:
 def run(model: str | None, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
         res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
         batch_size: int = 16, text_embeddings: bool = False, examples: int = 3, steps: int = 1,
-        generation_steps: int | None = None) -> dict[str, Path]:
-    """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths."""
+        generation_steps: int | None = None, bootstrap: int = 0) -> dict[str, Path]:
+    """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths.
+    ``bootstrap`` > 0: every score's 95% interval, and the model's paired gap to each ``compare`` model."""
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
     from .pipeline_adapter import pipeline_predictor
@@ -55,18 +59,24 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     model = str(default_model(model))
     pipe = Pipeline.from_pretrained(model)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
-    runs = {Path(model).name or model: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks,
-                                                batch_size=batch_size, examples=examples, source=where)}
+    name0 = Path(model).name or model
+    runs = {name0: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks, batch_size=batch_size,
+                            examples=examples, source=where, bootstrap=bootstrap)}
+    gaps = {}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
         runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks,
-                              batch_size=batch_size, source=where)
+                              batch_size=batch_size, source=where, bootstrap=bootstrap)
+        if bootstrap:
+            both = [t for t in runs[name]["rescore"] if t in runs[name0]["rescore"]]
+            gaps[name] = {t: paired_gaps(runs[name0]["rescore"][t], runs[name]["rescore"][t], len(samples),
+                                         rounds=bootstrap, seed=world_seed) for t in both}
     if ceiling:
         side = int(samples[0]["rgb"].shape[0])
         perception = [t for t in tasks if not TASKS[t].generation]
         runs["tokenizer ceiling"] = evaluate(ceiling_predictor(samples, pipeline_tokenizers(pipe), res=side),
                                              samples, tasks=perception, batch_size=batch_size, source=where)
-    return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}")
+    return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}", gaps=gaps)
 
 
 def add_parser(sub) -> None:
@@ -92,6 +102,9 @@ def add_parser(sub) -> None:
                    help="decoding steps of predicted image tokens (1, as 4M-21 decodes RGB -> X; greedy always)")
     p.add_argument("--generation-steps", type=int, default=None,
                    help="MaskGIT steps of generated RGB (default: the pipeline's, 8)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS",
+                   help="95%% intervals of every score from ROUNDS resamplings of the test scenes, and the model's "
+                        "paired gap to each --compare model (e.g. 500; 0: none)")
     p.set_defaults(func=_main)
 
 
@@ -110,7 +123,7 @@ def _main(args: argparse.Namespace) -> int:
         paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
                     tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
                     batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
-                    steps=args.steps, generation_steps=args.generation_steps)
+                    steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap)
     except PipelineError as e:  # the default model absent from this checkout, an unreadable bundle
         raise SystemExit(f"polymodal eval: {e}") from None
     print(paths["markdown"].read_text())

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .bootstrap import LOWER_IS_BETTER
 from .examples import example_grid
 from .tasks import HEADLINE, TASKS
 
-LOWER_IS_BETTER = ("abs_rel", "angle_deg")
+__all__ = ["LOWER_IS_BETTER", "bar_chart", "gap_table", "markdown_table", "rows", "write_report"]
 PALETTE = ((66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193))
 
 
@@ -46,13 +47,37 @@ def rows(runs: Mapping[str, dict]) -> list[tuple[str, str, list]]:
 
 
 def markdown_table(runs: Mapping[str, dict]) -> str:
-    """The Markdown table of ``runs`` (see the module doc); lower-is-better metrics say so."""
+    """The Markdown table of ``runs`` (see the module doc); lower-is-better metrics say so; a run scored with
+    `evaluate(..., bootstrap=k)` shows each value's 95% interval beside it."""
     names = list(runs)
     lines = ["| task | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for task, metric, values in rows(runs):
         label = f"{metric} (lower is better)" if metric in LOWER_IS_BETTER else metric
-        cells = ["" if v is None else _fmt(v) for v in values]
+        cells = []
+        for r, v in zip(runs.values(), values):
+            ci = r["tasks"].get(task, {}).get("ci95", {}).get(metric)
+            cells.append("" if v is None else _fmt(v) + (f" ({_fmt(ci[0])}–{_fmt(ci[1])})" if ci else ""))
         lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:+.1f}%"
+
+
+def gap_table(model: str, gaps: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> str:
+    """Markdown: ``model`` against each other run, ``gaps[other][task][metric] = {"gap", "lo", "hi"}``
+    (`bootstrap.paired_gaps`): the relative gap (positive: ``model`` is better) and its 95% interval."""
+    others = list(gaps)
+    lines = ["| task | metric | " + " | ".join(f"{model} vs {o}" for o in others) + " |",
+             "|---|---|" + "---|" * len(others)]
+    keys = [(t, m) for t in TASKS for m in dict.fromkeys(m for o in others for m in gaps[o].get(t, {}))]
+    for task, metric in keys:
+        cells = []
+        for o in others:
+            g = gaps[o].get(task, {}).get(metric)
+            cells.append("" if g is None else f"{_pct(g['gap'])} ({_pct(g['lo'])} to {_pct(g['hi'])})")
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -100,17 +125,25 @@ def _clean(x):
     return x
 
 
-def write_report(runs: Mapping[str, dict], out: str | os.PathLike, *, title: str = "Evaluation") -> dict[str, Path]:
+def write_report(runs: Mapping[str, dict], out: str | os.PathLike, *, title: str = "Evaluation",
+                 gaps: Mapping[str, Mapping] | None = None) -> dict[str, Path]:
     """Write ``results.md``, ``results.json`` and ``results.png`` into ``out``, and ``examples_<run>.png`` for
-    every run that kept examples (`evaluate(..., examples=k)`); returns their paths."""
+    every run that kept examples (`evaluate(..., examples=k)`); returns their paths. ``gaps``: the first run
+    against others (`gap_table`), a second table and ``"gaps"`` in the JSON."""
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "results.md", "json": out / "results.json", "figure": out / "results.png"}
     meta = "; ".join(f"{name}: {r['meta'].get('n')} samples of {r['meta'].get('data')}" for name, r in runs.items())
-    paths["markdown"].write_text(f"# {title}\n\n{meta}\n\n{markdown_table(runs)}")
-    numbers = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in runs.items()}
-    paths["json"].write_text(json.dumps(_clean(numbers), indent=1) + "\n")
+    text = f"# {title}\n\n{meta}\n\n{markdown_table(runs)}"
+    first = next(iter(runs), "")
+    if gaps:
+        rounds = runs[first]["meta"].get("bootstrap") or "?"
+        text += (f"\n## {first} against the others\n\nRelative gap, positive when {first} is better, and its 95% "
+                 f"paired-bootstrap interval over the test scenes ({rounds} rounds).\n\n{gap_table(first, gaps)}")
+    paths["markdown"].write_text(text)
+    numbers = {name: {k: v for k, v in r.items() if k not in ("examples", "rescore")} for name, r in runs.items()}
+    paths["json"].write_text(json.dumps(_clean({**numbers, **({"gaps": gaps} if gaps else {})}), indent=1) + "\n")
     bar_chart(runs).save(paths["figure"])
     for name, r in runs.items():
         grid = example_grid(r)

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from .bootstrap import Rescore, intervals
 from .predictors import Predict
-from .tasks import DEFAULT_TASKS, TASKS, generation_scores, score
+from .tasks import DEFAULT_TASKS, TASKS, generation_scores, retrieval_scores, score
 
 TEST_SEED = 1  # training worlds use seed 0 (`polymodal data synth` default); 1 is held out
 
@@ -76,9 +77,10 @@ def _check(out: Mapping[str, list], targets: Sequence[str], n: int, task: str) -
 
 
 def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], *, batch_size: int = 16,
-             examples: int = 0) -> tuple[dict, list[dict]]:
-    """(scores, kept examples) of one task (see `tasks`) of ``predict`` on ``samples``; the first ``examples``
-    samples' values are kept for pictures (`examples`)."""
+             examples: int = 0) -> tuple[dict, list[dict], Rescore]:
+    """(scores, kept examples, rescorer) of one task (see `tasks`) of ``predict`` on ``samples``; the first
+    ``examples`` samples' values are kept for pictures (`examples`); the rescorer scores the same predictions on
+    a subset of the samples (`bootstrap`)."""
     t = TASKS[task]
     preds: dict[str, list] = {k: [] for k in t.targets}
     read: dict[str, list] = {"det": [], "semseg": []}
@@ -97,14 +99,29 @@ def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], 
              "rgb": s["rgb"], **({"read": {"det": read["det"][i], "semseg": read["semseg"][i]}} if t.generation
                                  else {})}
             for i, s in enumerate(samples[:examples]) if ok != "minilm_global"]
-    if t.generation:
-        return generation_scores(read["det"], read["semseg"], [s["det"] for s in samples]), kept
-    return score(task, preds, samples), kept
+    rescore = _rescorer(task, preds, read, samples)
+    return rescore(np.arange(len(samples))), kept, rescore
+
+
+def _rescorer(task: str, preds: Mapping[str, list], read: Mapping[str, list], samples: Sequence[Mapping[str, Any]]
+              ) -> Rescore:
+    """The scores of the predictions ``preds`` (generated images read back: ``read``) of the samples at given
+    indices; retrieval keeps the whole test set as its gallery (only the queries are drawn)."""
+    def rescore(idx: np.ndarray) -> dict:
+        sub = [samples[i] for i in idx]
+        if TASKS[task].generation:
+            return generation_scores([read["det"][i] for i in idx], [read["semseg"][i] for i in idx],
+                                     [s["det"] for s in sub])
+        if task == "retrieval":
+            return retrieval_scores([preds["minilm_global"][i] for i in idx], [s["minilm_global"] for s in samples],
+                                    relevant=idx)
+        return score(task, {k: [v[i] for i in idx] for k, v in preds.items()}, sub)
+    return rescore
 
 
 def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | os.PathLike | None = None, *,
              tasks: Sequence[str] = DEFAULT_TASKS, n: int = 200, seed: int = TEST_SEED, res: int = 64,
-             batch_size: int = 16, examples: int = 0, source: str | None = None) -> dict:
+             batch_size: int = 16, examples: int = 0, source: str | None = None, bootstrap: int = 0) -> dict:
     """Scores of ``predict`` on every task of ``tasks``.
 
     Args:
@@ -116,10 +133,14 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         examples: keep the values of the first ``examples`` samples per task under ``"examples"`` (for
             `examples.example_grid`; the report draws them, the JSON leaves them out).
         source: what the samples are, for the report (default: the folder, the world seed, or "in-memory").
+        bootstrap: rounds of the scene bootstrap (`bootstrap.intervals`); > 0 adds ``"ci95": {metric: [lo, hi]}``
+            to every scored task (0: none).
 
     Returns:
-        ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}}``; metrics are floats (mAP's
-        ``ap`` and mIoU's ``iou`` per class are dicts), seconds per task in ``meta["seconds"]``.
+        ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}, "rescore": {task: rescorer}}``;
+        metrics are floats (mAP's ``ap`` and mIoU's ``iou`` per class are dicts), seconds per task in
+        ``meta["seconds"]``; the rescorers (`bootstrap`: the same predictions scored on a subset) stay out of
+        reports.
     """
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -136,7 +157,9 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         samples, source = list(data)[:n], source or "in-memory samples"
     if not samples:
         raise ValueError(f"no test samples in {source}")
-    results, seconds, kept = {}, {}, {}
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap rounds must be >= 0, got {bootstrap}")
+    results, seconds, kept, rescorers = {}, {}, {}, {}
     can = getattr(predict, "supports", None)
     for task in tasks:
         reason = _missing(task, samples) or (can(task) if can is not None else None)
@@ -144,9 +167,13 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
             results[task] = {"skipped": reason}
             continue
         start = time.perf_counter()
-        results[task], kept[task] = run_task(predict, task, samples, batch_size=batch_size, examples=examples)
+        results[task], kept[task], rescorers[task] = run_task(predict, task, samples, batch_size=batch_size,
+                                                              examples=examples)
+        if bootstrap:
+            results[task]["ci95"] = intervals(rescorers[task], len(samples), rounds=bootstrap, seed=seed)
         seconds[task] = round(time.perf_counter() - start, 3)
-    out = {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds}}
+    out = {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds,
+                                      "bootstrap": bootstrap}, "rescore": rescorers}
     if examples:
         out["examples"] = {k: v for k, v in kept.items() if v}
     return out

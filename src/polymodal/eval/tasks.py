@@ -83,15 +83,17 @@ def score(task: str, preds: Mapping[str, list[Any]], samples: Sequence[Mapping[s
     raise ValueError(f"no scores for task {task!r}; tasks: {', '.join(TASKS)}")
 
 
-def retrieval_scores(queries: Sequence[Any], gallery: Sequence[Any], *, ks: Sequence[int] = (1, 5)) -> dict:
+def retrieval_scores(queries: Sequence[Any], gallery: Sequence[Any], *, ks: Sequence[int] = (1, 5),
+                     relevant: Sequence[int] | None = None) -> dict:
     """recall@k of predicted vectors ``queries[i]`` (D,) searching ``gallery`` (N, D) by cosine similarity,
-    query i's relevant item being gallery item i."""
+    query i's relevant item being gallery item ``relevant[i]`` (default i)."""
     from ..retrieval import GalleryIndex, recall_at_k
 
     index = GalleryIndex(np.stack(gallery).astype(np.float32), list(range(len(gallery))), metric="cosine")
     k_max = min(max(ks), len(gallery))
     hits = index.search(np.stack(queries).astype(np.float32), k_max)
-    return {f"recall@{k}": recall_at_k(hits.keys, list(range(len(queries))), k) for k in ks if k <= k_max}
+    relevant = list(range(len(queries))) if relevant is None else [int(i) for i in relevant]
+    return {f"recall@{k}": recall_at_k(hits.keys, relevant, k) for k in ks if k <= k_max}
 
 
 def _prf(tp: int, n_pred: int, n_true: int, prefix: str) -> dict[str, float]:
