@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from polymodal.eval.metrics import confusion, depth_metrics, normal_metrics, segmentation_metrics
+from polymodal.eval.metrics import (
+    confusion,
+    depth_metrics,
+    image_sums,
+    normal_metrics,
+    pooled,
+    segmentation_metrics,
+)
 
 
 def test_depth_perfect_and_known_errors():
@@ -77,3 +84,40 @@ def test_confusion_refuses_out_of_range_ids():
     assert confusion(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist() == [[1, 1], [0, 1]]
     with pytest.raises(ValueError, match="predicted ids"):
         confusion(np.array([0, 5]), np.array([0, 1]), 2)
+
+
+def reference(task: str, pred: np.ndarray, gt: np.ndarray) -> dict:
+    """The metrics written out over the pooled valid pixels, independently of `image_sums`."""
+    if task == "depth":
+        valid = gt > 0
+        p, t = np.maximum(pred[valid], 1e-3), gt[valid]
+        return {"abs_rel": np.mean(np.abs(p - t) / t), "delta1": np.mean(np.maximum(p / t, t / p) < 1.25)}
+    valid = np.linalg.norm(gt, axis=-1) > 0.5
+    p, t = pred[valid], gt[valid] / np.linalg.norm(gt[valid], axis=-1, keepdims=True)
+    cos = (p * t).sum(-1) / np.linalg.norm(p, axis=-1)
+    angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    return {"angle_deg": angle.mean(), "within_11.25": np.mean(angle < 11.25)}
+
+
+@pytest.mark.parametrize("task", ["depth", "normal"])
+def test_per_image_sums_pool_to_the_metrics_of_any_subset(task):
+    rng = np.random.default_rng(0)
+    if task == "depth":
+        gt = rng.uniform(0.5, 8.0, size=(5, 8, 8))
+        gt[0, :3] = 0.0  # sky: no valid pixels there
+        gt[4] = 0.0  # a whole image of sky
+        pred, score = gt * rng.uniform(0.6, 1.5, size=gt.shape), depth_metrics
+    else:
+        gt = rng.normal(size=(5, 8, 8, 3)) * 2.0  # not unit: the metric normalizes
+        gt[1, :2] = 0.0
+        pred, score = gt + rng.normal(scale=0.6, size=gt.shape), normal_metrics
+    sums = image_sums(task, pred, gt)
+    assert sums.shape == (5, 3)
+    for idx in ([0, 1, 2, 3, 4], [0, 0, 3], [2], [4, 1]):
+        expect = reference(task, pred[idx], gt[idx])
+        assert pooled(task, sums[idx]) == pytest.approx(expect, rel=1e-12), idx
+        assert score(pred[idx], gt[idx]) == pytest.approx(expect, rel=1e-12), idx
+    if task == "depth":  # all sky: nothing to score
+        assert all(np.isnan(v) for v in depth_metrics(pred[4:], gt[4:]).values())
+    with pytest.raises(ValueError, match="no per-image sums"):
+        image_sums("semseg", pred, gt)

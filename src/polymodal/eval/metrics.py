@@ -42,14 +42,16 @@ def _same_shape(p: np.ndarray, t: np.ndarray, what: str) -> None:
 
 def depth_metrics(pred, target) -> dict[str, float]:
     """``abs_rel`` and ``delta1`` (see the module table) of depth maps (N, H, W) or (H, W), metres."""
-    p, t = _as(pred, "depth").astype(np.float64), _as(target, "depth").astype(np.float64)
-    _same_shape(p, t, "depth")
+    return pooled("depth", image_sums("depth", pred, target))
+
+
+def _depth_sums(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     valid = t > 0
-    if not valid.any():
-        return {"abs_rel": float("nan"), "delta1": float("nan")}
-    pv, tv = np.maximum(p[valid], MIN_DEPTH), t[valid]
-    ratio = np.maximum(pv / tv, tv / pv)
-    return {"abs_rel": float(np.mean(np.abs(pv - tv) / tv)), "delta1": float(np.mean(ratio < DELTA))}
+    pv = np.maximum(p, MIN_DEPTH)
+    tv = np.where(valid, t, 1.0)
+    err = np.where(valid, np.abs(pv - tv) / tv, 0.0)
+    hit = valid & (np.maximum(pv / tv, tv / pv) < DELTA)
+    return np.stack([valid.sum((1, 2)), err.sum((1, 2)), hit.sum((1, 2))], axis=1).astype(np.float64)
 
 
 def _channels_last(a: np.ndarray) -> np.ndarray:
@@ -64,18 +66,46 @@ def _channels_last(a: np.ndarray) -> np.ndarray:
 def normal_metrics(pred, target) -> dict[str, float]:
     """``angle_deg`` and ``within_11.25`` (see the module table) of normal maps; the prediction is normalized
     first (a decoder's normals are not exactly unit), a zero prediction counts as 90 degrees off."""
-    p = _channels_last(_as(pred, "normal").astype(np.float64))
-    t = _channels_last(_as(target, "normal").astype(np.float64))
+    return pooled("normal", image_sums("normal", pred, target))
+
+
+def _normal_sums(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    p, t = _channels_last(p), _channels_last(t)
     _same_shape(p, t, "normal")
     tn = np.linalg.norm(t, axis=-1)
     valid = tn > 0.5
-    if not valid.any():
-        return {"angle_deg": float("nan"), f"within_{ANGLE_THRESHOLD}": float("nan")}
-    pv, tv = p[valid], t[valid] / tn[valid, None]
-    pn = np.linalg.norm(pv, axis=-1)
-    cos = np.where(pn > 1e-8, (pv * tv).sum(-1) / np.maximum(pn, 1e-8), 0.0)
-    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    return {"angle_deg": float(angle.mean()), f"within_{ANGLE_THRESHOLD}": float(np.mean(angle < ANGLE_THRESHOLD))}
+    pn = np.linalg.norm(p, axis=-1)
+    cos = np.where(pn > 1e-8, (p * t).sum(-1) / np.maximum(pn * np.maximum(tn, 1e-8), 1e-8), 0.0)
+    angle = np.where(valid, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))), 0.0)
+    hit = valid & (angle < ANGLE_THRESHOLD)
+    return np.stack([valid.sum((1, 2)), angle.sum((1, 2)), hit.sum((1, 2))], axis=1).astype(np.float64)
+
+
+SUM_METRICS = {"depth": ("abs_rel", "delta1"), "normal": ("angle_deg", f"within_{ANGLE_THRESHOLD}")}
+
+
+def image_sums(task: str, pred, target) -> np.ndarray:
+    """(N, 3) per image of a pixel-pooled task (``depth``, ``normal``): valid pixels, the sum of their errors
+    (abs-rel, degrees) and how many are within the threshold. Sums over any set of images pool that set's pixels
+    (`pooled`), so a subset is scored without recomputing pixels (`bootstrap`)."""
+    if task not in SUM_METRICS:
+        raise ValueError(f"no per-image sums for {task!r}; tasks: {', '.join(SUM_METRICS)}")
+    p, t = _as(pred, task).astype(np.float64), _as(target, task).astype(np.float64)
+    if task == "depth":
+        _same_shape(p, t, "depth")
+        return _depth_sums(p.reshape(-1, *p.shape[-2:]), t.reshape(-1, *t.shape[-2:]))
+    if p.ndim == 3:
+        p, t = p[None], t[None]
+    return _normal_sums(p, t)
+
+
+def pooled(task: str, sums: np.ndarray) -> dict[str, float]:
+    """The metrics of `image_sums` rows pooled over their pixels; NaN without a valid pixel."""
+    n, err, hit = np.asarray(sums, np.float64).reshape(-1, 3).sum(axis=0)
+    error, share = SUM_METRICS[task]
+    if n == 0:
+        return {error: float("nan"), share: float("nan")}
+    return {error: float(err / n), share: float(hit / n)}
 
 
 def confusion(pred, target, num_classes: int, *, ignore_index: int | None = None) -> np.ndarray:

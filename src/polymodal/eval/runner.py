@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .bootstrap import Rescore, intervals
+from .metrics import SUM_METRICS, image_sums, pooled
 from .predictors import Predict
 from .tasks import DEFAULT_TASKS, TASKS, generation_scores, retrieval_scores, score
 
@@ -107,6 +108,11 @@ def _rescorer(task: str, preds: Mapping[str, list], read: Mapping[str, list], sa
               ) -> Rescore:
     """The scores of the predictions ``preds`` (generated images read back: ``read``) of the samples at given
     indices; retrieval keeps the whole test set as its gallery (only the queries are drawn)."""
+    if task in SUM_METRICS:  # pixel-pooled: per-image sums once, then any subset is a sum (`metrics.image_sums`)
+        key = TASKS[task].targets[0]
+        sums = image_sums(task, np.stack(preds[key]), np.stack([s[key] for s in samples]))
+        return lambda idx: pooled(task, sums[idx])
+
     def rescore(idx: np.ndarray) -> dict:
         sub = [samples[i] for i in idx]
         if TASKS[task].generation:
