@@ -86,6 +86,34 @@ def test_training_checkpoints_store_tied_tables_once_and_resume(tmp_path):
     assert fresh.decoder_embeddings["seq2@test"].to_logits.weight is tied
 
 
+def test_a_training_checkpoint_loads_as_its_model(tmp_path):
+    import pytest
+
+    from polymodal.config import to_dict
+    from polymodal.model.checkpoint import CheckpointError
+    from polymodal.train.checkpoint import CheckpointManager, Progress
+
+    torch.manual_seed(0)
+    model = FourM(_config(True)).eval()
+    with torch.no_grad():
+        model.encoder_embeddings["seq@test"].token_emb.weight.add_(1.0)
+    opt = torch.optim.AdamW(model.parameters())
+    path = CheckpointManager(tmp_path).save(model, opt, Progress(step=3), {"objective": "fourm",
+                                                                          "model": to_dict(model.config)})
+    loaded = FourM.from_pretrained(path).eval()  # the run's config names the model; tied tables are aliases
+    batch = _batch(2)
+    with torch.no_grad():
+        a, b = model(batch), loaded(batch)
+    for name in a:
+        torch.testing.assert_close(a[name].logits, b[name].logits, rtol=0, atol=0)
+    assert loaded.decoder_embeddings["seq2@test"].to_logits.weight is \
+        loaded.encoder_embeddings["seq@test"].token_emb.weight
+    other = CheckpointManager(tmp_path / "tok").save(model, opt, Progress(step=1), {"objective": "vqvae",
+                                                                                    "model": {}})
+    with pytest.raises(CheckpointError, match="checkpoint of a 'vqvae' run, not of a 4M model"):
+        FourM.from_pretrained(other)
+
+
 def test_computed_position_tables_are_left_out_and_restored(tmp_path):
     torch.manual_seed(0)
     model = FourM(_config(False)).eval()

@@ -57,6 +57,9 @@ def test_polymodal_eval_writes_a_report_with_ceilings(pipe, tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert "## tiny against the others" in table and "| depth | delta1 | +0.0% (+0.0% to +0.0%) |" in table
     assert "| depth | delta1 | 0." in table and ")" in table.split("| depth | delta1 |")[1].split("\n")[0]
+    with pytest.raises(SystemExit, match="no-such-bundle"):  # a message, not a traceback
+        main(["eval", "--model", str(bundle), "--n", "1", "--tasks", "depth", "--compare",
+              f"x={tmp_path / 'no-such-bundle'}", "--out", str(out)])
 
 
 def test_tasks_a_model_cannot_do_are_skipped_with_the_reason(pipe):

@@ -74,6 +74,11 @@ def test_loss_falls_and_release_matches_the_trained_model(tmp_path):
         a, b = released(batch), trained.eval()(batch)
     for name in a:
         assert torch.equal(a[name].logits, b[name].logits)
+    # A checkpoint folder loads as the model it holds, mid-run (bundle, eval and generate read it).
+    mid = FourM.from_pretrained(tmp_path / "run" / "checkpoints" / "step_00000040").eval()
+    with torch.no_grad():
+        c = mid(batch)
+    assert all(torch.equal(a[name].logits, c[name].logits) for name in a)
 
 
 def test_resume_after_a_crash_inside_a_checkpoint_write(tmp_path, monkeypatch):

@@ -51,6 +51,9 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     from .pipeline_adapter import pipeline_predictor
     from .report import write_report
 
+    absent = [f"{name}={folder}" for name, folder in (compare or {}).items() if not Path(folder).exists()]
+    if absent:  # before minutes of scoring the model
+        raise FileNotFoundError(f"--compare: no such folder: {', '.join(absent)}")
     if data is not None:
         samples = read_test_set(data, n)
     else:
@@ -124,7 +127,7 @@ def _main(args: argparse.Namespace) -> int:
                     tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
                     batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
                     steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap)
-    except PipelineError as e:  # the default model absent from this checkout, an unreadable bundle
+    except (PipelineError, FileNotFoundError) as e:  # no default model here, an unreadable or absent bundle
         raise SystemExit(f"polymodal eval: {e}") from None
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")

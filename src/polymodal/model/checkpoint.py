@@ -1,4 +1,5 @@
-"""Model folders: ``config.json`` + ``model.safetensors``, in polymodal's format or 4M's official one.
+"""Model folders: ``config.json`` + ``model.safetensors``, in polymodal's format or 4M's official one, and
+training checkpoints (``checkpoints/step_*``: the run's config, the model's weights) read as the model they hold.
 
 Both share one state-dict layout (polymodal's parameter names are 4M's), so one loader reads both: the config
 tells them apart (4M's has ``act_layer``; ours has ``_class_name``). Loading never unpickles.
@@ -135,6 +136,18 @@ def is_official(raw: dict[str, Any]) -> bool:
     return "_class_name" not in raw
 
 
+def is_run_config(raw: dict[str, Any]) -> bool:
+    """A training run's whole config (what ``checkpoints/step_*/config.json`` holds), not a model's."""
+    return isinstance(raw.get("model"), dict) and "objective" in raw
+
+
+def with_aliases(sd: dict[str, torch.Tensor], weights: Path) -> dict[str, torch.Tensor]:
+    """A training checkpoint stores a tied tensor once and names its other names in the header (``aliases``)."""
+    with safe_open(str(weights), "pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    return {**sd, **{dup: sd[kept] for dup, kept in aliases.items() if kept in sd}}
+
+
 # ------------------------------------------------------------------------------------ state dicts
 
 
@@ -197,7 +210,12 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     raw = read_config(folder, weights)
     sd = read_tensors(weights)
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
-    if is_official(raw):
+    if is_run_config(raw):  # a training checkpoint (checkpoints/step_*): its run's config holds the model's
+        if raw["objective"] != "fourm":
+            raise CheckpointError(f"{folder}: a checkpoint of a {raw['objective']!r} run, not of a 4M model")
+        cfg = config_lib.from_dict(ModelConfig, raw["model"], source=f"{folder / CONFIG} (model)")
+        sd = with_aliases(sd, weights)
+    elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=str(folder))
     else:
         cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
