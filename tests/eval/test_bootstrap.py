@@ -82,7 +82,8 @@ def test_evaluate_with_bootstrap_reports_intervals_and_gaps(scenes, tmp_path):
     paths = write_report({"oracle": oracle, "worse": worse}, tmp_path, gaps=gaps)
     text = paths["markdown"].read_text()
     assert "| semseg | miou | 1.000 (1.000–1.000) | 1.000 (1.000–1.000) |" in text
-    assert "## oracle against the others" in text and "| semseg | miou | +0.0% (+0.0% to +0.0%) |" in text
+    assert "## oracle against the others" in text
+    assert "| semseg | miou | +0.0% (+0.0% to +0.0%); within 10%: yes |" in text
     saved = json.loads(paths["json"].read_text())
     assert "rescore" not in saved["oracle"] and saved["gaps"]["worse"]["semseg"]["miou"]["gap"] == 0.0
     assert saved["worse"]["tasks"]["depth"]["ci95"]["abs_rel"] == [pytest.approx(0.2)] * 2
@@ -105,3 +106,12 @@ def test_retrieval_bootstrap_keeps_the_whole_gallery():
     assert r["rescore"]["retrieval"](np.arange(10, 20))["recall@1"] == 0.0
     lo, hi = r["tasks"]["retrieval"]["ci95"]["recall@1"]
     assert 0.2 < lo < 0.5 < hi < 0.8
+
+
+def test_verdict_needs_the_whole_interval_on_one_side_of_ten_percent():
+    from polymodal.eval.report import verdict
+
+    assert verdict({"gap": -0.05, "lo": -0.09, "hi": -0.01}) == "yes"
+    assert verdict({"gap": -0.20, "lo": -0.30, "hi": -0.12}) == "no"
+    assert verdict({"gap": -0.10, "lo": -0.14, "hi": -0.06}) == "undecided"
+    assert verdict({"gap": float("nan"), "lo": float("nan"), "hi": float("nan")}) == "–"

@@ -22,7 +22,7 @@ from .bootstrap import LOWER_IS_BETTER
 from .examples import example_grid
 from .tasks import HEADLINE, TASKS
 
-__all__ = ["LOWER_IS_BETTER", "bar_chart", "gap_table", "markdown_table", "rows", "write_report"]
+__all__ = ["LOWER_IS_BETTER", "WITHIN", "bar_chart", "gap_table", "markdown_table", "rows", "verdict", "write_report"]
 PALETTE = ((66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193))
 
 
@@ -65,9 +65,22 @@ def _pct(x: float) -> str:
     return "–" if x is None or math.isnan(x) else f"{100 * x:+.1f}%"
 
 
+WITHIN = -0.10  # 4M-21's claim: the any-to-any model within 10% (relative) of a specialist
+
+
+def verdict(gap: Mapping[str, float], *, within: float = WITHIN) -> str:
+    """Whether a paired gap is within ``within`` of the other model: "yes" when its whole interval is above,
+    "no" when it is below, "undecided" when the interval straddles it (more test scenes would tell)."""
+    lo, hi = gap.get("lo", math.nan), gap.get("hi", math.nan)
+    if math.isnan(lo) or math.isnan(hi):
+        return "–"
+    return "yes" if lo >= within else "no" if hi < within else "undecided"
+
+
 def gap_table(model: str, gaps: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> str:
     """Markdown: ``model`` against each other run, ``gaps[other][task][metric] = {"gap", "lo", "hi"}``
-    (`bootstrap.paired_gaps`): the relative gap (positive: ``model`` is better) and its 95% interval."""
+    (`bootstrap.paired_gaps`): the relative gap (positive: ``model`` is better), its 95% interval, and whether it
+    is within 10% (`verdict`)."""
     others = list(gaps)
     lines = ["| task | metric | " + " | ".join(f"{model} vs {o}" for o in others) + " |",
              "|---|---|" + "---|" * len(others)]
@@ -76,7 +89,8 @@ def gap_table(model: str, gaps: Mapping[str, Mapping[str, Mapping[str, Mapping[s
         cells = []
         for o in others:
             g = gaps[o].get(task, {}).get(metric)
-            cells.append("" if g is None else f"{_pct(g['gap'])} ({_pct(g['lo'])} to {_pct(g['hi'])})")
+            cells.append("" if g is None else
+                         f"{_pct(g['gap'])} ({_pct(g['lo'])} to {_pct(g['hi'])}); within 10%: {verdict(g)}")
         lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
