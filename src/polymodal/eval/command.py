@@ -4,7 +4,7 @@
     polymodal eval --model weights/default --data data/world64_test --tasks depth,det --ceiling \\
         --compare depth=runs/specialist_depth/release --compare det=runs/specialist_det/release --bootstrap 500
 
-Writes ``results.md``, ``results.json``, ``results.png`` and the model's ``examples_<name>.png`` (the first
+Writes ``results.md``, ``results.json``, ``results.png`` and every model's ``examples_<name>.png`` (the first
 ``--examples`` samples of every task: input, output, truth) to ``--out`` (`report`), with one column per model:
 the model, each ``--compare NAME=DIR`` (scored on the tasks it can do, the others shown as skipped), and with
 ``--ceiling`` the model's tokenizers' decode(encode(ground truth)). Every column scores the same samples.
@@ -68,8 +68,8 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     gaps = {}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
-        runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks,
-                              batch_size=batch_size, source=where, bootstrap=bootstrap)
+        runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks, batch_size=batch_size,
+                              examples=examples, source=where, bootstrap=bootstrap)
         if bootstrap:
             both = [t for t in runs[name]["rescore"] if t in runs[name0]["rescore"]]
             gaps[name] = {t: paired_gaps(runs[name0]["rescore"][t], runs[name]["rescore"][t], len(samples),
