@@ -5,7 +5,7 @@
 #   SCHEDULE=3000 FOURM=shipped bash scripts/specialists_default.sh 3000   # beside the shipped model itself
 #   TASKS="semseg caption" ...                      # only these specialists (default: all five)
 #
-# Needs the world's tokens: scripts/train_default.sh, or scripts/world_tokens.sh (the shipped tokenizers, ~40 min).
+# Needs the world's tokens: scripts/train_default.sh, or scripts/world_tokens.sh (the shipped tokenizers, ~30 min).
 # Every run follows the same SCHEDULE-step schedule of configs/fourm_world64.py (default 1000; same data order,
 # batch 64, warmup, learning rate) and pauses at STOP (train.stop_at): one 4M model over all ten modalities and
 # five single-task specialists (RGB tokens -> depth, normals, segmentation, boxes, caption), each with the same
