@@ -11,10 +11,10 @@ round draws the scenes with replacement and rescores; the interval is the ``(1 -
 independent draws, so a per-pixel interval would be far too narrow.
 
 A paired gap rescores both models on the *same* draw each round, so the scenes both find hard do not widen the
-interval of their difference (200 scenes give a gap interval roughly half as wide as the two unpaired intervals
-would suggest). The gap is relative, signed so that positive means ``a`` is better: ``(a - b) / |b|`` for
-higher-is-better metrics, ``(b - a) / |b|`` for `LOWER_IS_BETTER` ones; 4M-21's claim "within 10% of a specialist"
-is ``gap >= -0.10``.
+interval of their difference (a model 10% worse on every one of very unequal scenes gets a paired interval under a
+point wide: tests/eval/test_bootstrap.py). The gap is relative, signed so that positive means ``a`` is better:
+``(a - b) / |b|`` for higher-is-better metrics, ``(b - a) / |b|`` for `LOWER_IS_BETTER` ones; 4M-21's claim
+"within 10% of a specialist" is ``gap >= -0.10``.
 """
 
 from __future__ import annotations

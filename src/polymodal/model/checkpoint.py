@@ -141,13 +141,6 @@ def is_run_config(raw: dict[str, Any]) -> bool:
     return isinstance(raw.get("model"), dict) and "objective" in raw
 
 
-def with_aliases(sd: dict[str, torch.Tensor], weights: Path) -> dict[str, torch.Tensor]:
-    """A training checkpoint stores a tied tensor once and names its other names in the header (``aliases``)."""
-    with safe_open(str(weights), "pt") as f:
-        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-    return {**sd, **{dup: sd[kept] for dup, kept in aliases.items() if kept in sd}}
-
-
 # ------------------------------------------------------------------------------------ state dicts
 
 
@@ -213,8 +206,8 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     if is_run_config(raw):  # a training checkpoint (checkpoints/step_*): its run's config holds the model's
         if raw["objective"] != "fourm":
             raise CheckpointError(f"{folder}: a checkpoint of a {raw['objective']!r} run, not of a 4M model")
+        # Tied tables stored once there are filled by `adapt_state_dict`, as in any model folder.
         cfg = config_lib.from_dict(ModelConfig, raw["model"], source=f"{folder / CONFIG} (model)")
-        sd = with_aliases(sd, weights)
     elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=str(folder))
     else:
