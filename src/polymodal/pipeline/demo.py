@@ -24,6 +24,7 @@ from ..data.world.values import KINDS as WORLD_KINDS
 from ..data.world.values import batch_values
 from ..viz import save_png, tile_grid
 from ..viz.decode import base_name
+from ..viz.pictures import format_metadata
 from .bundle import Pipeline
 from .inputs import PipelineError
 from .outputs import Outputs, tile
@@ -74,16 +75,36 @@ def _png_b64(img: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _truth_tiles(out: Outputs, truth: dict, b: int, size: int) -> list[tuple[str, Image.Image]]:
+Cell = tuple[str, Image.Image, str | None]  # (title, picture, the whole text of a caption or metadata, or None)
+
+
+def _text(kind: str, value) -> str | None:
+    """The text the HTML page shows instead of a picture (captions and metadata), None for other kinds."""
+    if kind in ("caption", "text"):
+        return str(value)
+    if kind == "metadata":
+        return format_metadata(value)
+    return None
+
+
+def _output_cells(out: Outputs, b: int, size: int) -> list[Cell]:
+    """`Outputs.tiles` of sample ``b`` (inputs, then outputs, in that order) with their texts."""
+    shown = [(n, v[b]) for n, v in out.inputs.items() if n in out.kinds] + [(n, v[b]) for n, v in out.values.items()]
+    tiles = out.tiles(b, size=size, short=True)
+    return [(title, img, _text(out.kinds[n], v)) for (title, img), (n, v) in zip(tiles, shown, strict=True)]
+
+
+def _truth_cells(out: Outputs, truth: dict, b: int, size: int) -> list[Cell]:
     """The ground truth under each of ``out``'s outputs (a blank tile where the world has no such value)."""
-    tiles = [("truth: rgb", tile("rgb", truth["rgb"][b], size))]
+    cells: list[Cell] = [("truth: rgb", tile("rgb", truth["rgb"][b], size), None)]
     for name in out.values:
         key = base_name(name)
         if key in truth:
-            tiles.append((f"truth: {key}", tile(WORLD_KINDS[key], truth[key][b], size, truth["rgb"][b])))
+            kind, value = WORLD_KINDS[key], truth[key][b]
+            cells.append((f"truth: {key}", tile(kind, value, size, truth["rgb"][b]), _text(kind, value)))
         else:
-            tiles.append((f"truth: {key} (none)", Image.new("RGB", (size, size), (255, 255, 255))))
-    return tiles
+            cells.append((f"truth: {key} (none)", Image.new("RGB", (size, size), (255, 255, 255)), None))
+    return cells
 
 
 def run_demo(model: str | Path | None = None, *, image: str | Path | None = None, out: str | Path = "demo",
@@ -123,11 +144,10 @@ def run_demo(model: str | Path | None = None, *, image: str | Path | None = None
     for b in range(len(a)):
         scene_rows = []
         for title, res in tasks.items():
-            tiles = res.tiles(b, size=size, short=True)
-            scene_rows.append((title, tiles))
+            scene_rows.append((title, _output_cells(res, b, size)))
             if title == "RGB -> all" and truth is not None:
-                scene_rows.append(("ground truth", _truth_tiles(res, truth, b, size)))
-        rows += [t for _, t in scene_rows]
+                scene_rows.append(("ground truth", _truth_cells(res, truth, b, size)))
+        rows += [[(t, img) for t, img, _ in cells] for _, cells in scene_rows]
         sections.append(scene_rows)
     out = Path(out)
     figure = save_png(tile_grid(rows, tile=size), out / "demo.png")
@@ -141,19 +161,28 @@ def _html(sections, skipped: dict[str, str], world: bool) -> str:
     source = (f"held-out world scenes (world seed {DEMO_WORLD_SEED}; training uses seed 0)" if world
               else "your image")
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>polymodal demo</title><style>",
-             "body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;margin:3px;text-align:center}"
+             "body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;margin:3px;text-align:center;"
+             "vertical-align:top}"
              "figcaption{font-size:11px;max-width:128px;overflow-wrap:anywhere}img{image-rendering:pixelated;"
              "width:128px;height:128px;border:1px solid #ccc}.row{margin:6px 0}.label{font-weight:bold;"
-             "display:inline-block;width:120px;vertical-align:top}", "</style></head><body>",
+             "display:inline-block;width:120px;vertical-align:top}.text{width:200px;"
+             "min-height:128px;border:1px solid #ccc;font-size:12px;text-align:left;white-space:pre-wrap;"
+             "overflow-wrap:anywhere;padding:2px}", "</style></head><body>",
              f"<h1>polymodal demo</h1><p>Inputs (<code>in:</code>) and outputs (<code>out:</code>) side by side; "
              f"source: {html.escape(source)}.</p>"]
     for k, scene_rows in enumerate(sections):
         parts.append(f"<h2>Scene {k}</h2>")
-        for title, tiles in scene_rows:
-            figs = "".join(f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{_png_b64(img)}'>"
-                           f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, img in tiles)
+        for title, cells in scene_rows:
+            figs = "".join(_figure(*cell) for cell in cells)
             parts.append(f"<div class='row'><span class='label'>{html.escape(title)}</span>{figs}</div>")
     for title, why in skipped.items():
         parts.append(f"<p>Skipped {html.escape(title)}: {html.escape(why)}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _figure(title: str, img: Image.Image, text: str | None) -> str:
+    """One cell of the page: a caption or metadata as its whole text, anything else as its picture."""
+    shown = (f"<div class='text'>{html.escape(text)}</div>" if text is not None
+             else f"<img alt='{html.escape(title)}' src='data:image/png;base64,{_png_b64(img)}'>")
+    return f"<figure>{shown}<figcaption>{html.escape(title)}</figcaption></figure>"

@@ -9,7 +9,7 @@ The built-in world's own preview (`polymodal.data.world.preview`, every stored m
 data/: data sits below viz in the import table and cannot call it.
 """
 
-from .colors import class_colors, colormap, depth_rgb, feature_pca_rgb, normal_rgb, semseg_rgb
+from .colors import class_colors, colormap, depth_rgb, feature_pca_rgb, normal_rgb, robust_range, semseg_rgb
 from .decode import DecodeError, decode_one, decode_outputs, tokenizer_for, value_kind
 from .grid import grid_size, inputs_outputs_grid, sample_tiles, save_png, tile_grid
 from .pictures import KINDS, draw_boxes, draw_instances, draw_palette, draw_poses, draw_text, picture
@@ -17,6 +17,6 @@ from .pictures import KINDS, draw_boxes, draw_instances, draw_palette, draw_pose
 __all__ = [
     "KINDS", "DecodeError", "class_colors", "colormap", "decode_one", "decode_outputs", "depth_rgb", "draw_boxes",
     "draw_instances", "draw_palette", "draw_poses", "draw_text", "feature_pca_rgb", "grid_size",
-    "inputs_outputs_grid", "normal_rgb", "sample_tiles", "save_png", "semseg_rgb", "tile_grid", "tokenizer_for",
-    "value_kind", "picture",
+    "inputs_outputs_grid", "normal_rgb", "robust_range", "sample_tiles", "save_png", "semseg_rgb", "tile_grid",
+    "tokenizer_for", "value_kind", "picture",
 ]

@@ -60,11 +60,37 @@ def colormap(x, *, lo: float | None = None, hi: float | None = None) -> np.ndarr
     return out
 
 
+def robust_range(values, *, low: float = 2.0, high: float = 98.0, spread: float = 4.0) -> tuple[float, float]:
+    """(lo, hi) of positive ``values`` for a colour scale that stray values cannot crush: the ``low``-th and
+    ``high``-th percentiles of the values within ``spread`` robust standard deviations (MAD-based) of the median,
+    in log space.
+
+    Why both steps: a decoded depth map can hold a few percent of near-zero values (5% in one of the default
+    model's generated scenes), too many for percentiles alone to drop; in log space they lie far from the median,
+    the real surfaces (a scene's 1-20 m) within a few deviations of it. Non-positive and non-finite values are
+    ignored; (1, 1) when none is left.
+    """
+    v = to_numpy(values).astype(np.float64).reshape(-1)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return 1.0, 1.0
+    log = np.log(v)
+    med = np.median(log)
+    # The MAD scaled to a normal's standard deviation, at least 0.25 (a factor of e at 4 deviations): a scene that
+    # is mostly one flat wall must not clip a real object in front of it.
+    sigma = max(1.4826 * float(np.median(np.abs(log - med))), 0.25)
+    kept = v[np.abs(log - med) <= spread * sigma]
+    lo, hi = np.percentile(kept, [low, high])
+    return float(lo), float(hi)
+
+
 def depth_rgb(depth, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """Depth (H, W) metres (0 = no surface) -> (H, W, 3): inverse depth through viridis, near = bright, sky black.
 
     Inverse depth spreads the colours over near surfaces, where the detail is; ``lo``/``hi`` (metres) fix the
-    range across pictures (default: this picture's valid depths).
+    range across pictures. The default range is this picture's `robust_range` of valid depths, so that a few
+    near-zero predictions cannot turn every real surface into one dark colour; depths outside it take the end
+    colours.
     """
     d = to_numpy(depth).astype(np.float64)
     if d.ndim == 3 and d.shape[0] == 1:
@@ -72,8 +98,11 @@ def depth_rgb(depth, *, lo: float | None = None, hi: float | None = None) -> np.
     if d.ndim != 2:
         raise ValueError(f"depth picture: expected (H, W) depth, got shape {d.shape}")
     valid = np.isfinite(d) & (d > 0)
+    if lo is None or hi is None:
+        r_lo, r_hi = robust_range(d[valid])
+        lo, hi = (r_lo if lo is None else lo), (r_hi if hi is None else hi)
     inv = np.where(valid, 1.0 / np.where(valid, d, 1.0), np.nan)
-    out = colormap(inv, lo=None if hi is None else 1.0 / hi, hi=None if lo is None else 1.0 / lo)
+    out = colormap(inv, lo=1.0 / hi, hi=1.0 / lo)
     out[~valid] = 0
     return out
 

@@ -5,7 +5,8 @@ Layout of `tile_grid` (all in pixels)::
     pad | tile | pad | tile | ... | pad          width  = cols * (tile + pad) + pad
     each row: title_height, then the tile, then pad   height = rows * (title_height + tile + pad) + pad
 
-A row shorter than the longest leaves blank cells on its right.
+A row shorter than the longest leaves blank cells on its right; a row holding a text taller than ``tile`` (its
+whole caption) is that much taller.
 """
 
 from __future__ import annotations
@@ -28,23 +29,27 @@ def grid_size(rows: int, cols: int, *, tile: int, pad: int = 4, title_height: in
 
 
 def tile_grid(rows: Sequence[Sequence[Tile]], *, tile: int = 128, pad: int = 4, title_height: int = 14) -> Image.Image:
-    """Rows of (title, picture) as one image; pictures that are not ``tile`` x ``tile`` are resized (nearest)."""
+    """Rows of (title, picture) as one image; pictures that are not ``tile`` x ``tile`` are resized (nearest),
+    except texts ``tile`` wide and taller (`pictures.draw_text`): they keep their height and make their row as
+    tall (so a row of squares only is laid out as `grid_size` says)."""
     if not rows or not any(rows):
         raise ValueError("tile_grid: nothing to draw (no rows or only empty rows)")
     cols = max(len(r) for r in rows)
-    canvas = Image.new("RGB", grid_size(len(rows), cols, tile=tile, pad=pad, title_height=title_height),
-                       (255, 255, 255))
+    heights = [max([tile] + [img.height for _, img in row if img.width == tile]) for row in rows]
+    width, _ = grid_size(len(rows), cols, tile=tile, pad=pad, title_height=title_height)
+    canvas = Image.new("RGB", (width, sum(h + title_height + pad for h in heights) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     f = font(max(8, title_height - 3))
-    for r, row in enumerate(rows):
-        y = pad + r * (title_height + tile + pad)
+    y = pad
+    for row, height in zip(rows, heights):
         for c, (title, img) in enumerate(row):
             x = pad + c * (tile + pad)
             title = _fit(title, tile, f)
             draw.text((x, y), title, fill=(0, 0, 0), font=f)
-            if img.size != (tile, tile):
+            if img.width != tile or img.height < tile:
                 img = img.resize((tile, tile), Image.NEAREST)
             canvas.paste(img.convert("RGB"), (x, y + title_height))
+        y += title_height + height + pad
     return canvas
 
 

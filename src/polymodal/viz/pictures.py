@@ -1,4 +1,5 @@
-"""One picture per value: ``picture(kind, value, size=...)`` -> a ``size`` x ``size`` RGB PIL image.
+"""One picture per value: ``picture(kind, value, size=...)`` -> a ``size`` x ``size`` RGB PIL image (texts: ``size``
+wide and as tall as their whole text needs, at least ``size``).
 
 ``kind`` is what `decode.value_kind` names; ``value`` is one item (no batch axis) of a decoded value:
 
@@ -16,8 +17,8 @@ det             list of `Box` (normalized)                        boxes and clas
 color_palette   list of (r, g, b), or the world's palette dict    swatches (weighted when weights are given)
 human_poses     list of `PersonPose`, or the world's pose dicts   boxes; skeletons where joints are known
 sam_instance    list of `QueryPoint` (224-pixel frame)            query points and their instance boxes
-caption, text   str                                               the text, wrapped
-metadata        dict field -> value                               one ``field: value`` line each
+caption, text   str                                               the whole text, wrapped
+metadata        dict field -> value                               one ``field: value`` line each (all)
 ==============  ================================================  ============================================
 
 Images are resized with nearest neighbour so that pixels stay pixels. Boxes, poses and instances draw over
@@ -165,31 +166,42 @@ def draw_instances(points: Sequence[QueryPoint], size: int, *, background=None) 
 
 
 def wrap(text: str, width_px: int, f) -> list[str]:
-    """Greedy word wrap to ``width_px`` pixels (a word longer than a line gets a line of its own)."""
+    """Greedy word wrap to ``width_px`` pixels; a word wider than a line is split over lines by characters, so
+    every character of ``text`` is on some line and no line is wider than ``width_px`` (unless one character is)."""
     lines: list[str] = []
     for para in text.splitlines() or [""]:
         line = ""
         for word in para.split():
             trial = f"{line} {word}".strip()
-            if line and f.getlength(trial) > width_px:
-                lines.append(line)
-                line = word
-            else:
+            if f.getlength(trial) <= width_px:
                 line = trial
+                continue
+            if line:
+                lines.append(line)
+            line = word
+            while len(line) > 1 and f.getlength(line) > width_px:
+                cut = len(line) - 1
+                while cut > 1 and f.getlength(line[:cut]) > width_px:
+                    cut -= 1
+                lines.append(line[:cut])
+                line = line[cut:]
         lines.append(line)
     return lines
 
 
+def text_height(lines: int, f) -> int:
+    """Pixels that ``lines`` lines of `draw_text` take (margins included)."""
+    return 4 + lines * (f.getbbox("Ag")[3] + 2)
+
+
 def draw_text(text: str, size: int, *, font_size: int | None = None) -> Image.Image:
-    """A white panel with ``text`` wrapped to its width; lines that do not fit end in an ellipsis line."""
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
+    """A white panel ``size`` wide with the whole of ``text`` wrapped to its width: ``size`` tall, or taller when
+    the text needs it (never cut off; `grid.tile_grid` gives such a picture a taller row)."""
     f = font(font_size or max(9, size // 12))
     step = f.getbbox("Ag")[3] + 2
     lines = wrap(text, size - 6, f)
-    fit = max(1, (size - 4) // step)
-    if len(lines) > fit:
-        lines = lines[:fit - 1] + ["..."]
+    img = Image.new("RGB", (size, max(size, text_height(len(lines), f))), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
     for k, line in enumerate(lines):
         draw.text((3, 2 + k * step), line, fill=TEXT_COLOR, font=f)
     return img
@@ -203,7 +215,7 @@ def format_metadata(meta: Mapping[str, Any]) -> str:
 
 
 def picture(kind: str, value: Any, *, size: int = 128, background=None) -> Image.Image:
-    """A ``size`` x ``size`` RGB picture of one value of ``kind`` (see the module table)."""
+    """A ``size`` x ``size`` RGB picture of one value of ``kind`` (see the module table; texts may be taller)."""
     if kind == "rgb":
         return from_array(colors.rgb_rgb(value), size)
     if kind == "depth":
