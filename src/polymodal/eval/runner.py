@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -55,6 +55,13 @@ def read_test_set(path: str | os.PathLike, n: int | None = None) -> list[dict]:
     return list(islice(iter_samples(path), n))
 
 
+def _bar(title: str, total: int):
+    """A tqdm bar on stderr over ``total`` scenes (as `polymodal data synth` shows its scenes)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="scene", desc=title, dynamic_ncols=True)
+
+
 def _batches(seq: Sequence, size: int) -> Iterable[Sequence]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
@@ -78,10 +85,11 @@ def _check(out: Mapping[str, list], targets: Sequence[str], n: int, task: str) -
 
 
 def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], *, batch_size: int = 16,
-             examples: int = 0) -> tuple[dict, list[dict], Rescore]:
+             examples: int = 0, done: Callable[[int], None] | None = None) -> tuple[dict, list[dict], Rescore]:
     """(scores, kept examples, rescorer) of one task (see `tasks`) of ``predict`` on ``samples``; the first
     ``examples`` samples' values are kept for pictures (`examples`); the rescorer scores the same predictions on
-    a subset of the samples (`bootstrap`)."""
+    a subset of the samples (`bootstrap`). ``done(k)`` is called after each batch of ``k`` samples (a progress
+    bar)."""
     t = TASKS[task]
     preds: dict[str, list] = {k: [] for k in t.targets}
     read: dict[str, list] = {"det": [], "semseg": []}
@@ -95,6 +103,8 @@ def run_task(predict: Predict, task: str, samples: Sequence[Mapping[str, Any]], 
             _check(back, ("det", "semseg"), len(batch), task)
             read["det"] += list(back["det"])
             read["semseg"] += list(back["semseg"])
+        if done is not None:
+            done(len(batch))
     (ik,), (ok,) = t.inputs, t.targets
     kept = [{"input": (ik, s[ik]), "output": (ok, preds[ok][i]), "truth": (ok, s[ok]), "res": s["rgb"].shape[0],
              "rgb": s["rgb"], **({"read": {"det": read["det"][i], "semseg": read["semseg"][i]}} if t.generation
@@ -127,7 +137,8 @@ def _rescorer(task: str, preds: Mapping[str, list], read: Mapping[str, list], sa
 
 def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | os.PathLike | None = None, *,
              tasks: Sequence[str] = DEFAULT_TASKS, n: int = 200, seed: int = TEST_SEED, res: int = 64,
-             batch_size: int = 16, examples: int = 0, source: str | None = None, bootstrap: int = 0) -> dict:
+             batch_size: int = 16, examples: int = 0, source: str | None = None, bootstrap: int = 0,
+             progress: str | None = None) -> dict:
     """Scores of ``predict`` on every task of ``tasks``.
 
     Args:
@@ -141,6 +152,8 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
         source: what the samples are, for the report (default: the folder, the world seed, or "in-memory").
         bootstrap: rounds of the scene bootstrap (`bootstrap.intervals`); > 0 adds ``"ci95": {metric: [lo, hi]}``
             to every scored task (0: none).
+        progress: a name: a tqdm bar per task on stderr (scenes, rate, time left), titled ``"<name>: <task>"``;
+            None: silent (the default, for library use and tests; ``polymodal eval`` shows them unless --quiet).
 
     Returns:
         ``{"tasks": {task: {metric: value} or {"skipped": reason}}, "meta": {...}, "rescore": {task: rescorer}}``;
@@ -173,10 +186,18 @@ def evaluate(predict: Predict | Any, data: Sequence[Mapping[str, Any]] | str | o
             results[task] = {"skipped": reason}
             continue
         start = time.perf_counter()
-        results[task], kept[task], rescorers[task] = run_task(predict, task, samples, batch_size=batch_size,
-                                                              examples=examples)
-        if bootstrap:
-            results[task]["ci95"] = intervals(rescorers[task], len(samples), rounds=bootstrap, seed=seed)
+        bar = _bar(f"{progress}: {task}", len(samples)) if progress is not None else None
+        try:
+            results[task], kept[task], rescorers[task] = run_task(
+                predict, task, samples, batch_size=batch_size, examples=examples,
+                done=None if bar is None else bar.update)
+            if bootstrap:
+                if bar is not None:
+                    bar.set_postfix_str(f"bootstrap {bootstrap} rounds")
+                results[task]["ci95"] = intervals(rescorers[task], len(samples), rounds=bootstrap, seed=seed)
+        finally:
+            if bar is not None:
+                bar.close()
         seconds[task] = round(time.perf_counter() - start, 3)
     out = {"tasks": results, "meta": {"n": len(samples), "data": source, "seed": seed, "seconds": seconds,
                                       "bootstrap": bootstrap}, "rescore": rescorers}
