@@ -58,13 +58,12 @@ def load_recipe(path: str):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import ConfigError, apply_overrides
-    from .train.loop import train
+    from .train.loop import CheckpointMismatch, train
 
     try:
-        cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"polymodal train: {e}") from None
-    result = train(cfg)
+        result = train(apply_overrides(load_recipe(args.recipe), args.overrides))
+    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
+        return _fail("train", e)
     if result.release_dir is not None:
         val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         print(f"{_done(result)}{val}\nrun folder: {result.run_dir}\nrelease:    {result.release_dir}")
@@ -144,8 +143,12 @@ def _cmd_data_tokenize(args: argparse.Namespace) -> int:
                            seed=args.seed, size=args.size, workers=args.workers, shard_size=args.shard_size,
                            progress=not args.quiet)
     except (ValueError, OSError, KeyError, ShardError) as e:
-        raise SystemExit(f"polymodal data tokenize: {e}") from None
+        return _fail("data tokenize", e)
     skipped = sum(len(v) for v in info["errors"].values())
+    if info["count"] == 0 and skipped:
+        first = next(iter(info["errors"].values()))[0]
+        return _fail("data tokenize", ValueError(f"every sample was refused ({skipped}; {args.out}/tokens.json "
+                                                 f"lists them), the first: {first}"))
     print(f"{info['count']} samples x {info['crops']} crops, {len(info['modalities'])} modalities "
           f"({', '.join(info['modalities'])}) in {len(info['shards'])} shards: {args.out}"
           + (f"; {skipped} samples refused (tokens.json lists them)" if skipped else ""))
@@ -200,16 +203,16 @@ def _add_dataset_commands(dsub) -> None:
 def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from .config import ConfigError, apply_overrides
     from .train import tokenizer as _registers_tokenizer_objectives  # noqa: F401
-    from .train.loop import train
+    from .train.loop import CheckpointMismatch, train
 
     try:
         cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"polymodal tokenizer train: {e}") from None
-    if not cfg.objective.startswith("tokenizer"):
-        raise SystemExit(f"polymodal tokenizer train: {args.recipe} trains objective {cfg.objective!r}, not a "
-                         "tokenizer (use `polymodal train`)")
-    result = train(cfg)
+        if not cfg.objective.startswith("tokenizer"):
+            raise ConfigError(f"{args.recipe} trains objective {cfg.objective!r}, not a tokenizer (use "
+                              "`polymodal train`)")
+        result = train(cfg)
+    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
+        return _fail("tokenizer train", e)
     if result.release_dir is not None:
         print(f"{_done(result)}\nrun folder: {result.run_dir}\n"
               f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
@@ -310,16 +313,17 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
     """``polymodal retrieve --model M --index I --from rgb=img.png``: predict the global embedding, search, draw."""
     from pathlib import Path
 
+    from .pipeline.demo import default_model
     from .retrieval import query
 
-    if not args.model or not args.index:
-        return _fail("retrieve", ValueError("give --model and --index (and --from inputs) to retrieve, or a "
-                                            "subcommand: build, search"))
+    if not args.index:
+        return _fail("retrieve", ValueError("give --index and --from inputs (and --model; default: the shipped "
+                                            "model) to retrieve, or a subcommand: build, search"))
     _set_threads(args.threads)
     try:
         inputs = _parse_from(args.inputs)
         out = Path(args.query_out) if args.query_out else Path(args.index) / "query.png"
-        q = query(args.model, args.index, inputs, modality=args.modality, k=args.query_k, steps=args.steps,
+        q = query(default_model(args.model), args.index, inputs, modality=args.modality, k=args.query_k, steps=args.steps,
                   seed=args.seed, resize=not args.no_resize, notify=_notice, out=out, gallery=args.gallery_world,
                   size=args.size)
     except (ValueError, KeyError, OSError) as e:
@@ -335,14 +339,16 @@ def _add_retrieve_parser(sub) -> None:
     ``polymodal retrieve --model M --index I --from ...`` (no subcommand): retrieval from any inputs."""
     group = sub.add_parser("retrieve", help="retrieve gallery items from any inputs (--model --index --from); "
                                             "build and search gallery indexes of global embeddings")
-    group.add_argument("--model", help="a pipeline bundle with a global-embedding output (tok_*_global)")
+    group.add_argument("--model", help="a pipeline bundle with a global-embedding output (tok_*_global; default: "
+                                       "the shipped src/polymodal/weights/default)")
     group.add_argument("--index", help="a gallery index folder (polymodal retrieve build)")
     group.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
                        help="an input: rgb=img.png, caption='two red cubes' (repeatable)")
     group.add_argument("--k", dest="query_k", type=int, default=5, help="matches per query (default 5)")
     group.add_argument("--out", dest="query_out", help="PNG of the matches (default INDEX/query.png)")
     group.add_argument("--modality", help="the embedding output to predict (default: the index's)")
-    group.add_argument("--steps", type=int, help="MaskGIT steps for the embedding (default: up to 8)")
+    group.add_argument("--steps", type=int, help="MaskGIT steps for the embedding (default: 1 when an image of the "
+                                                 "scene is an input, else as many as its tokens take, up to 8)")
     group.add_argument("--seed", type=int, default=0, help="seed (0)")
     group.add_argument("--no-resize", action="store_true", help="refuse images of another size")
     group.add_argument("--gallery-world", help="world folder of the gallery's pictures (default: the index's)")
@@ -442,10 +448,10 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--model", help="a pipeline bundle, a FourM folder or an official 4M checkpoint (default: the "
                                     "shipped src/polymodal/weights/default)")
     p.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
-                   help="an input: rgb@64=img.png, caption='two red cubes', det=boxes.json (repeatable; short names "
-                        "such as rgb or depth work)")
+                   help="an input: rgb=img.png, caption='two red cubes', det=boxes.json (repeatable; short names "
+                        "such as rgb work, as do full ones such as tok_rgb@64; `polymodal info` lists them)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--to", help="targets, comma-separated: tok_depth@64,det,caption")
+    what.add_argument("--to", help="targets, comma-separated, none of them an input: depth,det,caption")
     what.add_argument("--plan", help="a preset chain (rgb_to_all, caption_to_all, det_to_all) or a bundle plan")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--steps", type=int, help="MaskGIT steps per image target (default: 1 when an image of the "
