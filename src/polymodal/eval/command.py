@@ -43,9 +43,10 @@ def pipeline_tokenizers(pipe) -> dict:
 def run(model: str | None, out: str, *, data: str | None = None, world_seed: int = TEST_SEED, n: int = 200,
         res: int = 64, tasks=DEFAULT_TASKS, ceiling: bool = False, compare: dict[str, str] | None = None,
         batch_size: int = 16, text_embeddings: bool = False, examples: int = 3, steps: int = 1,
-        generation_steps: int | None = None, bootstrap: int = 0) -> dict[str, Path]:
+        generation_steps: int | None = None, bootstrap: int = 0, progress: bool = False) -> dict[str, Path]:
     """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths.
-    ``bootstrap`` > 0: every score's 95% interval, and the model's paired gap to each ``compare`` model."""
+    ``bootstrap`` > 0: every score's 95% interval, and the model's paired gap to each ``compare`` model.
+    ``progress``: a progress bar per model and task on stderr."""
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
     from .pipeline_adapter import pipeline_predictor
@@ -64,12 +65,14 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
     name0 = Path(model).name or model
     runs = {name0: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks, batch_size=batch_size,
-                            examples=examples, source=where, bootstrap=bootstrap)}
+                            examples=examples, source=where, bootstrap=bootstrap,
+                            progress=name0 if progress else None)}
     gaps = {}
     for name, folder in (compare or {}).items():
         other = Pipeline.from_pretrained(folder)
         runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks, batch_size=batch_size,
-                              examples=examples, source=where, bootstrap=bootstrap)
+                              examples=examples, source=where, bootstrap=bootstrap,
+                              progress=name if progress else None)
         if bootstrap:
             both = [t for t in runs[name]["rescore"] if t in runs[name0]["rescore"]]
             gaps[name] = {t: paired_gaps(runs[name0]["rescore"][t], runs[name]["rescore"][t], len(samples),
@@ -78,7 +81,8 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
         side = int(samples[0]["rgb"].shape[0])
         perception = [t for t in tasks if not TASKS[t].generation]
         runs["tokenizer ceiling"] = evaluate(ceiling_predictor(samples, pipeline_tokenizers(pipe), res=side),
-                                             samples, tasks=perception, batch_size=batch_size, source=where)
+                                             samples, tasks=perception, batch_size=batch_size, source=where,
+                                             progress="ceiling" if progress else None)
     return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}", gaps=gaps)
 
 
@@ -108,6 +112,7 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS",
                    help="95%% intervals of every score from ROUNDS resamplings of the test scenes, and the model's "
                         "paired gap to each --compare model (e.g. 500; 0: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_main)
 
 
@@ -126,7 +131,8 @@ def _main(args: argparse.Namespace) -> int:
         paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
                     tasks=tasks, ceiling=args.ceiling, compare=dict(c.split("=", 1) for c in args.compare),
                     batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
-                    steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap)
+                    steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap,
+                    progress=not args.quiet)
     except (PipelineError, FileNotFoundError) as e:  # no default model here, an unreadable or absent bundle
         raise SystemExit(f"polymodal eval: {e}") from None
     print(paths["markdown"].read_text())
