@@ -1,0 +1,297 @@
+"""DiVAE: the released 4M tokenizers of RGB, depth, surface normals and edges (apple/ml-4m).
+
+Encoder: a ViT (``vit.ViTEncoder``, patch 16) -> 1x1 ``quant_proj`` to the code dim -> lucid VQ (cosine nearest
+code): (B, C, H, W) -> (B, H/16, W/16) ids. Decoder: a diffusion model, the patched UNet of `unet` conditioned
+on the tokens' codes, sampled from noise by `diffusion` (DDPM as the reference, or DDIM in fewer steps).
+
+Natural units (``encode`` input, ``decode`` output), and what the tokenizer does to reach the model's own units
+(those of the reference's ``tokenize`` / ``decode_tokens``), as the released tokenizers were trained
+(``fourm/data/modality_transforms.py``, ``MODALITY_TRANSFORMS_DIVAE``):
+
+=======  ======================================  =====================================================
+values   natural units                           model units
+=======  ======================================  =====================================================
+rgb      (B, 3, H, W) float 0..1 or uint8        2x - 1, in [-1, 1]; decoded back with (x + 1) / 2
+depth    (B, H, W) or (B, 1, H, W), any unit     standardized per image: (d - m) / sqrt(v + 1e-6), m and
+         (metres); decode: standardized depth    v the mean and variance of its middle 80% of values.
+         (zero mean, unit spread, larger =       Decodes are relative depth in these units: the scale and
+         farther), not metres                    shift of metres are not in the tokens
+normal   (B, 3, H, W) unit vectors, -1..1        unchanged (the reference's (n + 1)/2 image, normalized by
+                                                 0.5 / 0.5); decodes clipped to [-1, 1], not renormalized
+edge     (B, H, W) or (B, 1, H, W) 0..1 / uint8  2x - 1; decoded back with (x + 1) / 2
+raw      (B, C, H, W) model units                unchanged (a folder whose modality is not known)
+=======  ======================================  =====================================================
+
+``decode`` draws noise: pass ``generator`` (a torch.Generator or an int seed) for a repeatable result. The
+reference's draw order is kept, so ``decode_tokens(ids, timesteps=N, generator=torch.Generator().manual_seed(0))``
+gives the reference's image (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..base import TokenizerInputError, TokenizerLoadError, check_finite, check_token_ids
+from . import diffusion
+from .folder import checked_state, read_official_folder
+from .quantizers import LucidVQ
+from .unet import PatchedUNet, UNetConfig, config_from_official, official_state_dict
+from .vit import ViTEncoder, vit_shape
+
+VALUES = ("rgb", "depth", "normal", "edge", "raw")
+CHANNELS = {"rgb": 3, "depth": 1, "normal": 3, "edge": 1}
+
+
+@dataclass(frozen=True)
+class DiVAEConfig:
+    """A DiVAE's sizes and diffusion settings (the reference's config fields where they exist)."""
+
+    values: str
+    image_size: int
+    channels: int
+    enc_dim: int
+    enc_depth: int
+    patch_size: int
+    enc_grid: tuple[int, int]
+    post_mlp: bool
+    latent_dim: int
+    codebook_size: int
+    unet: UNetConfig
+    norm_codes: bool = True
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    prediction_type: str = "sample"
+    zero_terminal_snr: bool = True
+    thresholding: bool = True
+    clip_sample: bool = False
+    scheduler: str = "ddpm"
+    name: str = ""  # the domain it serves (tok_depth@224), when known
+
+
+def standardize_depth(depth: torch.Tensor, trim: float = 0.1) -> torch.Tensor:
+    """(B, 1, H, W) -> each image minus the mean of its middle 80% of values, over their std (+1e-6 in the
+    variance; unbiased, as torch's ``var``); the reference's ``truncated_depth_standardization``."""
+    out = []
+    for d in depth.float():
+        v = d.reshape(-1).sort().values
+        n = v.shape[0]
+        kept = v[int(trim * n): int((1 - trim) * n)]
+        out.append((d - kept.mean()) / torch.sqrt(kept.var() + 1e-6))
+    return torch.stack(out)
+
+
+class DiVAE(nn.Module):
+    """A released DiVAE tokenizer. ``encode(values) -> (B, N) ids``, ``decode(ids) -> values``; the reference's
+    conventions as ``tokenize(x) -> (B, h, w)`` and ``decode_tokens(ids, timesteps, generator, image_size)``."""
+
+    def __init__(self, cfg: DiVAEConfig):
+        super().__init__()
+        if cfg.values not in VALUES:
+            raise ValueError(f"DiVAE values {cfg.values!r} is not one of {VALUES}")
+        self.cfg = cfg
+        self.encoder = ViTEncoder(channels=cfg.channels, dim=cfg.enc_dim, depth=cfg.enc_depth,
+                                  patch_size=cfg.patch_size, grid=cfg.enc_grid, post_mlp=cfg.post_mlp)
+        self.quant_proj = nn.Conv2d(cfg.enc_dim, cfg.latent_dim, 1)
+        self.quantize = LucidVQ(cfg.latent_dim, cfg.codebook_size, norm_codes=cfg.norm_codes)
+        # Channels-last: the layout the CPU convolution kernels prefer (measured in benchmarks/divae_decode.py).
+        self.decoder = PatchedUNet(cfg.unet).to(memory_format=torch.channels_last)
+        self.schedule = diffusion.Schedule.from_config(
+            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+            zero_terminal_snr=cfg.zero_terminal_snr, prediction_type=cfg.prediction_type,
+            thresholding=cfg.thresholding, clip_sample=cfg.clip_sample)
+
+    # ------------------------------------------------------------------------------------ protocol
+
+    @property
+    def vocab_size(self) -> int:
+        return self.cfg.codebook_size
+
+    @property
+    def grid(self) -> int:
+        return self.cfg.image_size // self.cfg.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid
+
+    @torch.inference_mode()
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        """Natural values (see the module docstring) -> (B, N) ids, N = (H/16) * (W/16)."""
+        return self.tokenize(self.to_model_units(values)).flatten(1)
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor, *, steps: int = 25, sampler: str = "ddpm", eta: float = 0.0,
+               generator: torch.Generator | int | None = None, image_size: int | None = None,
+               bf16: bool = False, progress: bool = False) -> torch.Tensor:
+        """(B, N) ids of a square grid (or the (B, h, w) grid) -> natural values at ``image_size`` (default: 16 px
+        per token).
+
+        ``steps`` diffusion steps with ``sampler`` "ddpm" (the reference's) or "ddim" (deterministic at eta 0;
+        better than DDPM at few steps). ``bf16`` runs the UNet under bfloat16 autocast."""
+        ids = torch.as_tensor(ids)
+        if ids.ndim == 3:
+            ids = ids.flatten(1)
+        grid = math.isqrt(ids.shape[-1]) if ids.ndim == 2 else 0
+        if ids.ndim != 2 or grid * grid != ids.shape[-1] or grid == 0:
+            raise TokenizerInputError(f"{self._what}: expected (B, N) ids of a square token grid, got shape "
+                                      f"{tuple(ids.shape)}")
+        ids = check_token_ids(ids, self.vocab_size, grid * grid, self._what)
+        x = self.decode_tokens(ids.reshape(-1, grid, grid), timesteps=steps, generator=generator,
+                               image_size=image_size or grid * self.cfg.patch_size, sampler=sampler, eta=eta,
+                               bf16=bf16, progress=progress)
+        return self.from_model_units(x)
+
+    # --------------------------------------------------------------------- the reference's conventions
+
+    @torch.inference_mode()
+    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in model units, H and W multiples of 16 -> (B, H/16, W/16) ids (the reference's
+        ``tokenize``; sizes other than the training one are read, the positions resized)."""
+        x = torch.as_tensor(x)
+        c, p = self.cfg.channels, self.cfg.patch_size
+        if x.ndim != 4 or x.shape[1] != c:
+            raise TokenizerInputError(f"{self._what}: expected (B, {c}, H, W), got {tuple(x.shape)}")
+        if x.shape[-1] % p or x.shape[-2] % p:
+            raise TokenizerInputError(f"{self._what}: image of {x.shape[-2]} x {x.shape[-1]} pixels is not a "
+                                      f"multiple of the patch size {p}")
+        x = x.to(self.quant_proj.weight.device).float()
+        check_finite(x, self._what)
+        return self.quantize.ids(self.quant_proj(self.encoder(x)))
+
+    @torch.inference_mode()
+    def decode_tokens(self, ids: torch.Tensor, timesteps: int | None = None,
+                      generator: torch.Generator | int | None = None, image_size: int | None = None, *,
+                      sampler: str | None = None, eta: float = 0.0, bf16: bool = False,
+                      progress: bool = False) -> torch.Tensor:
+        """(B, h, w) ids -> (B, C, S, S) in model units, as the reference's ``decode_tokens``: ``timesteps`` steps
+        (default: all 1000 training steps) of its training scheduler (``sampler`` overrides), S = ``image_size``
+        (default: the config's). ``generator``: a CPU torch.Generator or an int seed."""
+        ids = torch.as_tensor(ids)
+        if ids.ndim != 3:
+            raise TokenizerInputError(f"{self._what}: expected (B, h, w) ids, got shape {tuple(ids.shape)}")
+        try:
+            codes = self.quantize.lookup(ids.to(self.quant_proj.weight.device))
+        except ValueError as e:
+            raise TokenizerInputError(str(e)) from None
+        size = image_size or self.cfg.image_size
+        step = self.cfg.unet.patch_size * 2 ** (len(self.cfg.unet.channel_mult) - 1)
+        if size % step:
+            raise TokenizerInputError(f"{self._what}: image_size {size} is not a multiple of {step} (the UNet's "
+                                      "patch times its downsampling)")
+        if isinstance(generator, int):
+            generator = torch.Generator().manual_seed(generator)
+        device = codes.device
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+        def denoise(x: torch.Tensor, t: int) -> torch.Tensor:
+            with autocast:
+                return self.decoder(x.contiguous(memory_format=torch.channels_last), t, codes)
+
+        return diffusion.sample(denoise, (ids.shape[0], self.cfg.channels, size, size), self.schedule,
+                                steps=timesteps or self.cfg.num_train_timesteps, sampler=sampler or self.cfg.scheduler,
+                                eta=eta, generator=generator, device=device, progress=progress).contiguous()
+
+    # -------------------------------------------------------------------------------------- units
+
+    @property
+    def _what(self) -> str:
+        return f"{self.cfg.name or 'DiVAE'} ({self.cfg.values}) tokenizer"
+
+    def to_model_units(self, values: torch.Tensor) -> torch.Tensor:
+        """Natural values -> (B, C, H, W) float in the model's units (`tokenize` checks the size)."""
+        kind, c, what = self.cfg.values, self.cfg.channels, self._what
+        x = torch.as_tensor(values)
+        if x.ndim == 3 and c == 1:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1] != c:
+            raise TokenizerInputError(f"{what}: expected values of shape (B, {c}, H, W)"
+                                      f"{' or (B, H, W)' if c == 1 else ''}, got {tuple(x.shape)}")
+        x = x.to(self.quant_proj.weight.device)
+        if x.dtype == torch.uint8:
+            if kind not in ("rgb", "edge"):
+                raise TokenizerInputError(f"{what}: uint8 values are only read for rgb and edges")
+            x = x.float() / 255
+        x = x.float()
+        check_finite(x, what)
+        if kind in ("rgb", "edge"):
+            return 2 * x - 1
+        if kind == "depth":
+            return standardize_depth(x)
+        return x
+
+    def from_model_units(self, x: torch.Tensor) -> torch.Tensor:
+        kind = self.cfg.values
+        if kind in ("rgb", "edge"):
+            x = ((x + 1) / 2).clamp(0, 1)
+        elif kind == "normal":
+            x = x.clamp(-1, 1)
+        return x[:, 0] if kind in ("depth", "edge") else x
+
+    # ------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_official(cls, folder: str | Path, *, values: str | None = None, map_location: str = "cpu") -> DiVAE:
+        """A released DiVAE folder (``config.json`` = the reference's constructor arguments + ``model.safetensors``).
+
+        ``values`` names the modality (rgb, depth, normal, edge); by default it is read from the folder's name
+        (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``), else "raw" (model units in and out). Every size
+        is read from the weights."""
+        folder = Path(folder).expanduser()
+        raw, state = read_official_folder(folder)
+        cfg = config_from_official_divae(raw, state, values=values or _values_from_name(folder.name), source=folder,
+                                         name=folder.name if folder.name.startswith("tok_") else "")
+        model = cls(cfg)
+        renamed = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+        renamed.update({"decoder." + k: v for k, v in official_state_dict(
+            {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}).items()})
+        model.load_state_dict(checked_state(model, renamed, folder), strict=True)
+        return model.to(map_location).eval()
+
+
+def _values_from_name(name: str) -> str:
+    low = name.lower()
+    for kind in ("depth", "normal", "edge", "rgb"):
+        if kind in low:
+            return kind
+    return "raw"
+
+
+def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, values: str = "raw",
+                               source: Path | str = "", name: str = "") -> DiVAEConfig:
+    """Build a `DiVAEConfig` from the reference's config fields and the weights' shapes (which win on sizes)."""
+    where = f"{source / 'config.json' if isinstance(source, Path) else source}"
+    if not str(raw.get("dec_type", "")).startswith("unet"):
+        raise TokenizerLoadError(f"{where}: dec_type {raw.get('dec_type')!r} is not a patched-UNet DiVAE")
+    if raw.get("quant_type", "lucid") != "lucid":
+        raise TokenizerLoadError(f"{where}: quant_type {raw.get('quant_type')!r}; a DiVAE here reads 'lucid' only")
+    try:
+        enc = vit_shape(state, "encoder.", patch_size=int(raw.get("patch_size", 16)))
+        latent_dim, codebook = state["quantize._codebook.embed"].shape[1], state["quantize._codebook.embed"].shape[0]
+        unet = config_from_official({k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")},
+                                    enc.channels)
+    except (KeyError, ValueError) as e:
+        raise TokenizerLoadError(f"{where}: weights are not a DiVAE's ({e.args[0]})") from None
+    for field, found in (("n_channels", enc.channels), ("codebook_size", codebook), ("latent_dim", latent_dim)):
+        if field in raw and int(raw[field]) != found:
+            raise TokenizerLoadError(f"{where}: {field} is {raw[field]} but the weights have {found}")
+    if unet.cond_channels != latent_dim:
+        raise TokenizerLoadError(f"{where}: the UNet reads {unet.cond_channels} code channels, the codes have "
+                                 f"{latent_dim}")
+    if values in CHANNELS and CHANNELS[values] != enc.channels:
+        raise TokenizerLoadError(f"{where}: a {values} tokenizer has {CHANNELS[values]} channels, these weights "
+                                 f"{enc.channels}")
+    return DiVAEConfig(
+        values=values, image_size=int(raw.get("image_size", enc.grid[0] * enc.patch_size)), channels=enc.channels,
+        enc_dim=enc.dim, enc_depth=enc.depth, patch_size=enc.patch_size, enc_grid=enc.grid, post_mlp=enc.post_mlp,
+        latent_dim=latent_dim, codebook_size=codebook, unet=unet, norm_codes=bool(raw.get("norm_codes", True)),
+        num_train_timesteps=int(raw.get("num_train_timesteps", 1000)),
+        beta_schedule=raw.get("beta_schedule", "squaredcos_cap_v2"),
+        prediction_type=raw.get("prediction_type", "v_prediction"),
+        zero_terminal_snr=bool(raw.get("zero_terminal_snr", True)), thresholding=bool(raw.get("thresholding", True)),
+        clip_sample=bool(raw.get("clip_sample", False)), scheduler=raw.get("scheduler", "ddpm"), name=name)
