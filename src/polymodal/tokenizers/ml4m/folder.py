@@ -41,6 +41,13 @@ def is_official_folder(path: str | Path) -> bool:
     return "_class_name" not in args and any(k in args for k in REFERENCE_KEYS)
 
 
+def official_tokenizer_types() -> tuple[type, ...]:
+    """The classes `load_official_tokenizer` returns (imported when asked: the DiVAE's modules are large)."""
+    from .divae import DiVAE
+
+    return OfficialVQVAE, DiVAE
+
+
 def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tuple[dict, dict[str, torch.Tensor]]:
     """(the reference's arguments, the state dict) of a released folder.
 
@@ -50,15 +57,17 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tupl
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer {path}: no such folder")
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        has = "config.json but" if (path / CONFIG).is_file() else "neither config.json nor"
-        raise FileNotFoundError(f"{path} is not a tokenizer folder: it has {has} no {WEIGHTS}")
-    args = _config_json(path) if (path / CONFIG).is_file() else _header_args(weights)
+    weights, has_config = path / WEIGHTS, (path / CONFIG).is_file()
+    if not has_config and not weights.is_file():
+        raise FileNotFoundError(f"{path} is not a tokenizer folder: no {CONFIG} and no {WEIGHTS}")
+    args = _config_json(path) if has_config else _header_args(weights)
     missing = [k for k in REFERENCE_KEYS if k not in args]
     if missing:
-        raise TokenizerLoadError(f"{path / CONFIG}: not a released 4M tokenizer config: no {', '.join(missing)} "
+        where = path / CONFIG if has_config else f"{weights} (header; no {CONFIG})"
+        raise TokenizerLoadError(f"{where}: not a released 4M tokenizer config: no {', '.join(missing)} "
                                  "(and no _class_name of a polymodal tokenizer)")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{path} is not a complete tokenizer folder: {CONFIG} but no {WEIGHTS}")
     try:
         state = load_file(str(weights), device=map_location)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file

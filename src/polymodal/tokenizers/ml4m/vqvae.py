@@ -183,7 +183,8 @@ class OfficialVQVAE(nn.Module):
 
     @property
     def _what(self) -> str:
-        return f"{self.cfg.name or 'official'} ({self.cfg.values}) tokenizer"
+        c = self.cfg
+        return f"{c.name} ({c.values}) tokenizer" if c.name else f"released {c.values} tokenizer"
 
     def prepare(self, values: torch.Tensor) -> torch.Tensor:
         """Natural values -> the reference's input at the training size; TokenizerInputError when they do not fit."""
@@ -225,12 +226,14 @@ class OfficialVQVAE(nn.Module):
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= c.n_labels):
                 raise TokenizerInputError(f"{what}: class ids from {int(x.min())} to {int(x.max())}, expected 0 to "
                                           f"{c.n_labels - 1}")
-            return x.long()
-        if x.ndim != 4 or x.shape[1] != c.in_channels:
-            raise TokenizerInputError(f"{what}: expected (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
-        x = x.float()
-        check_finite(x, what)
-        if c.family == "vit" and c.values != "feature" and (x.shape[-2] % c.patch_size or x.shape[-1] % c.patch_size):
+            x = x.long()
+        else:
+            if x.ndim != 4 or x.shape[1] != c.in_channels:
+                raise TokenizerInputError(f"{what}: expected (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
+            x = x.float()
+            check_finite(x, what)
+        p = c.patch_size if c.values in ("semseg", "mask") else 1
+        if x.shape[-2] % p or x.shape[-1] % p:
             raise TokenizerInputError(f"{what}: {x.shape[-2]} x {x.shape[-1]} pixels are not a multiple of the "
-                                      f"patch size {c.patch_size}")
+                                      f"patch size {p}")
         return x
