@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 from polymodal.interop import ml4m as interop
 from polymodal.tokenizers import TokenizerInputError, load_tokenizer
 from polymodal.tokenizers.ml4m.folder import load_official_tokenizer, save_official
+from polymodal.tokenizers.ml4m.instances import place_instances
 from polymodal.tokenizers.ml4m.vqvae import OfficialVQVAE, OfficialVQVAEConfig
+from polymodal.tokenizers.serializers import Instance
 from tests.conftest import fixtures_dir
 
 CASES = ["ml4m-tokenizers/semseg", "ml4m-tokenizers/clip", "ml4m-tokenizers/dinov2-global",
@@ -188,3 +190,44 @@ def test_save_in_the_released_layout_and_load_back(tmp_path, values, kw):
     assert out.shape == x.shape
     if values == "mask":  # probabilities
         assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+# --------------------------------------------------------------------------------- SAM instances placed
+
+
+class _StubMasks:
+    """decode: code c of the first token selects a drawn 64 x 64 mask (the instance logic, apart from a model)."""
+
+    def __init__(self, masks: list[torch.Tensor]):
+        self.masks = masks
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.masks[int(i)] for i in ids[:, 0]])
+
+
+def _square(lo: int, hi: int) -> torch.Tensor:
+    m = torch.zeros(64, 64)
+    m[lo:hi, lo:hi] = 1.0
+    return m
+
+
+def test_instances_are_placed_in_their_boxes_small_over_large_duplicates_merged():
+    full, flat = torch.ones(64, 64), torch.full((64, 64), 0.5)
+    full[0, 0] = 0.0  # a clear inside and outside (the span test), one corner pixel off
+    tok = _StubMasks([full, _square(16, 48), flat])
+    code = lambda c: (c,) + (0,) * 15  # noqa: E731
+    big = Instance((0, 0, 128, 128), code(0))
+    small = Instance((40, 40, 104, 104), code(1))  # a 64 px box: the mask's middle half, 32 px
+    out = place_instances(tok, [small, big, Instance((40, 40, 104, 104), code(1)), Instance((5, 5, 9, 9), code(2))],
+                          image_size=160)
+    assert out.boxes.shape == (2, 4)  # the duplicate merged, the flat mask dropped
+    assert torch.equal(out.boxes[0], torch.tensor([0.0, 0, 128, 128]))  # largest first
+    assert int(out.ids[140, 140]) == 0 and int(out.ids[10, 100]) == 1
+    assert bool((out.ids[60:84, 60:84] == 2).all())  # the small one painted over the big one
+    assert int(out.ids[45, 45]) == 1  # inside the small box but outside its mask
+    assert int((out.ids == 2).sum()) == 32 * 32
+
+
+def test_no_instances_give_an_empty_map():
+    out = place_instances(_StubMasks([]), [Instance((9, 9, 9, 20), (0,) * 16)], image_size=32)
+    assert out.ids.shape == (32, 32) and int(out.ids.max()) == 0 and out.boxes.shape == (0, 4)
