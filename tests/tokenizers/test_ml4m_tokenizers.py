@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from polymodal.interop import ml4m as interop
 from polymodal.tokenizers import TokenizerInputError, load_tokenizer
-from polymodal.tokenizers.ml4m.folder import load_official_tokenizer, save_official
+from polymodal.tokenizers.ml4m.folder import load_official_tokenizer, official_tokenizer_types, save_official
 from polymodal.tokenizers.ml4m.instances import place_instances
 from polymodal.tokenizers.ml4m.vqvae import OfficialVQVAE, OfficialVQVAEConfig
 from polymodal.tokenizers.serializers import Instance
@@ -76,6 +76,20 @@ def test_other_image_size_resizes_positions_like_the_reference_path():
     assert torch.equal(big.encode(x), native.tokenize(x).reshape(2, -1))
     with pytest.raises(TokenizerInputError, match=r"expected \(B, 32, 32\), got \(2, 64, 64\)"):
         native.encode(x)
+
+
+def test_a_folder_with_only_the_weights_loads_from_their_header(tmp_path):
+    folder = _copy("ml4m-tokenizers/clip", tmp_path)
+    (folder / "config.json").unlink()
+    tok = load_tokenizer(folder)
+    case = _case("ml4m-tokenizers/clip")
+    assert isinstance(tok, OfficialVQVAE) and torch.equal(interop.tokenize(tok, case["input"]), case["tokens"])
+
+
+def test_a_diffusion_decoder_folder_goes_to_the_divae_family():
+    tok = interop.load_tokenizer(fixtures_dir("ml4m-tokenizers", "depth"))
+    divae = official_tokenizer_types()[1]
+    assert isinstance(tok, divae) and not isinstance(tok, OfficialVQVAE)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
