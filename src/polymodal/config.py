@@ -1,11 +1,20 @@
-"""Typed configs: frozen dataclasses with a strict JSON round trip, and the model size presets as one table."""
+"""Typed configs: frozen dataclasses with a strict JSON round trip, and the model size presets as one table.
+
+Every field is checked when a config is built (`check_fields`, first thing in each ``__post_init__``): its type
+from the annotation (an ``int`` takes neither 2.5 nor "abc", a ``bool`` only true/false, a ``float`` only finite
+numbers) and the values it allows, declared beside it with `rule`. A bad value is one line naming the field, the
+value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import json
+import math
+import numbers
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +38,134 @@ class ConfigError(ValueError):
     """A config that cannot be built: unknown or missing fields, values of the wrong type."""
 
 
+# ------------------------------------------------------------------------------------------ field rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a field allows besides its annotated type: bounds (numbers, and every item of a list or dict
+    of numbers) or a set of choices."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+
+    def allows(self, v: Any) -> bool:
+        if self.choices is not None:
+            return v in self.choices
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        low = f"[{self.ge}" if self.ge is not None else f"({self.gt}" if self.gt is not None else None
+        high = f"{self.le}]" if self.le is not None else f"{self.lt})" if self.lt is not None else None
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return ""
+
+
+def rule(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge: float | None = None,
+         gt: float | None = None, le: float | None = None, lt: float | None = None,
+         choices: tuple | None = None) -> Any:
+    """A dataclass field with the values it allows (see `Rule`); `check_fields` enforces it."""
+    meta = {"rule": Rule(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
+    return field(default=default, default_factory=factory, metadata=meta)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+_KIND = {bool: ("true or false", "true/false values"), int: ("an integer", "integers"),
+         float: ("a finite number", "finite numbers"), str: ("a string", "strings")}
+
+
+def _kind(tp: Any, r: Rule | None, *, plural: bool = False) -> str:
+    """What a value of ``tp`` under ``r`` may be, in words: "an integer >= 1", "one of 'a', 'b'"."""
+    if r is not None and r.choices is not None:
+        return r.describe()
+    words = _KIND.get(tp, (getattr(tp, "__name__", str(tp)),) * 2)[plural]
+    return f"{words} {r.describe()}".rstrip() if r is not None else words
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _scalar(tp: Any, value: Any, r: Rule | None) -> tuple[bool, Any]:
+    """Whether ``value`` is a ``tp`` allowed by ``r``, and the value normalized (an int for an integral number,
+    so that ``train.steps=1e4`` works while 2.5 does not)."""
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        if isinstance(value, numbers.Real) and not isinstance(value, (numbers.Integral, bool)) \
+                and math.isfinite(value) and float(value).is_integer():
+            value = int(value)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
+    elif tp is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif dataclasses.is_dataclass(tp):
+        ok = isinstance(value, tp)
+    else:  # a type the checker does not know (Any): nothing to check
+        return True, value
+    return ok and (r is None or r.allows(value)), value
+
+
+def _check(tp: Any, value: Any, r: Rule | None, where: str) -> Any:
+    """``value`` checked against the annotation ``tp`` and the rule ``r`` (applied to each item of a list or
+    dict); returns it normalized (lists become tuples) or raises one line naming ``where``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        item = args[0]
+        fixed = None if len(args) == 2 and args[1] is Ellipsis else len(args)
+        what = f"a list of {f'{fixed} ' if fixed else ''}{_kind(item, r, plural=True)}"
+        checked = [_scalar(item, v, r) for v in value] if isinstance(value, (list, tuple)) else [(False, None)]
+        if not all(ok for ok, _ in checked) or (fixed and len(checked) != fixed):
+            raise ConfigError(f"{where}: got {_shown(value)}, expected {what}")
+        return tuple(v for _, v in checked)
+    if origin is dict:
+        key_tp, item = args
+        if not isinstance(value, Mapping) or not all(_scalar(key_tp, k, None)[0] for k in value):
+            raise ConfigError(f"{where}: got {_shown(value)}, expected an object of "
+                              f"{{{_kind(key_tp, None)[2:]}: {_kind(item, r)}}}")
+        out = {}
+        for k, v in value.items():
+            ok, out[k] = _scalar(item, v, r)
+            if not ok:
+                raise ConfigError(f"{where}[{k!r}]: got {_shown(v)}, expected {_kind(item, r)}")
+        return out
+    ok, checked = _scalar(tp, value, r)
+    if not ok:
+        if dataclasses.is_dataclass(tp):
+            raise ConfigError(f"{where}: got a {type(value).__name__}, expected a {tp.__name__}")
+        raise ConfigError(f"{where}: got {_shown(value)}, expected {_kind(tp, r)}")
+    return checked
+
+
+def check_fields(cfg: Any, section: str) -> None:
+    """Check every field of a dataclass against its annotation and `rule`, naming it ``section.field``; lists
+    become tuples and integral numbers ints (the dataclass may be frozen). Call it first in ``__post_init__``."""
+    cls = type(cfg)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        checked = _check(_HINTS[cls][f.name], value, f.metadata.get("rule"),
+                         f"{section}.{f.name}" if section else f.name)
+        if checked is not value:
+            object.__setattr__(cfg, f.name, checked)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The 4M encoder-decoder.
@@ -39,12 +176,12 @@ class ModelConfig:
 
     domains_in: tuple[str, ...]
     domains_out: tuple[str, ...]
-    dim: int = 768
-    encoder_depth: int = 12
-    decoder_depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    act: str = "gelu"  # "gelu" or "silu"
+    dim: int = rule(768, ge=1)
+    encoder_depth: int = rule(12, ge=0)
+    decoder_depth: int = rule(12, ge=0)
+    num_heads: int = rule(12, ge=1)
+    mlp_ratio: float = rule(4.0, gt=0)
+    act: str = rule("gelu", choices=("gelu", "silu"))
     gated_mlp: bool = False  # SwiGLU when True
     qkv_bias: bool = True
     proj_bias: bool = True
@@ -56,18 +193,14 @@ class ModelConfig:
     # embedding and output projection (T5-style tying). Not in official 4M files; it keeps small models small:
     # with a 4.6k vocabulary, four text-like modalities otherwise carry 12 tables.
     tie_sequence_tables: bool = False
-    norm_eps: float = 1e-6
-    init_std: float = 0.02
-    vocab_sizes: dict[str, int] = field(default_factory=dict)
+    norm_eps: float = rule(1e-6, gt=0)
+    init_std: float = rule(0.02, ge=0)
+    vocab_sizes: dict[str, int] = rule(factory=dict, ge=1)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "domains_in", tuple(self.domains_in))
-        object.__setattr__(self, "domains_out", tuple(self.domains_out))
-        object.__setattr__(self, "vocab_sizes", {str(k): int(v) for k, v in dict(self.vocab_sizes).items()})
+        check_fields(self, "model")
         if self.dim % self.num_heads:
             raise ConfigError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if self.act not in ("gelu", "silu"):
-            raise ConfigError(f"act must be 'gelu' or 'silu', got {self.act!r}")
         for name in (*self.domains_in, *self.domains_out, *self.vocab_sizes):
             modalities.get(name)  # raises with the closest names
         for name in self.domains_out:
@@ -111,47 +244,36 @@ class MaskingConfig:
     See `polymodal.data.masking` for what each field does to a sample.
     """
 
-    num_input_tokens: int = 128
-    num_target_tokens: int = 128
-    mixture: str = "uniform"  # a named mixture (data.masking.MIXTURES): "uniform" (alpha 1 over all) or "4m21"
-    input_alphas: dict[str, float] = field(default_factory=dict)  # per-modality alpha, in every mixture component
-    target_alphas: dict[str, float] = field(default_factory=dict)
-    keep_schemes: dict[str, str] = field(default_factory=dict)  # sequence name -> "random" | "all" | "binary"
+    num_input_tokens: int = rule(128, ge=0)
+    num_target_tokens: int = rule(128, ge=0)
+    # A named mixture (data.masking.MIXTURES, which checks the name): "uniform" (alpha 1 over all) or "4m21".
+    mixture: str = "uniform"
+    input_alphas: dict[str, float] = rule(factory=dict, ge=0)  # per-modality alpha, in every mixture component
+    target_alphas: dict[str, float] = rule(factory=dict, ge=0)
+    keep_schemes: dict[str, str] = rule(factory=dict, choices=("random", "all", "binary"))  # sequence name -> scheme
     # Budget left over, handed out again over the modalities with room: "clamped" (what a modality's size cut
     # off), "all" (also what span masking left unused in sequences: exact totals), "none" (4M: dropped).
-    refill: str = "clamped"
-    sequence_width: str = "tight"  # sequence values width: "tight" (batch max) or "fixed" (2 * max_length + 2)
+    refill: str = rule("clamped", choices=("none", "clamped", "all"))
+    # Sequence values width: "tight" (batch max) or "fixed" (2 * max_length + 2).
+    sequence_width: str = rule("tight", choices=("tight", "fixed"))
 
     def __post_init__(self) -> None:
-        for name, field_ in (("input_alphas", self.input_alphas), ("target_alphas", self.target_alphas),
-                             ("keep_schemes", self.keep_schemes)):
-            object.__setattr__(self, name, dict(field_))
-        if self.num_input_tokens < 0 or self.num_target_tokens < 0:
-            raise ConfigError("masking.num_input_tokens and num_target_tokens must be >= 0")
-        if any(a < 0 for a in (*self.input_alphas.values(), *self.target_alphas.values())):
-            raise ConfigError("masking alphas must be >= 0")
-        bad = {k: v for k, v in self.keep_schemes.items() if v not in ("random", "all", "binary")}
-        if bad:
-            raise ConfigError(f"masking.keep_schemes must be 'random', 'all' or 'binary', got {bad}")
-        if self.refill not in ("none", "clamped", "all"):
-            raise ConfigError(f"masking.refill must be 'none', 'clamped' or 'all', got {self.refill!r}")
-        if self.sequence_width not in ("tight", "fixed"):
-            raise ConfigError(f"masking.sequence_width must be 'tight' or 'fixed', got {self.sequence_width!r}")
+        check_fields(self, "masking")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with 4M's recipe; the peak learning rate is ``base_lr * global_batch / 256``."""
 
-    base_lr: float = 1e-4
-    final_lr: float = 1e-6
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup: float = 0.05  # a fraction of the run if < 1, else an absolute count in `unit`
-    unit: str = "steps"  # "steps" or "tokens": what warmup and the schedule count
-    schedule: str = "cosine"  # "cosine", "linear" or "constant" after warmup
-    clip_grad: float = 1.0  # max global gradient norm; 0 disables clipping
+    base_lr: float = rule(1e-4, gt=0)
+    final_lr: float = rule(1e-6, ge=0)
+    weight_decay: float = rule(0.05, ge=0)
+    betas: tuple[float, float] = rule((0.9, 0.95), ge=0, lt=1)
+    eps: float = rule(1e-8, gt=0)
+    warmup: float = rule(0.05, ge=0)  # a fraction of the run if < 1, else an absolute count in `unit`
+    unit: str = rule("steps", choices=("steps", "tokens"))  # what warmup and the schedule count
+    schedule: str = rule("cosine", choices=("cosine", "linear", "constant"))  # after warmup
+    clip_grad: float = rule(1.0, ge=0)  # max global gradient norm; 0 disables clipping
     # Weight decay on embedding tables, positions, modality embeddings and the mask token. 4M's recipe decays them
     # (only norms and biases are exempt); polymodal's default exempts them, as most ViT recipes do.
     decay_embeddings: bool = False
@@ -161,9 +283,7 @@ class OptimConfig:
     sparse_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
-        if self.unit not in ("steps", "tokens"):
-            raise ConfigError(f"optim.unit must be 'steps' or 'tokens', got {self.unit!r}")
+        check_fields(self, "optim")
 
 
 @dataclass(frozen=True)
@@ -173,52 +293,52 @@ class DataConfig:
 
     source: str = "synthetic_tokens"
     path: str = ""  # dataset folder, for sources that read one
-    num_samples: int = 100_000  # size of an index-addressed source (sample i depends on (seed, i))
-    val_samples: int = 256  # held-out samples (indices past num_samples) for validation
-    seed: int = 0
-    workers: int = 0  # data-loader worker processes (0: in the training process)
+    num_samples: int = rule(100_000, ge=1)  # size of an index-addressed source (sample i depends on (seed, i))
+    val_samples: int = rule(256, ge=0)  # held-out samples (indices past num_samples) for validation
+    seed: int = rule(0, ge=0)
+    workers: int = rule(0, ge=0)  # data-loader worker processes (0: in the training process)
     # Samples masked together in one sampler call (much faster than one by one). Masks depend on
     # (seed, step, chunk), so every rank's micro-batch must hold whole chunks: a multiple of mask_chunk.
-    mask_chunk: int = 8
+    mask_chunk: int = rule(8, ge=1)
     # source="tokens": pre-tokenized datasets (data.loader). ``path`` alone, or a mixture {path: weight}; a path to
     # .txt files is a text-only source whose lines become captions (tokenized with ``text_tokenizer``).
-    mixture: dict[str, float] = field(default_factory=dict)
+    mixture: dict[str, float] = rule(factory=dict, ge=0)
     text_tokenizer: str = ""
     val_path: str = ""  # source="tokens": a held-out token dataset to validate on (default: the first dataset's head)
-    shuffle_buffer: int = 1000  # samples per source in each reader's shuffle buffer
-    on_bad_shard: str = "raise"  # a truncated token shard: "raise" (its name in the error) or "skip" (a warning)
+    shuffle_buffer: int = rule(1000, ge=1)  # samples per source in each reader's shuffle buffer
+    # A truncated token shard: "raise" (its name in the error) or "skip" (a warning).
+    on_bad_shard: str = rule("raise", choices=("raise", "skip"))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     out_dir: str = "runs/default"
-    steps: int = 1000  # optimizer steps
+    steps: int = rule(1000, ge=1)  # optimizer steps
     # Pause after this step (0: run to `steps`): checkpoint and release there, with the schedule still that of
     # `steps`, so a rerun with a larger stop_at (or none) continues the same run. For time-boxed machines, and for
     # comparing runs at equal compute part-way through their schedule.
-    stop_at: int = 0
-    batch_size: int = 64  # global batch (all ranks, all accumulation micro-steps)
-    grad_accum: int = 1  # micro-batches per optimizer step on each rank
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast, fp32 master weights)
-    parallel: str = "auto"  # "auto" (DDP when several processes), "ddp", "fsdp", "none"
+    stop_at: int = rule(0, ge=0)
+    batch_size: int = rule(64, ge=1)  # global batch (all ranks, all accumulation micro-steps)
+    grad_accum: int = rule(1, ge=1)  # micro-batches per optimizer step on each rank
+    precision: str = rule("fp32", choices=("fp32", "bf16"))  # bf16: autocast, fp32 master weights
+    # "auto": DDP when several processes.
+    parallel: str = rule("auto", choices=("auto", "ddp", "fsdp", "none"))
     activation_checkpointing: bool = False
     compile: bool = False
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 0  # validation loss every N steps; 0: only at the end
-    save_every: int = 100  # checkpoint every N steps (and at the end); 0: only at the end
-    keep_last: int = 2  # checkpoints kept besides the best one
+    device: str = rule("auto", choices=("auto", "cpu", "cuda", "mps"))
+    seed: int = rule(0, ge=0)
+    log_every: int = rule(10, ge=1)
+    eval_every: int = rule(0, ge=0)  # validation loss every N steps; 0: only at the end
+    save_every: int = rule(100, ge=0)  # checkpoint every N steps (and at the end); 0: only at the end
+    keep_last: int = rule(2, ge=1)  # checkpoints kept besides the best one
     tensorboard: bool = True
     progress: bool = True  # a progress bar on rank 0
 
     def __post_init__(self) -> None:
-        if self.stop_at < 0:
-            raise ConfigError(f"train.stop_at must be >= 0 (0: run to train.steps), got {self.stop_at}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.parallel not in ("auto", "ddp", "fsdp", "none"):
-            raise ConfigError(f"train.parallel must be auto, ddp, fsdp or none, got {self.parallel!r}")
+        check_fields(self, "train")
 
 
 # Objective name -> the dataclass of its model config (tokenizer objectives add theirs).
@@ -237,6 +357,7 @@ class ExperimentConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self, "")
         if self.objective not in MODEL_CONFIG_CLASSES:
             raise ConfigError(f"unknown objective {self.objective!r}; known: {', '.join(MODEL_CONFIG_CLASSES)}")
         cls = MODEL_CONFIG_CLASSES[self.objective]
@@ -335,4 +456,9 @@ def load_json(cls: type[T], path: str | Path) -> T:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
-    return from_dict(cls, data, source=str(path))
+    try:
+        return from_dict(cls, data, source=str(path))
+    except ConfigError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {e}") from None

@@ -163,7 +163,7 @@ def test_nan_loss_stops_with_step_and_modalities(tmp_path, monkeypatch):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     train(tiny_experiment(tmp_path / "run", "train.steps=4"))
-    with pytest.raises(CheckpointMismatch, match="model.dim: checkpoint 64 vs now 32"):
+    with pytest.raises(CheckpointMismatch, match="model.dim: 64 -> 32; model.num_heads: 4 -> 2 "):
         train(tiny_experiment(tmp_path / "run", "train.steps=8", "model.dim=32", "model.num_heads=2"))
 
 

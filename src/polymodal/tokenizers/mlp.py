@@ -42,19 +42,20 @@ class MLPTokenizerConfig:
     have cosine 0.85 to their mean), and unstandardized, every Memcodes head collapses onto one code.
     """
 
-    in_dim: int
+    in_dim: int = config_lib.rule(ge=1)
     name: str = ""
-    num_tokens: int = 16
-    quantizer: str = "memcodes"  # "memcodes" (one head per token), "vq" or "fsq"
-    codebook_size: int = 256
-    code_dim: int = 32  # per token
-    fsq_levels: tuple[int, ...] = ()
-    hidden: int = 256
-    depth: int = 2
-    ema_decay: float = 0.99
-    commitment: float = 0.25
-    dead_threshold: float = 1.0
-    temperature: float = 1.0
+    num_tokens: int = config_lib.rule(16, ge=1)
+    # "memcodes" (one head per token), "vq" or "fsq"
+    quantizer: str = config_lib.rule("memcodes", choices=("memcodes", "vq", "fsq"))
+    codebook_size: int = config_lib.rule(256, ge=1)
+    code_dim: int = config_lib.rule(32, ge=1)  # per token
+    fsq_levels: tuple[int, ...] = config_lib.rule((), ge=2)
+    hidden: int = config_lib.rule(256, ge=1)
+    depth: int = config_lib.rule(2, ge=0)
+    ema_decay: float = config_lib.rule(0.99, ge=0, le=1)
+    commitment: float = config_lib.rule(0.25, ge=0)
+    dead_threshold: float = config_lib.rule(1.0, ge=0)
+    temperature: float = config_lib.rule(1.0, gt=0)
     loss: str = "cosine"
     l2_normalize: bool = False
     standardize: bool = False
@@ -62,6 +63,7 @@ class MLPTokenizerConfig:
     std: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
+        config_lib.check_fields(self, "model")  # types and ranges first: what follows computes with them
         object.__setattr__(self, "name", self.name or f"tok_vector{self.in_dim}_{self.num_tokens}")
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))

@@ -69,28 +69,29 @@ class VQVAEConfig:
 
     values: str
     name: str = ""
-    channels: int = 0
-    image_size: int = 64
-    patch_size: int = 8
-    dim: int = 64
-    encoder_depth: int = 2
-    decoder_depth: int = 2
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    quantizer: str = "vq"  # "vq", "fsq" or "memcodes"
-    codebook_size: int = 256
-    code_dim: int = 32
-    fsq_levels: tuple[int, ...] = ()
-    ema_decay: float = 0.99
-    commitment: float = 0.25
-    dead_threshold: float = 1.0  # vectors per batch (EMA) below which a VQ code is restarted
-    temperature: float = 1.0  # Memcodes Gumbel temperature
+    channels: int = config_lib.rule(0, ge=0)
+    image_size: int = config_lib.rule(64, ge=1)
+    patch_size: int = config_lib.rule(8, ge=1)
+    dim: int = config_lib.rule(64, ge=1)
+    encoder_depth: int = config_lib.rule(2, ge=0)
+    decoder_depth: int = config_lib.rule(2, ge=0)
+    num_heads: int = config_lib.rule(4, ge=1)
+    mlp_ratio: float = config_lib.rule(4.0, gt=0)
+    quantizer: str = config_lib.rule("vq", choices=("vq", "fsq", "memcodes"))
+    codebook_size: int = config_lib.rule(256, ge=1)  # fsq: resolved from fsq_levels
+    code_dim: int = config_lib.rule(32, ge=1)  # fsq: resolved from fsq_levels
+    fsq_levels: tuple[int, ...] = config_lib.rule((), ge=2)
+    ema_decay: float = config_lib.rule(0.99, ge=0, le=1)
+    commitment: float = config_lib.rule(0.25, ge=0)
+    dead_threshold: float = config_lib.rule(1.0, ge=0)  # vectors per batch (EMA) below which a VQ code is restarted
+    temperature: float = config_lib.rule(1.0, gt=0)  # Memcodes Gumbel temperature
     loss: str = ""
     transform: str = ""  # "none" or "log1p" (applied before mean/std)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        config_lib.check_fields(self, "model")  # types and ranges first: what follows computes with them
         if self.values not in VALUES:
             raise config_lib.ConfigError(f"values must be one of {', '.join(VALUES)}, got {self.values!r}")
         ch, loss, transform, mean, std = _DEFAULTS[self.values]

@@ -5,8 +5,10 @@ Layout of a run folder::
     checkpoints/step_00000100/   model.safetensors  optimizer.safetensors  state.json  config.json
     checkpoints/best.json        {"step": ..., "metric": ...}
 
-A checkpoint is written into a hidden temporary folder and renamed into place, so a kill at any moment leaves
-either the complete new checkpoint or none (the previous ones are untouched). Only safetensors and JSON are read.
+A checkpoint is written into a hidden temporary folder, fsynced and renamed into place, so a kill or a power loss
+at any moment leaves either the complete new checkpoint or none (the previous ones are untouched). A checkpoint
+damaged all the same (a disk that lies about fsync, a copy cut short) is found by `verify`; a resumed run skips
+it, with a warning, for the newest one that verifies. Only safetensors and JSON are read.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import os
 import random
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -32,11 +35,18 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from .files import fsync_path, write_text_atomic
+
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "state.json")
 
 
 class CheckpointWriteError(OSError):
     """Saving failed (e.g. a full disk); the previous checkpoints are intact."""
+
+
+class CheckpointSkipped(UserWarning):
+    """A damaged checkpoint was passed over for an older one."""
 
 
 @dataclass
@@ -137,6 +147,18 @@ class CheckpointManager:
         steps = self.steps()
         return self.path(steps[-1]) if steps else None
 
+    def latest_verified(self) -> tuple[Path | None, list[str]]:
+        """The newest checkpoint that `verify` passes, and a line for each newer one skipped (also warned)."""
+        skipped = []
+        for step in reversed(self.steps()):
+            problem = verify(self.path(step))
+            if problem is None:
+                return self.path(step), skipped
+            skipped.append(f"{self.path(step)}: {problem}")
+            warnings.warn(f"skipping damaged checkpoint {self.path(step)} ({problem})", CheckpointSkipped,
+                          stacklevel=2)
+        return None, skipped
+
     # -------------------------------------------------------------------------------------------- save
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
@@ -161,15 +183,19 @@ class CheckpointManager:
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             state = {"progress": progress.__dict__, "optimizer": opt_meta, "rng": rng_meta}
             (tmp / "state.json").write_text(json.dumps(state) + "\n")
-            if final.exists():  # a rerun saving the same step again
+            for name in FILES:  # data on the disk before the rename makes the folder visible
+                fsync_path(tmp / name)
+            fsync_path(tmp)
+            if final.exists():  # a rerun saving the same step again (or replacing a damaged one)
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            fsync_path(self.dir)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CheckpointWriteError(e.errno, f"could not write checkpoint {final.name} ({e}); "
                                                 f"previous checkpoints are intact") from e
         if is_best:
-            (self.dir / "best.json").write_text(json.dumps({"step": progress.step, "metric": metric}) + "\n")
+            write_text_atomic(self.dir / "best.json", json.dumps({"step": progress.step, "metric": metric}) + "\n")
         self._prune(progress.best_step)
         return final
 
@@ -197,3 +223,25 @@ class CheckpointManager:
                                  options=StateDictOptions(full_state_dict=True, strict=False))
         _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
         return Progress(**state["progress"])
+
+
+def verify(path: str | Path) -> str | None:
+    """What is wrong with the checkpoint folder ``path`` (a missing file, a safetensors header or size that does
+    not parse, JSON that does not), or None. Reads headers and JSON only, not the tensors."""
+    path = Path(path)
+    for name in FILES:
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        try:
+            if name.endswith(".json"):
+                data = json.loads(file.read_text())
+                need = ("progress", "optimizer", "rng") if name == "state.json" else ("objective", "model")
+                if not isinstance(data, dict) or any(k not in data for k in need):
+                    return f"{name} lacks {', '.join(need)}"
+            else:
+                with safe_open(str(file), "pt") as f:  # checks the header and that it covers the file's size
+                    json.loads((f.metadata() or {}).get("aliases", "{}"))
+        except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            return f"{name}: {e}"
+    return None

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -33,7 +35,11 @@ def pick_device(pref: str = "auto", local_rank: int = 0) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if pref == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device: got 'cuda', but this machine has no CUDA device (use auto or cpu)")
         return torch.device("cuda", local_rank)
+    if pref == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("train.device: got 'mps', but this machine has no MPS device (use auto or cpu)")
     return torch.device(pref)
 
 

@@ -2,8 +2,9 @@
 
 A run folder holds ``config.json`` (fully resolved), ``checkpoints/``, ``metrics.jsonl``, ``tb/``,
 ``loss_curves.png`` and ``release/`` (``config.json`` + ``model.safetensors``, loadable by ``from_pretrained``).
-Rerunning the same command resumes from the newest checkpoint and ends with the same weights as a run that
-never stopped.
+Rerunning the same command resumes from the newest checkpoint that verifies and ends with the same weights as a
+run that never stopped. A rerun may change only the fields of `RESUMABLE` (how long, how often to log, evaluate and
+save, where and how to run); any other difference is refused, naming each field with its old and new value.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import config as config_lib
 from ..config import ExperimentConfig
 from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
+from .files import write_text_atomic
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
 from .optim import build_optimizer, clip_grad_norm, lr_at, peak_lr, set_lr
@@ -32,7 +34,19 @@ class TrainingDiverged(RuntimeError):
 
 
 class CheckpointMismatch(ValueError):
-    """The run folder's checkpoints were written by a different model or objective."""
+    """The run folder's checkpoints cannot be resumed by this config: written with other settings, or none of
+    them verifies."""
+
+
+# Fields a resumed run may change: they do not change what the model computes or sees, only how long it trains
+# (a longer `steps` stretches the remaining schedule), how often it logs, evaluates and saves, and where and how it
+# runs. The run folder itself may move. Everything else (model, objective, optimizer, data, masking, batch, seed,
+# precision) must be that of the checkpoint.
+RESUMABLE = frozenset({
+    "train.steps", "train.stop_at", "train.out_dir", "train.log_every", "train.eval_every", "train.save_every",
+    "train.keep_last", "train.tensorboard", "train.progress", "train.device", "train.parallel", "train.compile",
+    "train.activation_checkpointing", "data.workers", "data.on_bad_shard",
+})
 
 
 @dataclass
@@ -52,20 +66,33 @@ def _schedule_lr(cfg: ExperimentConfig, progress: Progress, tokens_per_step: int
     return lr_at(now, warmup, total, peak=peak_lr(o, t.batch_size), final=o.final_lr, schedule=o.schedule)
 
 
-def _check_compatible(saved: dict, current: dict, where: Path) -> None:
-    diffs = []
-    for section in ("objective", "model"):
-        a, b = saved.get(section), current.get(section)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [f"{section}.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}"
-                      for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+_ABSENT = "(absent)"
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    """A config dict as ``{"section.field": value}``; a dict-valued field stays one value."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not prefix:
+            out.update(_flat(v, f"{k}."))
         else:
-            diffs.append(f"{section}: checkpoint {a!r} vs now {b!r}")
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_differences(saved: dict, current: dict) -> list[str]:
+    """``"field: old -> new"`` for each field of ``current`` (a config dict) that differs from the checkpoint's
+    ``saved`` one and may not change on resume (see `RESUMABLE`)."""
+    a, b = _flat(saved), _flat(current)
+    return [f"{k}: {json.dumps(a.get(k, _ABSENT))} -> {json.dumps(b.get(k, _ABSENT))}"
+            for k in sorted(set(a) | set(b)) if k not in RESUMABLE and a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+
+
+def _check_compatible(saved: dict, current: dict, where: Path) -> None:
+    diffs = resume_differences(saved, current)
     if diffs:
-        raise CheckpointMismatch(f"{where} was written by another config; use a new train.out_dir or the same "
-                                 "config:\n  " + "\n  ".join(diffs[:12]))
+        raise CheckpointMismatch(f"{where} was written with other settings, which a resumed run cannot change: "
+                                 f"{'; '.join(diffs)} (use the same settings, or a new train.out_dir)")
 
 
 def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
@@ -112,15 +139,23 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     config_dict = config_lib.to_dict(cfg)
 
     progress = Progress()
-    latest = ckpt.latest()
+    latest, skipped = ckpt.latest_verified()
+    if latest is None and skipped:
+        dist.shutdown()
+        raise CheckpointMismatch(f"no checkpoint in {ckpt.dir} verifies ({'; '.join(skipped)}); move them away to "
+                                 "start over, or use a new train.out_dir")
     if latest is not None:
-        _check_compatible(json.loads((latest / "config.json").read_text()), config_dict, latest)
+        try:
+            _check_compatible(json.loads((latest / "config.json").read_text()), config_dict, latest)
+        except CheckpointMismatch:
+            dist.shutdown()
+            raise
         progress = ckpt.load(latest, model, optimizer)
         if progress.data is not None and hasattr(objective, "load_data_state"):
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
-    if info.is_main:
+    if info.is_main:  # only now, after the checks: a refused rerun leaves the run's config.json as it was
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+        write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2) + "\n")
     logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=t.tensorboard, resume_step=progress.step)
     bar = None
     if info.is_main and t.progress:

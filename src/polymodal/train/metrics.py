@@ -1,12 +1,40 @@
 """Run logging on rank 0: ``metrics.jsonl`` (one JSON object per logged step), TensorBoard scalars, and a PNG of
-the loss curves at the end."""
+the loss curves at the end.
+
+A kill while a line is appended leaves a torn last line; a resume drops it (with a `TornMetricsLine` warning) and
+rewrites the file atomically, so the file always reads as whole records.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
+
+from .files import write_text_atomic
+
+
+class TornMetricsLine(UserWarning):
+    """A line of metrics.jsonl that is not a whole JSON record (cut by a kill) was dropped."""
+
+
+def _parse(text: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The records of a metrics.jsonl text and the (1-based) numbers of the lines that are not whole records."""
+    records, bad = [], []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad.append(i)
+    return records, bad
 
 
 class MetricsLogger:
@@ -29,12 +57,16 @@ class MetricsLogger:
                 self.writer = None
 
     def _truncate_after(self, step: int) -> None:
-        """On resume, drop records past the checkpoint so the file reads as one uninterrupted run."""
+        """On resume, drop records past the checkpoint (and torn lines) so the file reads as one uninterrupted
+        run; the rewrite is atomic, so a kill during it leaves the old file."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        records, bad = _parse(self.path.read_text(errors="replace"))
+        if bad:
+            warnings.warn(f"{self.path}: dropped line(s) {', '.join(map(str, bad))}, not whole JSON records "
+                          "(cut by a kill)", TornMetricsLine, stacklevel=3)
+        keep = [r for r in records if r.get("step", 0) <= step]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
@@ -53,8 +85,9 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The whole records of a metrics.jsonl (a torn line is left out); [] for a missing file."""
     path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _parse(path.read_text(errors="replace"))[0] if path.exists() else []
 
 
 def plot_loss_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
