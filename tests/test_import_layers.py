@@ -11,11 +11,13 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "polymodal"
 # viz (pictures of values) sits just below retrieval and eval, which draw their results and reports with it;
 # pipeline (a model with its tokenizers, generation in one call) sits below eval, which evaluates through it.
 # eval sits above retrieval, whose gallery index and recall@k score its retrieval task.
-RANK = {"modalities": 0, "config": 1, "nn": 2, "tokenizers": 3, "data": 4, "model": 5, "generation": 6,
+# hub (a local path or a Hub repo id -> a local folder) sits just above config: every from_pretrained (tokenizers,
+# model, pipeline) resolves names through it, so it must be below all of them; it imports nothing of polymodal.
+RANK = {"modalities": 0, "config": 1, "hub": 1.5, "nn": 2, "tokenizers": 3, "data": 4, "model": 5, "generation": 6,
         "viz": 7, "retrieval": 7.5, "eval": 7.75, "pipeline": 7.25, "serve": 7.9, "train": 8, "interop": 9, "cli": 10,
         "__main__": 11}
 # Narrower rules stated in the table.
-ONLY = {"nn": set(), "model": {"nn", "modalities", "config", "data.batch"}}
+ONLY = {"nn": set(), "model": {"nn", "modalities", "config", "hub", "data.batch"}}
 
 
 def _layer(module: str) -> str:

@@ -188,18 +188,3 @@ def test_from_pretrained_reads_both_formats(tmp_path, case):
         a, b = official(batch), ours(batch)
     for name in a:
         assert torch.equal(a[name].logits, b[name].logits)
-
-
-def test_hub_id_without_network_says_so(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_hub(name, *args, **kwargs):
-        if name.startswith("huggingface_hub"):
-            raise ImportError("not installed")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_hub)
-    with pytest.raises(CheckpointError, match="network"):
-        FourM.from_pretrained("EPFL-VILAB/4M-21_XL")

@@ -445,8 +445,9 @@ _THREADS_HELP = "CPU threads for torch (default 1: fastest for step-by-step deco
 def _add_generate_parser(sub) -> None:
     """``polymodal generate|demo|bundle``: any-to-any generation from files (src/polymodal/pipeline)."""
     p = sub.add_parser("generate", help="generate modalities from inputs; writes PNG/JSON/TXT files and grid.png")
-    p.add_argument("--model", help="a pipeline bundle, a FourM folder or an official 4M checkpoint (default: the "
-                                    "shipped src/polymodal/weights/default)")
+    p.add_argument("--model", help="a pipeline bundle, a FourM folder or an official 4M checkpoint, as a folder or "
+                                    "a Hub repo id such as EPFL-VILAB/4M-21_B[@revision] (default: the shipped "
+                                    "src/polymodal/weights/default)")
     p.add_argument("--from", dest="inputs", action="append", metavar="MOD=VALUE",
                    help="an input: rgb=img.png, caption='two red cubes', det=boxes.json (repeatable; short names "
                         "such as rgb work, as do full ones such as tok_rgb@64; `polymodal info` lists them)")
@@ -468,7 +469,8 @@ def _add_generate_parser(sub) -> None:
     p.set_defaults(func=_cmd_generate)
     p = sub.add_parser("demo", help="held-out world scenes through a model: RGB -> all, caption/boxes -> RGB; "
                                     "writes a PNG figure and an HTML page")
-    p.add_argument("--model", help="a pipeline bundle (default: the shipped src/polymodal/weights/default)")
+    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
+                                    "src/polymodal/weights/default)")
     p.add_argument("--image", help="your own image instead of world scenes")
     p.add_argument("--out", default="demo", help="folder to write (default ./demo)")
     p.add_argument("--scenes", type=int, default=2, help="world scenes (default 2)")
@@ -500,7 +502,8 @@ def _add_serve_parser(sub) -> None:
         return 0
 
     p = sub.add_parser("serve", help="a web demo on this machine: generation and retrieval in the browser")
-    p.add_argument("--model", help="a pipeline bundle (default: the shipped src/polymodal/weights/default)")
+    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
+                                    "src/polymodal/weights/default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)

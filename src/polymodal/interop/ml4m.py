@@ -19,10 +19,12 @@ from ..model import FourM
 from ..model.checkpoint import CONFIG, WEIGHTS, load_folder, state_dict_for_file
 
 
-def load_checkpoint(path: str | Path, *, strict: bool = True, dtype: torch.dtype | None = None) -> FourM:
-    """Any released 4M-7 / 4M-21 / 4M-7-T2I / 4M-7-SR folder (``config.json`` + ``model.safetensors``), or a
-    bare ``.safetensors`` file whose header holds the config. Vocabulary sizes come from the tensors."""
-    return load_folder(path, strict=strict, dtype=dtype)
+def load_checkpoint(path: str | Path, *, strict: bool = True, dtype: torch.dtype | None = None,
+                    revision: str | None = None) -> FourM:
+    """Any released 4M-7 / 4M-21 / 4M-7-T2I / 4M-7-SR folder (``config.json`` + ``model.safetensors``), its Hub
+    repo id (``EPFL-VILAB/4M-21_XL``, through the Hub cache: `polymodal.hub.resolve`), or a bare ``.safetensors``
+    file whose header holds the config. Vocabulary sizes come from the tensors."""
+    return load_folder(path, strict=strict, dtype=dtype, revision=revision)
 
 
 def official_config(model: FourM) -> dict:

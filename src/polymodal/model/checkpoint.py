@@ -18,12 +18,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .. import config as config_lib
+from .. import hub
 from ..config import ConfigError, ModelConfig
 from ..modalities import get as get_modality
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CLASS_NAME = "FourM"
+# What a model repo download fetches: configs and weights (a repo may also hold pickled .bin/.pth files: never read).
+_HUB_FILES = ("*.json", "*.safetensors", "*.md")
 
 # 4M config fields that polymodal reads; the rest of a 4M config must hold the values listed in _ACCEPTED.
 _OFFICIAL_REQUIRED = ("dim", "encoder_depth", "decoder_depth", "num_heads", "domains_in", "domains_out")
@@ -34,28 +37,6 @@ _IGNORED = re.compile(r"^(drop.*|.*dropout.*|.*drop_path.*|use_act_checkpoint|in
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit its config, or a folder that is not a checkpoint."""
-
-
-# -------------------------------------------------------------------------------------------- resolving
-
-
-def resolve_folder(path_or_id: str | Path) -> Path:
-    """A local folder, a local ``.safetensors`` file, or a hub id downloaded where a network exists."""
-    p = Path(path_or_id).expanduser()
-    if p.exists():
-        return p
-    text = str(path_or_id)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
-        try:
-            from huggingface_hub import snapshot_download  # optional dependency
-        except ImportError:
-            raise CheckpointError(f"{text!r} is not a local folder; to fetch it as a hub id install huggingface_hub "
-                                  "and use a machine with network access") from None
-        try:
-            return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors"]))
-        except Exception as e:  # noqa: BLE001 - any hub failure becomes one clear message
-            raise CheckpointError(f"could not download hub id {text!r} (no network here?): {e}") from e
-    raise CheckpointError(f"{text!r}: no such folder or file, and not a hub id of the form 'org/name'")
 
 
 def _weights_path(folder: Path) -> Path:
@@ -195,10 +176,12 @@ def read_tensors(weights: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights}: cannot read safetensors file ({e})") from e
 
 
-def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, strict: bool = True):
+def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, strict: bool = True,
+                revision: str | None = None):
+    """A model from a folder, a ``.safetensors`` file or a Hub repo id (``owner/name[@revision]``, see `hub`)."""
     from .fourm import FourM
 
-    folder = resolve_folder(path_or_id)
+    folder = hub.resolve(path_or_id, revision=revision, allow_patterns=_HUB_FILES, what="folder or file")
     weights = _weights_path(folder)
     raw = read_config(folder, weights)
     sd = read_tensors(weights)

@@ -246,11 +246,13 @@ class FourM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, *, dtype: torch.dtype | None = None,
-                        strict: bool = True) -> FourM:
+                        strict: bool = True, revision: str | None = None) -> FourM:
         """Load a polymodal folder or an official 4M folder (``config.json`` + ``model.safetensors``).
 
-        A hub id (``EPFL-VILAB/4M-21_XL``) is fetched with ``huggingface_hub`` where a network is available.
+        A Hub repo id (``EPFL-VILAB/4M-21_XL``, ``owner/name@revision`` or ``revision=``) resolves through the
+        Hub cache, downloading where a network is allowed (`polymodal.hub.resolve`: ``HF_HUB_OFFLINE``,
+        ``HF_HUB_CACHE``).
         """
         from .checkpoint import load_folder
 
-        return load_folder(path_or_id, dtype=dtype, strict=strict)
+        return load_folder(path_or_id, dtype=dtype, strict=strict, revision=revision)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .. import modalities
+from .. import hub, modalities
 from ..data.pretokenize import modality_spec
 from ..generation import Plan, generate
 from ..modalities import Kind, Modality
@@ -36,6 +36,8 @@ from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
 
 FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
 
+# What a download of a bundle or model repo fetches: pipeline.json, configs, weights, tokenizer JSON, cards.
+_HUB_FILES = ("*.json", "*.safetensors", "*.md")
 
 class ResizeNotice(UserWarning):
     """An input image was resized to the model's size (the library's default notice)."""
@@ -88,12 +90,13 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
-                        tokenizers: Iterable[str | Path] = (), device: str | torch.device = "cpu") -> Pipeline:
+                        tokenizers: Iterable[str | Path] = (), device: str | torch.device = "cpu",
+                        revision: str | None = None) -> Pipeline:
         """A bundle folder, or a FourM / official 4M folder with ``text_tokenizer`` and extra tokenizer folders
-        (registered before the model loads, so a model over their token modalities loads too)."""
-        path = Path(path).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"model {str(path)!r}: no such folder")
+        (registered before the model loads, so a model over their token modalities loads too). Each of them may
+        be a Hub repo id (``owner/name[@revision]``; ``revision`` applies to ``path``), resolved through the Hub
+        cache by `polymodal.hub.resolve`."""
+        path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
         toks: dict[str, Any] = {}
         info: dict = {}
         model_dir = path

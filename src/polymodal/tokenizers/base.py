@@ -21,9 +21,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import config as config_lib
+from .. import hub
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+# What a tokenizer repo download fetches (`hub.resolve`): configs, weights and tokenizer JSON, never pickles.
+HUB_FILES = ("*.json", "*.safetensors", "*.md")
 
 # _class_name in config.json -> the tokenizer class (each registers itself with `register_tokenizer`).
 TOKENIZER_CLASSES: dict[str, type] = {}
@@ -80,8 +83,8 @@ def read_config(path: str | Path) -> dict:
 
 
 def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: str = "cpu"):
-    """Build ``cls(config)`` from a folder and load its weights strictly; returns it in eval mode."""
-    path = Path(path).expanduser()
+    """Build ``cls(config)`` from a folder (or a Hub repo id) and load its weights strictly; returns it in eval mode."""
+    path = hub.resolve(path, allow_patterns=HUB_FILES)
     data = read_config(path)
     if data["_class_name"] != cls.__name__:
         raise ValueError(f"{path} holds a {data['_class_name']}, not a {cls.__name__} (use load_tokenizer)")
@@ -100,8 +103,9 @@ def load_tokenizer(path: str | Path):
     Also a bare HF ``tokenizers`` JSON file, such as 4M's official ``text_tokenizer_4m_wordpiece_30k.json``, or a
     folder holding only such a JSON (no config.json): a `TextTokenizer` with the file's ids. Anything else raises
     FileNotFoundError (nothing there) or ValueError (something there that is not a tokenizer), saying what it found.
+    A Hub repo id (``owner/name[@revision]``) loads its snapshot from the Hub cache (`polymodal.hub.resolve`).
     """
-    path = Path(path).expanduser()
+    path = hub.resolve(path, allow_patterns=HUB_FILES, what="file or folder")
     if path.is_file() and path.name == CONFIG:
         path = path.parent
     if _bare_text_tokenizer(path):

@@ -34,6 +34,7 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 from tokenizers import AddedToken, Tokenizer, decoders, trainers
 
 from .. import config as config_lib
+from .. import hub
 from .base import CONFIG, TokenizerInputError, read_config, register_tokenizer
 from .text_layout import (
     CLASS_BASE,
@@ -229,9 +230,9 @@ class TextTokenizer:
     def from_pretrained(cls, path: str | Path, *, max_length: int | None = None,
                         truncation: str | None = None) -> TextTokenizer:
         """A polymodal text tokenizer folder, a HF ``tokenizers`` JSON file (e.g. 4M's
-        ``text_tokenizer_4m_wordpiece_30k.json``) or a folder holding one such file. Keyword options override
-        the folder's config."""
-        file, settings = _resolve(Path(path).expanduser())
+        ``text_tokenizer_4m_wordpiece_30k.json``), a folder holding one such file, or a Hub repo id holding one
+        (`polymodal.hub.resolve`). Keyword options override the folder's config."""
+        file, settings = _resolve(hub.resolve(path, allow_patterns=("*.json", "*.md"), what="file or folder"))
         try:
             tok = Tokenizer.from_file(str(file))
         except Exception as e:  # the Rust side raises plain Exceptions
@@ -262,8 +263,9 @@ def _resolve(path: Path) -> tuple[Path, dict]:
         if not (path / TOKENIZER_FILE).is_file():
             raise FileNotFoundError(f"{path}: no {TOKENIZER_FILE}")
         return path / TOKENIZER_FILE, {k: v for k, v in data.items() if not k.startswith("_")}
-    if (path / TOKENIZER_FILE).is_file():
-        return path / TOKENIZER_FILE, {}
+    for name in (TOKENIZER_FILE, hub.TEXT_TOKENIZER_FILE):  # ours, then 4M's (beside other JSON in a repo)
+        if (path / name).is_file():
+            return path / name, {}
     files = sorted(path.glob("*.json"))
     if len(files) == 1:
         return files[0], {}
