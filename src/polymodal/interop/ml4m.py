@@ -1,4 +1,5 @@
-"""The official 4M checkpoints (apple/ml-4m): load, save, and convert its batches.
+"""The official 4M checkpoints and tokenizers (apple/ml-4m): load, save, convert its batches, tokenize and decode
+in its tensor layouts.
 
 The reference marks masks the other way round (True = "not used"); this is the only module that converts.
 Its state-dict layout is polymodal's own, so loading is mostly a config translation (see `model.checkpoint`).
@@ -17,6 +18,9 @@ from ..data.batch import Batch, ModalityTokens
 from ..modalities import Kind
 from ..model import FourM
 from ..model.checkpoint import CONFIG, WEIGHTS, load_folder, state_dict_for_file
+from ..tokenizers import load_tokenizer as load_any_tokenizer
+from ..tokenizers.ml4m.folder import official_tokenizer_types
+from ..tokenizers.ml4m.vqvae import OfficialVQVAE
 
 
 def load_checkpoint(path: str | Path, *, strict: bool = True, dtype: torch.dtype | None = None,
@@ -84,3 +88,34 @@ def forward_logits(model: FourM, mod_dict: Mapping[str, Mapping[str, torch.Tenso
     position order, as the fixtures' ``case.safetensors`` stores them."""
     out = model(batch_from_mod_dict(mod_dict, model))
     return {name: (o.dense(), o.valid) for name, o in out.items()}
+
+
+# ------------------------------------------------------------------------------ the released tokenizers
+
+
+def load_tokenizer(folder: str | Path):
+    """A released tokenizer folder (``EPFL-VILAB/4M_tokenizers_*``: the reference's arguments + weights) or its
+    Hub repo id -> its polymodal tokenizer (`OfficialVQVAE` or `DiVAE`); ValueError for any other tokenizer."""
+    tok = load_any_tokenizer(folder)
+    if not isinstance(tok, official_tokenizer_types()):
+        raise ValueError(f"{folder}: a polymodal {type(tok).__name__}, not a released 4M tokenizer (use "
+                         "polymodal.tokenizers.load_tokenizer for it)")
+    return tok
+
+
+def tokenize(tok, x: torch.Tensor) -> torch.Tensor:
+    """The reference's ``tokenize(x)``: its input tensor (semseg (B, H, W) class ids; images and feature maps
+    (B, C, H, W) in its units, DiVAE images in [-1, 1]; vectors (B, C, 1, 1)) -> its token ids, (B, h, w), or
+    (B, NC, h, w) for Memcodes with NC codebooks."""
+    return tok.tokenize(x)
+
+
+def decode_tokens(tok, ids: torch.Tensor, timesteps: int | None = None, generator: torch.Generator | None = None,
+                  image_size: int | None = None) -> torch.Tensor:
+    """The reference's ``decode_tokens``: ids in its layout -> its output tensor (B, C, H, W): segmentation and mask
+    logits, features, vectors (B, C, 1, 1), DiVAE images in [-1, 1]. ``timesteps`` (diffusion steps of the
+    tokenizer's own scheduler), ``generator`` and ``image_size`` are the DiVAE's; a VQ-VAE ignores them, as the
+    reference's does."""
+    if isinstance(tok, OfficialVQVAE):
+        return tok.decode_tokens(ids)
+    return tok.decode_tokens(ids, timesteps=timesteps, generator=generator, image_size=image_size)

@@ -36,6 +36,11 @@ class TokenizerInputError(ValueError):
     """Values or ids a tokenizer cannot take: wrong shape, channels, size, dtype, NaN, ids outside the codebook."""
 
 
+class TokenizerLoadError(ValueError):
+    """A tokenizer folder or file that cannot be loaded: a truncated or corrupt file, JSON that does not parse,
+    weights that do not fit the config. The message is one line and names the file."""
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     vocab_size: int
@@ -75,10 +80,10 @@ def read_config(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path} is not a tokenizer folder: no {CONFIG}")
     try:
         data = json.loads((path / CONFIG).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path / CONFIG}: not valid JSON ({e})") from e
-    if "_class_name" not in data:
-        raise ValueError(f"{path / CONFIG} has no _class_name: not a polymodal tokenizer folder")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TokenizerLoadError(f"{path / CONFIG}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or "_class_name" not in data:
+        raise TokenizerLoadError(f"{path / CONFIG} has no _class_name: not a polymodal tokenizer folder")
     return data
 
 
@@ -93,8 +98,29 @@ def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: 
     model = cls(cfg)
     if not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path}: no {WEIGHTS}")
-    model.load_state_dict(load_file(str(path / WEIGHTS), device=map_location), strict=True)
+    model.load_state_dict(read_weights(path, model, map_location=map_location), strict=True)
     return model.eval()
+
+
+def read_weights(path: Path, model: torch.nn.Module, *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of ``path/model.safetensors``, checked against ``model``'s state dict (names and shapes), so
+    that `load_state_dict` cannot fail with a multi-line RuntimeError; every problem is a `TokenizerLoadError`."""
+    file = path / WEIGHTS
+    try:
+        sd = load_file(str(file), device=map_location)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type (and OSError) for a damaged file
+        raise TokenizerLoadError(f"tokenizer folder {path}: {WEIGHTS} is truncated or corrupt ({e})") from e
+    expected = model.state_dict()
+    for key, t in sd.items():
+        if key in expected and tuple(t.shape) != tuple(expected[key].shape):
+            raise TokenizerLoadError(f"{file}: tensor {key} has shape {tuple(t.shape)} in the file, the config "
+                                     f"({path / CONFIG}) expects {tuple(expected[key].shape)}")
+    missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
+        parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:5])}"] if unexpected else []
+        raise TokenizerLoadError(f"{file}: the tensors do not match the config ({path / CONFIG}): {'; '.join(parts)}")
+    return sd
 
 
 def load_tokenizer(path: str | Path):
@@ -103,11 +129,17 @@ def load_tokenizer(path: str | Path):
     Also a bare HF ``tokenizers`` JSON file, such as 4M's official ``text_tokenizer_4m_wordpiece_30k.json``, or a
     folder holding only such a JSON (no config.json): a `TextTokenizer` with the file's ids. Anything else raises
     FileNotFoundError (nothing there) or ValueError (something there that is not a tokenizer), saying what it found.
-    A Hub repo id (``owner/name[@revision]``) loads its snapshot from the Hub cache (`polymodal.hub.resolve`).
+    A released 4M tokenizer folder (the reference's arguments, no ``_class_name``) loads as its family
+    (`ml4m.folder.load_official_tokenizer`). A Hub repo id (``owner/name[@revision]``) loads its snapshot from
+    the Hub cache (`polymodal.hub.resolve`).
     """
     path = hub.resolve(path, allow_patterns=HUB_FILES, what="file or folder")
     if path.is_file() and path.name == CONFIG:
         path = path.parent
+    from .ml4m.folder import is_official_folder, load_official_tokenizer  # here: that module imports this one
+
+    if is_official_folder(path):  # a released 4M tokenizer: the reference's arguments, no _class_name
+        return load_official_tokenizer(path)
     if _bare_text_tokenizer(path):
         from .text import TextTokenizer
 
