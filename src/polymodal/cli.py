@@ -27,6 +27,10 @@ def _parse_from(items: list[str] | None) -> dict[str, str]:
 def _cmd_info(args: argparse.Namespace) -> int:
     from . import config, modalities
 
+    try:  # first: loading a bundle registers its modalities (the world's @64 domains), listed below too
+        model = _info_model(args.model)
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("info", e)
     mods = modalities.all_modalities()
     print(f"polymodal: {len(mods)} registered modalities\n")
     print(f"{'name':24} {'kind':13} {'vocab':>6} {'tokens':>7}  {'4M id':>6}  description")
@@ -37,7 +41,29 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("\nmodel presets (dim, encoder depth, decoder depth, heads):")
     for name, (dim, enc, dec, heads) in config.MODEL_PRESETS.items():
         print(f"  {name:6} dim {dim:5}  {enc:2}+{dec:<2} layers  {heads:2} heads")
+    if isinstance(model, str):
+        print(f"\n{model}")
+        return 0
+    path, pipe = model
+    from .pipeline.describe import describe
+
+    default = " (the default of generate, demo, eval, serve and retrieve)" if args.model is None else ""
+    print(f"\nmodel {path}{default}: {len(pipe.inputs)} inputs, {len(pipe.outputs)} outputs")
+    print(describe(pipe, model_arg=args.model))
     return 0
+
+
+def _info_model(model: str | None):
+    """(path, Pipeline) of ``model`` or the default model; a line saying why there is none when the default is
+    absent (`polymodal info` still lists the registry)."""
+    from .pipeline import Pipeline, PipelineError
+    from .pipeline.demo import default_model
+
+    try:
+        path = default_model(model)
+    except PipelineError as e:
+        return f"default model: none ({e})"
+    return path, Pipeline.from_pretrained(path)
 
 
 def load_recipe(path: str):
@@ -145,10 +171,6 @@ def _cmd_data_tokenize(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError, ShardError) as e:
         return _fail("data tokenize", e)
     skipped = sum(len(v) for v in info["errors"].values())
-    if info["count"] == 0 and skipped:
-        first = next(iter(info["errors"].values()))[0]
-        return _fail("data tokenize", ValueError(f"every sample was refused ({skipped}; {args.out}/tokens.json "
-                                                 f"lists them), the first: {first}"))
     print(f"{info['count']} samples x {info['crops']} crops, {len(info['modalities'])} modalities "
           f"({', '.join(info['modalities'])}) in {len(info['shards'])} shards: {args.out}"
           + (f"; {skipped} samples refused (tokens.json lists them)" if skipped else ""))
@@ -268,7 +290,7 @@ def _cmd_retrieve_build(args: argparse.Namespace) -> int:
     try:
         index = GalleryIndex.from_world(args.world, modality=args.modality, metric=args.metric, limit=args.limit)
     except (ValueError, KeyError, OSError, ShardError) as e:
-        raise SystemExit(f"polymodal retrieve build: {e}") from None
+        return _fail("retrieve build", e)
     index.save(args.out)
     print(f"{index}: {args.out}")
     return 0
@@ -302,7 +324,7 @@ def _cmd_retrieve_search(args: argparse.Namespace) -> int:
         out = save_png(draw_matches(result, world_pictures(gallery), queries=queries, size=args.size),
                        Path(args.out) if args.out else Path(args.index) / "matches.png")
     except (ValueError, KeyError, IndexError, OSError, ShardError) as e:
-        raise SystemExit(f"polymodal retrieve search: {e}") from None
+        return _fail("retrieve search", e)
     for i, keys, scores in zip(args.samples, result.hits.keys, result.hits.scores.tolist()):
         print(f"#{i}: " + "  ".join(f"#{k} {s:.3f}" for k, s in zip(keys, scores)))
     print(f"matches: {out}")
@@ -323,9 +345,9 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
     try:
         inputs = _parse_from(args.inputs)
         out = Path(args.query_out) if args.query_out else Path(args.index) / "query.png"
-        q = query(default_model(args.model), args.index, inputs, modality=args.modality, k=args.query_k, steps=args.steps,
-                  seed=args.seed, resize=not args.no_resize, notify=_notice, out=out, gallery=args.gallery_world,
-                  size=args.size)
+        q = query(default_model(args.model), args.index, inputs, modality=args.modality, k=args.query_k,
+                  steps=args.steps, seed=args.seed, resize=not args.no_resize, notify=_notice, out=out,
+                  gallery=args.gallery_world, size=args.size)
     except (ValueError, KeyError, OSError) as e:
         return _fail("retrieve", e)
     for b, (keys, scores) in enumerate(zip(q.result.hits.keys, q.result.hits.scores.tolist())):
@@ -514,7 +536,10 @@ def _add_serve_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polymodal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="list registered modalities and model presets")
+    p = sub.add_parser("info", help="list registered modalities, model presets, and the inputs and outputs of the "
+                                    "default model (or --model)")
+    p.add_argument("--model", help="a pipeline bundle or model folder to describe (default: the shipped "
+                                    "src/polymodal/weights/default)")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("train", help="train a model from a recipe (configs/*.py); torchrun-ready")
     p.add_argument("recipe", help="a recipe file defining config()")

@@ -95,8 +95,8 @@ def test_generate_and_eval_without_a_model_say_how_to_make_the_default_one(tmp_p
     monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "weights" / "default")
     assert main(["generate", "--from", f"rgb={img}", "--to", "depth", "--out", str(tmp_path / "o")]) == 2
     assert "default model is missing" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="polymodal eval: the default model is missing"):
-        main(["eval", "--n", "1", "--tasks", "depth", "--out", str(tmp_path / "e")])
+    assert main(["eval", "--n", "1", "--tasks", "depth", "--out", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err.startswith("polymodal eval: the default model is missing")
     # with the shipped model present: tests/test_default_weights.py
 
 

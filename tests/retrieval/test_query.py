@@ -53,8 +53,9 @@ def test_query_predicts_decodes_and_searches(pipe, files, tmp_path):
     q = query(pipe, files["index"], {"rgb": files["image"], "caption": "a red sphere"}, k=3, out=tmp_path / "m.png")
     assert q.modality == VEC and embedding_outputs(pipe) == [VEC]
     assert q.result.vectors.shape == (1, 12) and len(q.result.hits.keys[0]) == 3
-    # The query is the decoded greedy prediction, and the scores are its cosine similarities to the gallery.
-    ids = pipe.generate({"rgb": files["image"], "caption": "a red sphere"}, [VEC], steps=4, temperature=0.0).ids[VEC]
+    # The query is the decoded greedy prediction (in the pipeline's default steps), and the scores are its cosine
+    # similarities to the gallery.
+    ids = pipe.generate({"rgb": files["image"], "caption": "a red sphere"}, [VEC], temperature=0.0).ids[VEC]
     assert torch.equal(q.result.vectors, pipe.tokenizers[VEC].decode(ids).float())
     index = GalleryIndex.load(files["index"])
     best = index.vectors[q.result.hits.indices[0, 0]]
@@ -97,7 +98,7 @@ def test_cli_retrieves_as_the_issue_spells_it(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--index", "IDX", "--from", "caption=a cube"], "give --model and --index"),
+    (["--model", "BUNDLE", "--from", "caption=a cube"], "give --index and --from inputs"),
     (["--model", "BUNDLE", "--index", "IDX", "--from", "caption"], "is not of the form MODALITY=VALUE"),
     (["--model", "BUNDLE", "--index", "IDX", "--from", "dept=x"], "unknown modality 'dept'"),
     (["--model", "BUNDLE", "--index", "IDX", "--from", "caption="], "caption: empty text"),

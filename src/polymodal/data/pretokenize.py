@@ -45,6 +45,12 @@ from .transforms import Crop, apply_crop, center_crop, image_size, random_resize
 FORMAT, VERSION = "polymodal-tokens", 1
 TOKENS_FILE = "tokens.json"
 SERIALIZED = ("det", "metadata", "color_palette")  # world-format values with a serializer; caption is plain text
+# What a dataset key holds, as tokenizers see it: the ``values`` of an image tokenizer (`VQVAEConfig.values`),
+# "vector" (an MLP tokenizer's input) or "text" (the text tokenizer's, through a serializer but for caption).
+# Keys of the world, of `polymodal data label` and of 4M's feature maps.
+KEY_VALUES = {"rgb": "rgb", "depth": "depth", "normal": "normal", "semseg": "semseg", "canny_edge": "edge",
+              "sam_edge": "edge", "clip": "feature", "dinov2": "feature", "imagebind": "feature",
+              "minilm_global": "vector", "hf_feature": "vector", "caption": "text", **dict.fromkeys(SERIALIZED, "text")}
 
 
 def modality_spec(mod: modalities.Modality) -> dict:
@@ -68,23 +74,60 @@ def _image_tensor(values: list[np.ndarray], kind: str) -> torch.Tensor:
     return x if x.dtype == torch.uint8 else x.float()
 
 
+def tokenizer_values(tok) -> str:
+    """What a tokenizer encodes: an image tokenizer's ``values`` (rgb, depth, ...; "image" when its config does not
+    say), "vector" (an MLP tokenizer), "text" (a text tokenizer), "" (none of these)."""
+    cfg = getattr(tok, "cfg", None)
+    if hasattr(cfg, "image_size"):
+        return str(getattr(cfg, "values", "image"))
+    if hasattr(cfg, "in_dim"):
+        return "vector"
+    return "text" if hasattr(tok, "encode_lists") else ""
+
+
+def _described(values: str, tok=None) -> str:
+    what = {"vector": "vectors", "text": "text", "": "values no tokenizer here reads"}.get(values, f"{values} images")
+    if tok is None:
+        return what
+    cfg = getattr(tok, "cfg", None)
+    size = f", {cfg.image_size} px" if hasattr(cfg, "image_size") else f" of {cfg.in_dim}" if values == "vector" else ""
+    name = f"{cfg.name}, " if hasattr(cfg, "name") else ""
+    return f"{what}{size} ({name}{type(tok).__name__})"
+
+
+def dataset_keys(dataset: str) -> list[str] | None:
+    """The keys a dataset declares (its ``dataset.json``'s modalities, or a folder tree's sub-folders); None for
+    shards named by a glob or braces, which declare nothing."""
+    path = Path(str(dataset))
+    if not path.is_dir():
+        return None
+    if (path / INFO_FILE).is_file():
+        try:
+            mods = json.loads((path / INFO_FILE).read_text()).get("modalities")
+        except (ValueError, AttributeError):
+            return None
+        return list(mods) if isinstance(mods, (dict, list)) else None
+    if any(path.glob("*.tar")):
+        return None
+    return sorted(p.name for p in path.iterdir() if p.is_dir())
+
+
 class SampleTokenizer:
-    """Tokenizes one sample's crops with the tokenizers of ``{dataset key: tokenizer folder}``."""
+    """Tokenizes one sample's crops with the tokenizers of ``{dataset key: tokenizer folder}`` (`check` says
+    whether they fit the dataset's keys, `probe` whether they read its values)."""
 
     def __init__(self, tokenizers: dict[str, str], *, crops: int, seed: int, size: int | None = None):
         from ..tokenizers import load_tokenizer
 
         self.tok = {k: load_tokenizer(p) for k, p in tokenizers.items()}
         self.crops, self.seed = crops, seed
-        self.image = {k: t for k, t in self.tok.items() if hasattr(t, "cfg") and hasattr(t.cfg, "image_size")}
-        self.vector = {k: t for k, t in self.tok.items() if hasattr(t, "cfg") and hasattr(t.cfg, "in_dim")}
-        self.text = {k: t for k, t in self.tok.items() if k not in self.image and k not in self.vector}
+        values = {k: tokenizer_values(t) for k, t in self.tok.items()}
+        self.vector = {k: t for k, t in self.tok.items() if values[k] == "vector"}
+        self.text = {k: t for k, t in self.tok.items() if values[k] == "text"}
+        self.image = {k: t for k, t in self.tok.items() if k not in self.vector and k not in self.text}
         big = [k for k, t in self.tok.items() if t.vocab_size > np.iinfo(np.int16).max + 1]
         if big:
             raise ValueError(f"tokens are stored as int16: the vocabularies of {big} are larger than 32768")
-        bad = [k for k in self.text if k != "caption" and k not in SERIALIZED]
-        if bad:
-            raise ValueError(f"no way to tokenize {bad} with a text tokenizer (caption and {', '.join(SERIALIZED)})")
         sizes = [t.cfg.image_size for t in self.image.values()]
         self.size = size or (max(sizes) if sizes else 224)
 
@@ -101,21 +144,22 @@ class SampleTokenizer:
         return out
 
     @torch.no_grad()
-    def __call__(self, sample: dict) -> dict[str, np.ndarray]:
+    def __call__(self, sample: dict, *, only: str | None = None) -> dict[str, np.ndarray]:
+        """``{entry: (crops, T) int16 ids}`` of every key the sample holds (``only``: of that key alone)."""
         key = str(sample["__key__"])
         h, w = image_size(sample)
         crops = crops_for(key, h, w, self.crops, self.seed)
         out = {"crops": np.stack([c.as_array() for c in crops])}
         for k, tok in self.image.items():
-            if k in sample:
+            if k in sample and only in (None, k):
                 views = [apply_crop({k: sample[k]}, c, tok.cfg.image_size)[k] for c in crops]
                 out[tok.cfg.name] = tok.encode(_image_tensor(views, tok.cfg.values)).numpy().astype(np.int16)
         for k, tok in self.vector.items():  # a vector describes the whole image: the same ids for every crop
-            if k in sample:
+            if k in sample and only in (None, k):
                 ids = tok.encode(torch.as_tensor(np.asarray(sample[k], dtype=np.float32)).reshape(1, -1))
                 out[tok.cfg.name] = np.repeat(ids.numpy().astype(np.int16), len(crops), axis=0)
         for k, tok in self.text.items():
-            if k not in sample:
+            if k not in sample or only not in (None, k):
                 continue
             if k in ("det",):  # boxes move with the crop
                 rows = [self._serialize(k, apply_crop({k: sample[k]}, c, self.size)[k], tok) for c in crops]
@@ -128,6 +172,23 @@ class SampleTokenizer:
             out[k] = arr
         return out
 
+    def check(self, folders: dict[str, str], keys: list[str] | None) -> None:
+        """`check_fit` of every key (``folders``: as the user named them; ``keys``: the dataset's, if it says)."""
+        for k, tok in self.tok.items():
+            check_fit(k, tok, folders[k], keys)
+
+    def probe(self, sample: dict, folders: dict[str, str]) -> None:
+        """Tokenize ``sample`` key by key (a dataset's first): a tokenizer that cannot read the dataset's values
+        (channels, classes, widths the config check cannot see) fails here, before any shard is written."""
+        for k in self.tok:
+            if k not in sample:
+                continue
+            try:
+                self(sample, only=k)
+            except ValueError as e:
+                raise ValueError(f"--tokenizer {k}={folders[k]} does not fit the dataset's {k} (sample "
+                                 f"{sample.get('__key__')}: {e})") from None
+
     def _serialize(self, key: str, value, tok) -> list[int]:
         limit = modalities.get(key).max_length
         if key == "caption":
@@ -137,6 +198,40 @@ class SampleTokenizer:
         adapted = {"det": lambda v: S.boxes_from_world(v, self.size), "metadata": S.metadata_from_world,
                    "color_palette": S.palette_from_world}[key](value)
         return S.SERIALIZERS[key].encode(adapted, tok, max_tokens=limit)
+
+
+def check_fit(key: str, tok, folder: str, keys: list[str] | None = None) -> None:
+    """A ValueError unless ``key`` names a modality (a known dataset key or registered base name, and one of the
+    dataset's ``keys`` when it declares them) and ``tok`` reads what it holds: an image tokenizer of the key's
+    values (`KEY_VALUES`), an MLP tokenizer of the vector's width, the text tokenizer for caption and the
+    serialized keys. The message names the key, the folder and what it holds."""
+    arg = f"--tokenizer {key}={folder}"
+    known = set(KEY_VALUES) | {_base(n) for n in modalities.all_modalities()}
+    if keys is not None and key not in keys:
+        where = "names no modality" if key not in known else "is a modality this dataset does not hold"
+        raise ValueError(f"{arg}: {key!r} {where} (the dataset holds: {', '.join(keys)})")
+    if keys is None and key not in known:
+        raise ValueError(f"{arg}: {key!r} names no modality (known: {', '.join(sorted(KEY_VALUES))})")
+    values, want = tokenizer_values(tok), KEY_VALUES.get(key)
+    if not values:
+        raise ValueError(f"{arg}: a {type(tok).__name__}, which is no image, vector or text tokenizer")
+    if want is None and modalities.is_registered(key) and modalities.get(key).kind is modalities.Kind.SEQUENCE_EMB:
+        want = "vector"
+    if want is None:  # a key of the dataset's own: the probe of its first sample checks the tokenizer
+        if values == "text":
+            raise ValueError(f"{arg}: no way to tokenize {key!r} with a text tokenizer (caption and "
+                             f"{', '.join(SERIALIZED)})")
+        return
+    if values != want and not (values == "image" and want not in ("vector", "text")):
+        raise ValueError(f"{arg}: a tokenizer of {_described(values, tok)}, but {key} holds {_described(want)}")
+    if values == "vector" and modalities.is_registered(key) and modalities.get(key).emb_dim not in (None,
+                                                                                                   tok.cfg.in_dim):
+        raise ValueError(f"{arg}: a tokenizer of {_described(values, tok)}, but {key} holds vectors of "
+                         f"{modalities.get(key).emb_dim}")
+
+
+def _base(name: str) -> str:
+    return name.removeprefix("tok_").split("@")[0]
 
 
 _WORKER: dict = {}
@@ -177,6 +272,14 @@ def _units(dataset: str, shard_size: int) -> list:
     return [str(p) for p in shard_paths(dataset)]
 
 
+def _first_sample(units: list) -> dict | None:
+    for unit in units[:1]:
+        if isinstance(unit, str):
+            return next(iter_shard(unit), None)
+        return FolderDataset(unit[0])[unit[1]]
+    return None
+
+
 def pretokenize(dataset: str, tokenizers: dict[str, str], out: str | os.PathLike, *, crops: int = 1, seed: int = 0,
                 size: int | None = None, workers: int = 1, shard_size: int = 500, progress: bool = False) -> dict:
     """Tokenize ``dataset`` (shards or folder layout) into token shards in ``out``; returns ``tokens.json``.
@@ -191,11 +294,17 @@ def pretokenize(dataset: str, tokenizers: dict[str, str], out: str | os.PathLike
     if crops < 1 or workers < 1:
         raise ValueError(f"crops and workers must be >= 1, got {crops} and {workers}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tok_args = (tuple(sorted((k, str(Path(v).resolve())) for k, v in tokenizers.items())), crops, seed, size)
     units = _units(dataset, shard_size)
     names = [f"tokens-{j:06d}.tar" for j in range(len(units))]
-    mods = SampleTokenizer(dict(tok_args[0]), crops=crops, seed=seed, size=size).modalities()
+    # Every tokenizer is loaded and checked against the dataset (its keys, its first sample) before out is made.
+    st = SampleTokenizer(dict(tok_args[0]), crops=crops, seed=seed, size=size)
+    st.check(tokenizers, dataset_keys(dataset))
+    first = _first_sample(units)
+    if first is not None:
+        st.probe(first, tokenizers)
+    mods = st.modalities()
+    out.mkdir(parents=True, exist_ok=True)
     info = {"format": FORMAT, "version": VERSION, "source": str(dataset), "crops": crops, "seed": seed,
             "tokenizers": dict(tok_args[0]), "modalities": mods, "shards": names}
     info_path = out / TOKENS_FILE

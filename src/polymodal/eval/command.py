@@ -15,6 +15,7 @@ the model, each ``--compare NAME=DIR`` (scored on the tasks it can do, the other
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -47,7 +48,6 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     """Evaluate ``model`` (a folder `Pipeline.from_pretrained` reads) and write the report; returns its paths.
     ``bootstrap`` > 0: every score's 95% interval, and the model's paired gap to each ``compare`` model.
     ``progress``: a progress bar per model and task on stderr."""
-    from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
     from .pipeline_adapter import pipeline_predictor
     from .report import write_report
@@ -55,21 +55,22 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     absent = [f"{name}={folder}" for name, folder in (compare or {}).items() if not Path(folder).exists()]
     if absent:  # before minutes of scoring the model
         raise FileNotFoundError(f"--compare: no such folder: {', '.join(absent)}")
+    model = str(default_model(model))
+    # Every model is loaded before the test set is rendered and scored: a damaged folder fails in a second.
+    pipe = _load(model)
+    others = {name: _load(folder) for name, folder in (compare or {}).items()}
     if data is not None:
         samples = read_test_set(data, n)
     else:
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     where = data or f"world seed {world_seed}, {res} px"
-    model = str(default_model(model))
-    pipe = Pipeline.from_pretrained(model)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
     name0 = Path(model).name or model
     runs = {name0: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks, batch_size=batch_size,
                             examples=examples, source=where, bootstrap=bootstrap,
                             progress=name0 if progress else None)}
     gaps = {}
-    for name, folder in (compare or {}).items():
-        other = Pipeline.from_pretrained(folder)
+    for name, other in others.items():
         runs[name] = evaluate(pipeline_predictor(other, **decoding), samples, tasks=tasks, batch_size=batch_size,
                               examples=examples, source=where, bootstrap=bootstrap,
                               progress=name if progress else None)
@@ -84,6 +85,21 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
                                              samples, tasks=perception, batch_size=batch_size, source=where,
                                              progress="ceiling" if progress else None)
     return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}", gaps=gaps)
+
+
+def _load(folder: str):
+    """``Pipeline.from_pretrained(folder)``; what makes a folder unloadable (a truncated or corrupt file, weights
+    that do not fit the config, an unknown modality) becomes a `PipelineError` that names the file."""
+    from ..pipeline import Pipeline, PipelineError
+
+    try:
+        return Pipeline.from_pretrained(folder)
+    except PipelineError:
+        raise
+    except KeyError as e:  # an unknown modality: its message names the modality, not the folder
+        raise PipelineError(f"{folder}: {e.args[0] if e.args else e}") from e
+    except ValueError as e:  # CheckpointError, TokenizerLoadError, ConfigError: their text names the file
+        raise PipelineError(str(e)) from e
 
 
 def add_parser(sub) -> None:
@@ -134,7 +150,8 @@ def _main(args: argparse.Namespace) -> int:
                     steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap,
                     progress=not args.quiet)
     except (PipelineError, FileNotFoundError) as e:  # no default model here, an unreadable or absent bundle
-        raise SystemExit(f"polymodal eval: {e}") from None
+        print(f"polymodal eval: {e}", file=sys.stderr)  # one line, exit code 2, as every command's bad input
+        return 2
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
     return 0

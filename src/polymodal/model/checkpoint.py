@@ -61,11 +61,17 @@ def read_config(folder: Path, weights: Path) -> dict[str, Any]:
     cfg_path = (folder if folder.is_dir() else folder.parent) / CONFIG
     if folder.is_dir() and cfg_path.exists():
         try:
-            return json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
+            raw = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{cfg_path}: expected a JSON object of config fields, got {type(raw).__name__}")
+        return raw
+    try:
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise CheckpointError(_damaged(weights, e)) from e
     if not meta:
         raise CheckpointError(f"{weights}: no {CONFIG} beside it and no config in its safetensors header")
     return {k: _parse_header_value(v) for k, v in meta.items()}
@@ -149,23 +155,25 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
     for key in [k for k in sd if k not in expected and k.endswith(".bias")]:
         if key[:-5] + ".weight" in expected and not bool(sd[key].float().abs().max() > 0):
             del sd[key]  # a bias-free LayerNorm stored with zeros
-    problems = []
-    for key, t in sd.items():
-        if key in expected and tuple(t.shape) != tuple(expected[key].shape):
-            problems.append(f"  {key}: file has {tuple(t.shape)}, the config expects {tuple(expected[key].shape)}")
-    if problems:
-        raise CheckpointError(f"{source}: tensor shapes do not match the config:\n" + "\n".join(problems[:20]))
+    # One line each (the command line prints it as is): the first tensor that differs, and how many more do.
+    wrong = [k for k, t in sd.items() if k in expected and tuple(t.shape) != tuple(expected[k].shape)]
+    if wrong:
+        key, more = wrong[0], f" ({len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{source}: tensor {key} has shape {tuple(sd[key].shape)} in the file, the config "
+                              f"expects {tuple(expected[key].shape)}{more}")
     if strict:
         missing = sorted(set(expected) - set(sd))
         unexpected = sorted(set(sd) - set(expected))
         if missing or unexpected:
-            msg = [f"{source}: state dict does not match the model"]
-            if missing:
-                msg.append(f"  missing ({len(missing)}): {', '.join(missing[:10])}")
-            if unexpected:
-                msg.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}")
-            raise CheckpointError("\n".join(msg))
+            parts = [f"missing ({len(missing)}): {', '.join(missing[:10])}"] if missing else []
+            parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}"] if unexpected else []
+            raise CheckpointError(f"{source}: state dict does not match the model: {'; '.join(parts)}")
     return sd
+
+
+def _damaged(weights: Path, e: BaseException) -> str:
+    where = f"model folder {weights.parent}: {weights.name}" if weights.parent.name else str(weights)
+    return f"{where} is truncated or corrupt ({str(e).strip() or type(e).__name__})"
 
 
 def read_tensors(weights: Path) -> dict[str, torch.Tensor]:
@@ -173,7 +181,7 @@ def read_tensors(weights: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(weights), "pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
-        raise CheckpointError(f"{weights}: cannot read safetensors file ({e})") from e
+        raise CheckpointError(_damaged(weights, e)) from e
 
 
 def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, strict: bool = True,

@@ -47,13 +47,34 @@ def _warn(message: str) -> None:
     warnings.warn(message, ResizeNotice, stacklevel=4)
 
 
+def read_bundle_file(file: Path) -> dict:
+    """``pipeline.json``, checked for the fields `Pipeline.from_pretrained` reads (a PipelineError naming the file
+    and the field otherwise)."""
+    try:
+        info = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise PipelineError(f"{file}: not a polymodal pipeline file (no \"format\": \"{FORMAT}\")")
+    for key, kind in (("modalities", dict), ("tokenizers", dict), ("plans", dict), ("pixels", dict), ("model", str)):
+        if key in info and not isinstance(info[key], kind):
+            raise PipelineError(f"{file}: {key} must be a JSON {'object' if kind is dict else 'string'}, got "
+                                f"{type(info[key]).__name__}")
+    if not all(isinstance(v, str) for v in info.get("tokenizers", {}).values()):
+        raise PipelineError(f"{file}: tokenizers must map modality names to folder paths (strings)")
+    return info
+
+
 def register_specs(specs: Mapping[str, dict], source: str) -> None:
     """Register the modality definitions a bundle records; a different definition already registered is refused."""
     for name, spec in specs.items():
-        spec = dict(spec)
-        if spec.get("grid") is not None:
-            spec["grid"] = tuple(spec["grid"])
-        mod = Modality(**spec)
+        try:
+            spec = dict(spec)
+            if spec.get("grid") is not None:
+                spec["grid"] = tuple(spec["grid"])
+            mod = Modality(**spec)
+        except (TypeError, ValueError) as e:  # a field missing, unknown or of the wrong type
+            raise PipelineError(f"{source}: modality {name!r} has a bad definition in {BUNDLE_FILE} ({e})") from None
         if modalities.is_registered(name) and modalities.get(name) != mod:
             raise PipelineError(f"{source}: modality {name!r} is registered with another definition here "
                                 f"({modalities.get(name)}) than the bundle's ({mod})")
@@ -101,13 +122,11 @@ class Pipeline:
         info: dict = {}
         model_dir = path
         if (path / BUNDLE_FILE).is_file():
-            info = json.loads((path / BUNDLE_FILE).read_text())
-            if info.get("format") != FORMAT:
-                raise PipelineError(f"{path / BUNDLE_FILE}: not a polymodal pipeline file")
+            info = read_bundle_file(path / BUNDLE_FILE)
             register_specs(info.get("modalities", {}), str(path))
             model_dir = path / info.get("model", "model")
             for name, rel in info.get("tokenizers", {}).items():
-                toks[name] = load_tokenizer(path / rel)
+                toks[name] = load_tokenizer(path / rel)  # a damaged folder: a TokenizerLoadError naming its file
         for p in ([text_tokenizer] if text_tokenizer else []) + list(tokenizers):
             tok = load_tokenizer(p)
             if not isinstance(tok, TextTokenizer):

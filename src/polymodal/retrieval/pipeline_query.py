@@ -91,7 +91,8 @@ def query(model: str | os.PathLike | Pipeline, index: str | os.PathLike | Galler
         index: a `GalleryIndex` or its folder (`polymodal retrieve build`).
         modality: the embedding output to predict (default: the one matching the index, see `pick_modality`).
         k: matches per query.
-        steps: MaskGIT steps for the embedding's tokens (default: one token per step, up to 8).
+        steps: MaskGIT steps for the embedding's tokens (default: the pipeline's: one step when an image of the
+            scene is among the inputs, else as many as the tokens take, up to 8).
         out: a PNG to write the matches to; gallery: the world folder whose pictures show the matches (default
             the index's own; its keys as text without one).
     """
@@ -102,9 +103,10 @@ def query(model: str | os.PathLike | Pipeline, index: str | os.PathLike | Galler
     name = pick_modality(pipe, index, modality)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(index):
         raise PipelineError(f"k must be an integer from 1 to the gallery size {len(index)}, got {k!r}")
-    tokens = pipe.tokenizers[name].num_tokens
-    outputs = pipe.generate(inputs, [name], steps=steps or min(8, tokens), temperature=0.0, seed=seed,
-                            resize=resize, notify=notify)
+    # steps None: the pipeline's own choice (`pipeline.plans.targets_plan`): one greedy step from an image of the
+    # scene, else the most MaskGIT steps the target's tokens take, up to 8. A fixed count would be refused for
+    # token counts whose cosine schedule cannot spread it (8 steps over 16 tokens).
+    outputs = pipe.generate(inputs, [name], steps=steps, temperature=0.0, seed=seed, resize=resize, notify=notify)
     vectors = query_vectors(outputs.ids[name].cpu(), modality=name, tokenizer=pipe.tokenizers[name])
     result = Retrieval(vectors, index.search(vectors, k))
     source = gallery or index.source

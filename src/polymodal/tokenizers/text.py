@@ -35,7 +35,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, trainers
 
 from .. import config as config_lib
 from .. import hub
-from .base import CONFIG, TokenizerInputError, read_config, register_tokenizer
+from .base import CONFIG, TokenizerInputError, TokenizerLoadError, read_config, register_tokenizer
 from .text_layout import (
     CLASS_BASE,
     COCO_CLASSES,
@@ -236,7 +236,7 @@ class TextTokenizer:
         try:
             tok = Tokenizer.from_file(str(file))
         except Exception as e:  # the Rust side raises plain Exceptions
-            raise ValueError(f"{file}: not a HF tokenizers JSON file ({e})") from None
+            raise TokenizerLoadError(f"{file}: not a HF tokenizers JSON file ({e})") from None
         if max_length is not None:
             settings["max_length"] = max_length
         if truncation is not None:
