@@ -104,9 +104,29 @@ def test_every_image_key_has_a_values_kind_a_tokenizer_config_can_hold():
     assert len(SEMSEG_CLASSES) > 3  # the probe case above needs more world classes than the tokenizer's 3
 
 
-def test_check_fit_accepts_what_fits(d):
+def test_check_fit_accepts_what_fits_and_checks_a_registered_vectors_width(d):
     from polymodal.tokenizers import load_tokenizer
 
+    with pytest.raises(ValueError, match=r"a tokenizer of vectors of 8 \(tok_feat@ck, MLPTokenizer\), but "
+                                         r"minilm_global holds vectors of 384$"):
+        check_fit("minilm_global", load_tokenizer(d / "tok_vec8"), "DIR")
     for key, folder in (("rgb", "tok_rgb"), ("depth", "tok_depth"), ("caption", "tok_text"), ("det", "tok_text"),
                         ("hf_feature", "tok_vec8")):
         check_fit(key, load_tokenizer(d / folder), str(d / folder))
+
+
+def test_the_released_4m_tokenizers_are_checked_by_their_configs_too():
+    from polymodal.tokenizers import load_tokenizer
+
+    from ..conftest import fixtures_dir
+
+    folder = fixtures_dir("ml4m-4m21-tiny-tokenizers")
+    depth, vector = load_tokenizer(folder / "tok_depth@224"), load_tokenizer(folder / "tok_dinov2_global")
+    check_fit("depth", depth, "D")
+    check_fit("dinov2_global", vector, "V")
+    with pytest.raises(ValueError, match=r"a tokenizer of depth images, 224 px \(tok_depth@224, DiVAE\), but rgb "
+                                         r"holds rgb images$"):
+        check_fit("rgb", depth, "D")
+    with pytest.raises(ValueError, match=r"vectors of 768 \(tok_dinov2_global, OfficialVQVAE\), but minilm_global "
+                                         r"holds vectors of 384$"):
+        check_fit("minilm_global", vector, "V")

@@ -23,6 +23,10 @@ shards, their sample counts and every stored modality's definition (kind, vocabu
 tokenizer. One output shard per input shard (or per ``shard_size`` samples of a folder dataset), written under a
 temporary name and renamed when complete: a rerun skips complete shards (resumable); ``workers`` processes
 tokenize shards in parallel, with a progress bar.
+
+Before anything is written, every ``--tokenizer KEY=DIR`` is checked (`check_fit`, `SampleTokenizer.probe`): the
+key names a modality the dataset holds, the tokenizer reads what it holds (an RGB tokenizer for ``depth`` or a text
+tokenizer for ``rgb`` is refused) and tokenizes the first sample's value; a ValueError says which and why.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ TOKENS_FILE = "tokens.json"
 SERIALIZED = ("det", "metadata", "color_palette")  # world-format values with a serializer; caption is plain text
 # What a dataset key holds, as tokenizers see it: the ``values`` of an image tokenizer (`VQVAEConfig.values`),
 # "vector" (an MLP tokenizer's input) or "text" (the text tokenizer's, through a serializer but for caption).
-# Keys of the world, of `polymodal data label` and of 4M's feature maps.
+# Keys of the world, of `polymodal data label` and of 4M's feature maps and global embeddings.
 KEY_VALUES = {"rgb": "rgb", "depth": "depth", "normal": "normal", "semseg": "semseg", "canny_edge": "edge",
               "sam_edge": "edge", "clip": "feature", "dinov2": "feature", "imagebind": "feature",
-              "minilm_global": "vector", "hf_feature": "vector", "caption": "text", **dict.fromkeys(SERIALIZED, "text")}
+              **dict.fromkeys(("minilm_global", "dinov2_global", "imagebind_global", "hf_feature"), "vector"),
+              "caption": "text", **dict.fromkeys(SERIALIZED, "text")}
 
 
 def modality_spec(mod: modalities.Modality) -> dict:
@@ -90,9 +95,18 @@ def _described(values: str, tok=None) -> str:
     if tok is None:
         return what
     cfg = getattr(tok, "cfg", None)
-    size = f", {cfg.image_size} px" if hasattr(cfg, "image_size") else f" of {cfg.in_dim}" if values == "vector" else ""
-    name = f"{cfg.name}, " if hasattr(cfg, "name") else ""
+    if values == "vector":
+        size = f" of {_width(tok)}" if _width(tok) else ""
+    else:
+        size = f", {cfg.image_size} px" if hasattr(cfg, "image_size") else ""
+    name = f"{cfg.name}, " if getattr(cfg, "name", "") else ""
     return f"{what}{size} ({name}{type(tok).__name__})"
+
+
+def _width(tok) -> int | None:
+    """The width of the vectors a vector tokenizer reads (ours: ``in_dim``; the released 4M ones: ``in_channels``)."""
+    cfg = getattr(tok, "cfg", None)
+    return getattr(cfg, "in_dim", None) or getattr(cfg, "in_channels", None)
 
 
 def dataset_keys(dataset: str) -> list[str] | None:
@@ -224,10 +238,9 @@ def check_fit(key: str, tok, folder: str, keys: list[str] | None = None) -> None
         return
     if values != want and not (values == "image" and want not in ("vector", "text")):
         raise ValueError(f"{arg}: a tokenizer of {_described(values, tok)}, but {key} holds {_described(want)}")
-    if values == "vector" and modalities.is_registered(key) and modalities.get(key).emb_dim not in (None,
-                                                                                                   tok.cfg.in_dim):
-        raise ValueError(f"{arg}: a tokenizer of {_described(values, tok)}, but {key} holds vectors of "
-                         f"{modalities.get(key).emb_dim}")
+    dim = modalities.get(key).emb_dim if modalities.is_registered(key) else None
+    if values == "vector" and dim is not None and _width(tok) not in (None, dim):
+        raise ValueError(f"{arg}: a tokenizer of {_described(values, tok)}, but {key} holds vectors of {dim}")
 
 
 def _base(name: str) -> str:
