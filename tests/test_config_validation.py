@@ -57,7 +57,7 @@ BAD = [
     ('masking.input_alphas={"caption":-1}', "masking.input_alphas['caption']: got -1, expected a finite number >= 0"),
     ('masking.keep_schemes={"caption":"x"}',
      "masking.keep_schemes['caption']: got 'x', expected one of 'random', 'all', 'binary'"),
-    ("model.vocab_sizes=[1]", "model.vocab_sizes: got [1], expected an object of {string: an integer >= 1}"),
+    ("model.vocab_sizes=[1]", "model.vocab_sizes: got [1], expected an object mapping names to integers >= 1"),
     ("model.domains_in=3", "model.domains_in: got 3, expected a list of strings"),
     ("data.on_bad_shard=ignore", "data.on_bad_shard: got 'ignore', expected one of 'raise', 'skip'"),
     ("data.seed=-1", "data.seed: got -1, expected an integer >= 0"),

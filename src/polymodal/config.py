@@ -35,7 +35,7 @@ MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
 
 
 class ConfigError(ValueError):
-    """A config that cannot be built: unknown or missing fields, values of the wrong type."""
+    """A config that cannot be built: unknown or missing fields, values of the wrong type or out of range."""
 
 
 # ------------------------------------------------------------------------------------------ field rules
@@ -104,8 +104,7 @@ def _scalar(tp: Any, value: Any, r: Rule | None) -> tuple[bool, Any]:
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
-        if isinstance(value, numbers.Real) and not isinstance(value, (numbers.Integral, bool)) \
-                and math.isfinite(value) and float(value).is_integer():
+        if isinstance(value, float) and value.is_integer():  # 1e4 is a float in JSON
             value = int(value)
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         value = int(value) if ok else value
@@ -136,8 +135,8 @@ def _check(tp: Any, value: Any, r: Rule | None, where: str) -> Any:
     if origin is dict:
         key_tp, item = args
         if not isinstance(value, Mapping) or not all(_scalar(key_tp, k, None)[0] for k in value):
-            raise ConfigError(f"{where}: got {_shown(value)}, expected an object of "
-                              f"{{{_kind(key_tp, None)[2:]}: {_kind(item, r)}}}")
+            raise ConfigError(f"{where}: got {_shown(value)}, expected an object mapping names to "
+                              f"{_kind(item, r, plural=True)}")
         out = {}
         for k, v in value.items():
             ok, out[k] = _scalar(item, v, r)
