@@ -14,12 +14,17 @@ def _done(result) -> str:
 
 
 def _parse_from(items: list[str] | None) -> dict[str, str]:
-    """``--from MODALITY=VALUE`` arguments as a dict; a ValueError names a malformed one."""
-    inputs = {}
+    """``--from MODALITY=VALUE`` arguments as a dict; a ValueError names a malformed one, or a modality given
+    twice (a dict would keep only the last; names that reach one domain, rgb and tok_rgb@64, are the pipeline's
+    `resolve_inputs` to refuse)."""
+    inputs: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--from {item!r} is not of the form MODALITY=VALUE")
+        if key in inputs:
+            raise ValueError(f"--from {key} is given twice ({key}={inputs[key]!r} and {key}={value!r}); give each "
+                             "input once")
         inputs[key] = value
     return inputs
 
@@ -416,9 +421,13 @@ def _set_threads(n: int) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .pipeline.demo import default_model
+    from .pipeline.settings import check_settings
 
     _set_threads(args.threads)
     try:
+        # the rule the server and the library apply too (pipeline.settings), checked before the model loads
+        check_settings(prefix="--", steps=args.steps, temperature=args.temperature, guidance=args.guidance,
+                       seed=args.seed)
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device)
@@ -477,12 +486,13 @@ def _add_generate_parser(sub) -> None:
     what.add_argument("--to", help="targets, comma-separated, none of them an input: depth,det,caption")
     what.add_argument("--plan", help="a preset chain (rgb_to_all, caption_to_all, det_to_all) or a bundle plan")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--steps", type=int, help="MaskGIT steps per image target (default: 1 when an image of the "
-                                              "scene conditions it, else 8)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (default: images 0 when predicted from "
-                                                     "an image, else 0.5; text 0.3)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 1: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same outputs (0)")
+    p.add_argument("--steps", type=int, help="MaskGIT steps per image target, 1 to its number of tokens (default: 1 "
+                                              "when an image of the scene conditions it, else 8)")
+    p.add_argument("--temperature", type=float, help="sampling temperature, 0 to 5 (default: images 0 when "
+                                                     "predicted from an image, else 0.5; text 0.3)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale, 0 to 10 (default 1: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed, 0 to 2**31-1; the same seed gives the same outputs "
+                                                       "(0)")
     p.add_argument("--no-resize", action="store_true", help="refuse images of another size instead of resizing")
     p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="extra tokenizer folders")

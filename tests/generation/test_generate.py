@@ -202,7 +202,7 @@ def test_bad_inputs_name_the_problem(model):
         generate(model, cond, Plan((Step(RGB, steps=2),)))
     with pytest.raises(ConditionError, match="text@gen: sample 1 is empty"):
         generate(model, {**cond, TEXT.name: text([[210, 3], [0]])}, Plan((Step(TOK, steps=2),)))
-    with pytest.raises(PlanError, match="tok_global@test: 5 steps exceed the 4 tokens"):
+    with pytest.raises(PlanError, match="tok_global@test: 5 steps for 4 tokens: use 1 to 4 steps"):
         generate(model, cond, Plan((Step(GLOBAL, steps=5),)))
     with pytest.raises(PlanError, match="text@gen: a sequence is decoded autoregressively"):
         generate(model, cond, Plan((Step(TEXT.name, "maskgit"),)))

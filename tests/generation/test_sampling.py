@@ -32,7 +32,8 @@ def test_cosine_schedule_values_and_half_even_rounding():
     assert cosine_schedule(2, 10) == [5, 5]
     assert cosine_schedule(2, 5) == [2, 3]  # 2.5 rounds to even (2), as numpy/Python round in ml-4m
     assert cosine_schedule(2, 3) == [2, 1]  # 1.5 -> 2
-    assert cosine_schedule(16, 16)[0] == 0  # the first cosine step can commit nothing (ml-4m keeps it)
+    # ml-4m's rounding gives [0, 1, 1, ...] here (a step that commits nothing); every step now commits one
+    assert cosine_schedule(16, 16) == [1] * 16
 
 
 def test_linear_schedule_floors_and_puts_large_shares_first():
@@ -41,7 +42,7 @@ def test_linear_schedule_floors_and_puts_large_shares_first():
 
 
 def test_more_steps_than_tokens_is_an_error():
-    with pytest.raises(ScheduleError, match="9 steps exceed the 4 tokens"):
+    with pytest.raises(ScheduleError, match="9 steps for 4 tokens: use 1 to 4 steps"):
         cosine_schedule(9, 4)
     with pytest.raises(ScheduleError, match="unknown token schedule 'cos'"):
         token_schedule("cos", 2, 4)

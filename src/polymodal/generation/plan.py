@@ -18,6 +18,7 @@ as the chain produces outputs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,8 +54,10 @@ class Step:
             raise PlanError(f"{self.target}: unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
         if self.scheme != "autoregressive" and self.steps < 1:
             raise PlanError(f"{self.target}: steps must be >= 1, got {self.steps}")
-        if self.temperature < 0:
-            raise PlanError(f"{self.target}: temperature must be >= 0, got {self.temperature}")
+        if not self.temperature >= 0 or math.isinf(self.temperature):  # NaN fails every comparison
+            raise PlanError(f"{self.target}: temperature must be a number >= 0, got {self.temperature}")
+        if not math.isfinite(self.guidance_scale):
+            raise PlanError(f"{self.target}: guidance_scale must be a finite number, got {self.guidance_scale}")
         if not 0 <= self.top_p <= 1:
             raise PlanError(f"{self.target}: top_p must be in [0, 1], got {self.top_p}")
         if self.guide is not None:

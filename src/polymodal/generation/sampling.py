@@ -1,10 +1,13 @@
 """Schedules and sampling: small pure functions.
 
-Token schedules say how many tokens each decoding step commits (they sum exactly to the count); temperature
-schedules give one temperature per step. Both follow apple/ml-4m (``fourm/utils/generation.py``) number for
-number, rounding included: the cosine schedule rounds half to even (Python's and numpy's ``round``) and puts the
-remainder in the last step, so a step may commit 0 tokens; the linear schedule floors ``linspace`` and hands out
-the larger shares first.
+Token schedules say how many tokens each decoding step commits: they sum exactly to the count and every step
+commits at least one token, for any step count from 1 to the count. Temperature schedules give one temperature per
+step. Both follow apple/ml-4m (``fourm/utils/generation.py``) number for number wherever ml-4m's schedule is one
+of these: the cosine schedule rounds each step's share half to even (Python's and numpy's ``round``) and puts the
+remainder in the last step; the linear schedule floors ``linspace`` and hands out the larger shares first (with
+steps <= count, every share is >= 1). ml-4m's cosine rounding can leave a step with 0 tokens, or a negative last
+step (16 tokens in 8 steps: 1 per step rounded up seven times overshoots the tail), which it then cannot run;
+those counts are repaired by `at_least_one_per_step`, which leaves a valid schedule as it is.
 
 Sampling follows ml-4m's ``GenerationSampler`` as well: a temperature of 0 (within 1e-10) is greedy (argmax, and a
 confidence of 1 for every position); otherwise top-k then top-p filter the *untempered* logits, the softmax of
@@ -31,13 +34,28 @@ class ScheduleError(ValueError):
 
 
 def cosine_schedule(steps: int, total: int) -> list[int]:
-    """Tokens per step under a cosine decay of the masked fraction; sums to ``total``."""
+    """Tokens per step under a cosine decay of the masked fraction; sums to ``total``, each step >= 1."""
     _check_steps(steps, total)
     masked = [0.5 * (1 + math.cos(math.pi * i / steps)) for i in range(steps)]
     out = [round(total * (a - b)) for a, b in zip(masked[:-1], masked[1:])]
     out.append(total - sum(out))
-    if out[-1] < 0:
-        raise ScheduleError(f"cosine schedule of {total} tokens in {steps} steps rounds to a negative last step")
+    return at_least_one_per_step(out)
+
+
+def at_least_one_per_step(counts: list[int]) -> list[int]:
+    """``counts`` with the same total and length where every step commits >= 1 token (needs total >= length).
+
+    Works on the cumulative counts: each is pushed up to one past the previous and capped so that every later
+    step still has a token, so a schedule that already commits >= 1 a step comes back unchanged (ml-4m's
+    numbers), and a broken one stays as close to its curve as the constraint allows.
+    """
+    total, n = sum(counts), len(counts)
+    out, done, target = [], 0, 0
+    for i, c in enumerate(counts):
+        target += c
+        now = min(max(target, done + 1), total - (n - 1 - i))
+        out.append(now - done)
+        done = now
     return out
 
 
@@ -59,12 +77,10 @@ def token_schedule(name: str, steps: int, total: int) -> list[int]:
 
 
 def _check_steps(steps: int, total: int) -> None:
-    if steps < 1:
-        raise ScheduleError(f"a schedule needs at least one step, got {steps}")
     if total < 1:
         raise ScheduleError(f"a schedule needs at least one token to decode, got {total}")
-    if steps > total:
-        raise ScheduleError(f"{steps} steps exceed the {total} tokens to decode")
+    if not 1 <= steps <= total:
+        raise ScheduleError(f"{steps} steps for {total} tokens: use 1 to {total} steps (at least one token a step)")
 
 
 def temperature_schedule(name: str, temperature: float, tokens: list[int]) -> list[float]:
@@ -88,7 +104,8 @@ def temperature_schedule(name: str, temperature: float, tokens: list[int]) -> li
         except ValueError:
             raise ScheduleError(f"onex temperature schedule must read 'onex:MIN_T:POWER', got {name!r}") from None
         y = 1 / np.linspace(1, 100, num=total) ** power
-        y = (y - y.min()) / (y - y.min()).max()
+        span = (y - y.min()).max()
+        y = (y - y.min()) / span if span > 0 else np.ones_like(y)  # one token: the curve is its first point, 1
         frac = done / total
         s = [(1 - f) * u for u, f in zip(y, frac)]  # the curve is indexed by step, as in ml-4m
         return np.clip([min_t + (temperature - min_t) * v for v in s], 1e-9, None).tolist()

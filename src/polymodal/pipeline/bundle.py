@@ -33,6 +33,7 @@ from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
 from .outputs import Outputs, safe_name
 from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
+from .settings import check
 
 FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
 
@@ -199,6 +200,19 @@ class Pipeline:
         raise PipelineError(f"unknown modality {name!r}{closest(name, known)} (this model's {role}s: "
                             f"{', '.join(domains)})")
 
+    def resolve_inputs(self, keys: Iterable[str]) -> dict[str, str]:
+        """{key: input domain} (`resolve`); two keys that name one domain (``rgb`` and ``tok_rgb@64``, or a name
+        twice) are refused, naming both, rather than one silently replacing the other."""
+        found: dict[str, str] = {}
+        for key in keys:
+            name = self.resolve(key)
+            first = next((k for k, n in found.items() if n == name), None)
+            if first is not None:
+                both = f"as {first!r} and as {key!r}" if first != key else f"twice as {key!r}"
+                raise PipelineError(f"input {name} is given {both}; give each input once")
+            found[key] = name
+        return found
+
     # -------------------------------------------------------------------------------------------- inputs
 
     def prepare(self, values: Mapping[str, Any], *, resize: bool = True,
@@ -207,8 +221,9 @@ class Pipeline:
         notify = notify or _warn
         side = max((self.model.config.modality(n).image_size or (0,))[0] for n in self.inputs) or 224
         conds, shown, kinds = {}, {}, {}
+        names = self.resolve_inputs(values)  # every name checked before any file is read
         for key, value in values.items():
-            name = self.resolve(key)
+            name = names[key]
             mod = self.model.config.modality(name)
             cond, show, kind = to_condition(name, mod, value, tokenizers=self.tokenizers,
                                             norm=self.pixels.get(name, {}), resize=resize, notify=notify, res=side)
@@ -274,6 +289,7 @@ class Pipeline:
             notices.append(message)
             (notify or _warn)(message)
 
+        seed = check("seed", seed)
         if plan is None:
             self.plan(targets)  # a wrong target fails before the inputs are read
         conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note)

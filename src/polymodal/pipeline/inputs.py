@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.nn import functional as F
 
 from ..data.batch import ModalityTokens
+from ..data.images import DECODE_SIDE, ImageFileError, as_mode, open_image
 from ..modalities import Kind, Modality
 from ..tokenizers.mlp import MLPTokenizer
 from ..tokenizers.serializers import SERIALIZERS, Box, metadata_from_world, palette_from_world
@@ -58,15 +59,15 @@ def _is_image_item(v: Any) -> bool:
 
 
 def read_image(path: str | Path, what: str, mode: str = "RGB") -> Image.Image:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise PipelineError(f"{what}: image file {str(p)!r} not found")
+    """An image file as 8-bit ``mode``, large ones decoded at reduced size (`data.images.open_image`)."""
+    return _read(path, what, mode)[0]
+
+
+def _read(path: str | Path, what: str, mode: str) -> tuple[Image.Image, tuple[int, int]]:
     try:
-        with Image.open(p) as img:
-            img.load()
-            return img.convert(mode)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise PipelineError(f"{what}: cannot read image file {str(p)!r} (corrupt or not an image: {e})") from None
+        return open_image(path, mode=mode, name=f"image file {str(Path(path).expanduser())!r}")
+    except ImageFileError as e:
+        raise PipelineError(f"{what}: {e}") from None
 
 
 def image_items(value: Any) -> list[Any]:
@@ -80,39 +81,51 @@ def image_items(value: Any) -> list[Any]:
 
 def to_chw(item: Any, what: str, *, gray: bool = False) -> torch.Tensor:
     """One image -> float tensor (C, H, W) 0..1 (``gray``: (H, W))."""
+    return image_tensor(item, what, gray=gray)[0]
+
+
+def image_tensor(item: Any, what: str, *, gray: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(`to_chw` of one image, the (width, height) it has as given). Files and PIL images convert by value
+    (16-bit grey: 65535 -> 1) and large ones are box-reduced first (short side >= `DECODE_SIDE`), so the float
+    copies stay small; arrays: uint8 / 255, uint16 / 65535, floats as they are."""
+    mode, size = ("L" if gray else "RGB"), None
     if isinstance(item, (str, Path)):
-        item = read_image(item, what, "L" if gray else "RGB")
-    if isinstance(item, Image.Image):
-        item = np.asarray(item.convert("L" if gray else "RGB"))
+        item, size = _read(item, what, mode)
+    elif isinstance(item, Image.Image):
+        size = item.size
+        item = as_mode(item, mode, min_side=DECODE_SIDE)
     t = torch.as_tensor(np.array(item)) if not isinstance(item, torch.Tensor) else item
-    scale = 255.0 if t.dtype == torch.uint8 else 1.0
-    t = t.float() / scale
+    scale = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(t.dtype, 1.0)
+    t = t.float().div_(scale) if scale != 1.0 else t.float()  # in place: one float copy of a large image
     if gray:
         if t.ndim == 3 and 1 in (t.shape[0], t.shape[-1]):
             t = t.reshape(t.shape[-2:] if t.shape[0] == 1 else t.shape[:2])
         if t.ndim != 2:
             raise PipelineError(f"{what}: expected a grey image (H, W), got shape {tuple(t.shape)}")
-        return t
-    if t.ndim == 3 and t.shape[-1] == 3 and t.shape[0] != 3:
-        t = t.permute(2, 0, 1)
-    if t.ndim != 3 or t.shape[0] != 3:
-        raise PipelineError(f"{what}: expected an RGB image ((H, W, 3) or (3, H, W)), got shape {tuple(t.shape)}")
-    return t.contiguous()
+    else:
+        if t.ndim == 3 and t.shape[-1] == 3 and t.shape[0] != 3:
+            t = t.permute(2, 0, 1)
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise PipelineError(f"{what}: expected an RGB image ((H, W, 3) or (3, H, W)), got shape "
+                                f"{tuple(t.shape)}")
+    return t.contiguous(), size or (int(t.shape[-1]), int(t.shape[-2]))
 
 
 def fit(x: torch.Tensor, size: int, what: str, *, resize: bool, notify: Callable[[str], None],
-        nearest: bool = False) -> torch.Tensor:
-    """(C, H, W) or (H, W) -> side ``size``: centre crop to a square, then resize; or refuse (``resize=False``)."""
+        nearest: bool = False, given: tuple[int, int] | None = None) -> torch.Tensor:
+    """(C, H, W) or (H, W) -> side ``size``: centre crop to a square, then resize; or refuse (``resize=False``).
+    ``given``: the (width, height) the image had as given, named in the messages (a large file is decoded smaller)."""
     h, w = x.shape[-2:]
     if (h, w) == (size, size):
         return x
+    gw, gh = given or (w, h)
     if not resize:
-        raise PipelineError(f"{what}: the image is {w}x{h} pixels, the model takes {size}x{size}; pass it at that "
+        raise PipelineError(f"{what}: the image is {gw}x{gh} pixels, the model takes {size}x{size}; pass it at that "
                             "size or allow resizing (without --no-resize)")
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     crop = x[..., top:top + s, left:left + s]
-    notify(f"{what}: {w}x{h} image {'centre-cropped and ' if h != w else ''}resized to {size}x{size}")
+    notify(f"{what}: {gw}x{gh} image {'centre-cropped and ' if gh != gw else ''}resized to {size}x{size}")
     y = crop.float()[None] if crop.ndim == 3 else crop.float()[None, None]
     if nearest:
         y = F.interpolate(y, size=(size, size), mode="nearest")
@@ -126,7 +139,11 @@ def pixels(name: str, mod: Modality, value: Any, norm: dict, *, resize: bool,
            notify: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor]:
     """(condition (B, 3, S, S) normalized, shown (B, 3, S, S) 0..1)."""
     s = mod.image_size[0]
-    shown = torch.stack([fit(to_chw(v, name), s, name, resize=resize, notify=notify) for v in image_items(value)])
+    shown = []
+    for v in image_items(value):
+        x, given = image_tensor(v, name)
+        shown.append(fit(x, s, name, resize=resize, notify=notify, given=given))
+    shown = torch.stack(shown)
     mean = torch.tensor(norm.get("mean", IMAGENET_MEAN)).view(1, -1, 1, 1)
     std = torch.tensor(norm.get("std", IMAGENET_STD)).view(1, -1, 1, 1)
     return (shown - mean) / std, shown
@@ -138,8 +155,9 @@ def tokenizer_values(name: str, tok: ViTVQVAE, value: Any, *, resize: bool,
     kind, s = tok.cfg.values, tok.cfg.image_size
     out = []
     for item in image_items(value):
+        given = None
         if kind in ("rgb", "edge"):
-            x = to_chw(item, name, gray=kind == "edge")
+            x, given = image_tensor(item, name, gray=kind == "edge")
         elif _is_image_item(item):
             raise PipelineError(f"{name}: {kind} values are read from arrays or tensors in natural units, not "
                                 "image files (only rgb and edge images are)")
@@ -148,7 +166,7 @@ def tokenizer_values(name: str, tok: ViTVQVAE, value: Any, *, resize: bool,
             if kind == "normal" and x.ndim == 3 and x.shape[-1] == 3 and x.shape[0] != 3:
                 x = x.permute(2, 0, 1)
             x = x.long() if kind == "semseg" else x.float()
-        out.append(fit(x, s, name, resize=resize, notify=notify, nearest=kind == "semseg"))
+        out.append(fit(x, s, name, resize=resize, notify=notify, nearest=kind == "semseg", given=given))
     return torch.stack(out)
 
 

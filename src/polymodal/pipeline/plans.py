@@ -5,8 +5,9 @@
 *predicted* when an image of the scene (pixels or a spatial token map, given or generated earlier in the plan) is
 among its conditions: one greedy step, as 4M-21's demo decodes RGB -> X (ROAR, one step, temperature 0.01), since
 committing tokens over several steps feeds the model its own early guesses; otherwise it is *generated*: 8 MaskGIT
-steps at temperature 0.5. ``steps`` larger than a target's token count is refused rather than clipped: the user
-asked for something the target cannot do.
+steps at temperature 0.5 (at most one step a token). ``steps``/``temperature``/``guidance`` follow the one rule of
+`pipeline.settings`; ``steps`` larger than a target's token count is refused rather than clipped: the user asked for
+something the target cannot do.
 
 `preset_plan` runs `generation.preset` (written for 4M-21's ``@224`` names) on any model: each output is named by
 its 224 px twin (``tok_depth@64`` -> ``tok_depth@224``), the preset orders and configures them, and the names are
@@ -28,6 +29,7 @@ from ..generation import Plan, Step, preset
 from ..generation.plan import PRESETS
 from ..modalities import Kind, is_registered
 from .inputs import PipelineError
+from .settings import check_settings, check_steps
 
 DEFAULT_STEPS = 8
 DEFAULT_IMAGE_TEMPERATURE = 0.5
@@ -46,6 +48,9 @@ def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, given: Sequence[st
                  top_p: float = 0.0) -> Plan:
     """One step per target (model output names), in the given order; ``given``: the conditions' domain names,
     which choose between predicting and generating an image target (see the module doc)."""
+    c = check_settings(steps=steps, temperature=temperature, guidance=guidance)
+    steps, temperature, guidance = c.get("steps"), c.get("temperature"), c.get("guidance")
+    scale = 1.0 if guidance is None else guidance
     out = []
     seen_image = any(is_scene_image(cfg.modality(g)) for g in given)
     for t in targets:
@@ -53,32 +58,17 @@ def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, given: Sequence[st
         predicted, seen_image = seen_image, seen_image or is_scene_image(mod)
         if mod.kind is Kind.SEQUENCE:
             temp = DEFAULT_TEXT_TEMPERATURE if temperature is None else temperature
-            out.append(Step(t, "autoregressive", temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
+            out.append(Step(t, "autoregressive", temperature=temp, guidance_scale=scale, top_k=top_k,
                             top_p=top_p, stop_at_eos=True))
             continue
         n = mod.num_tokens
         temp = (PREDICT_TEMPERATURE if predicted else DEFAULT_IMAGE_TEMPERATURE) if temperature is None \
             else temperature
-        base = Step(t, "maskgit", steps=1, temperature=temp, guidance_scale=guidance or 1.0, top_k=top_k,
-                    top_p=top_p)
-        fits = [k for k in range(1, min(n, max(DEFAULT_STEPS, steps or 0)) + 1)
-                if _fits(dataclasses.replace(base, steps=k), n)]
-        if steps is None:
-            out.append(dataclasses.replace(base, steps=PREDICT_STEPS if predicted else max(fits)))
-        elif steps in fits:
-            out.append(dataclasses.replace(base, steps=steps))
-        else:
-            raise PipelineError(f"{t}: {steps} steps for its {n} tokens is too many (every step must decode at "
-                                f"least one token on the cosine schedule); use 1 to {max(fits)} steps")
+        if steps is not None:
+            check_steps(steps, n, t)
+        k = steps if steps is not None else PREDICT_STEPS if predicted else min(DEFAULT_STEPS, n)
+        out.append(Step(t, "maskgit", steps=k, temperature=temp, guidance_scale=scale, top_k=top_k, top_p=top_p))
     return Plan(tuple(out), name="targets")
-
-
-def _fits(step: Step, n: int) -> bool:
-    try:
-        step.schedules(n)
-        return True
-    except ValueError:
-        return False
 
 
 def _twin(name: str) -> str:
@@ -91,6 +81,8 @@ def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps:
     ``steps``/``temperature``/``guidance`` override every image step's settings when given."""
     if name not in PRESETS:
         raise PipelineError(f"unknown plan {name!r}; presets: {', '.join(PRESETS)}")
+    c = check_settings(steps=steps, temperature=temperature, guidance=guidance)
+    steps, temperature, guidance = c.get("steps"), c.get("temperature"), c.get("guidance")
     outputs = list(cfg.domains_out)
     twins = {}
     for o in outputs:

@@ -20,13 +20,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ..modalities import Kind
 from ..pipeline import Pipeline, PipelineError
+from ..pipeline.settings import SettingError
+from ..pipeline.settings import check as check_setting
 from ..viz.decode import base_name
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # an uploaded image file; the model sees 64-224 px, so this is generous
 MAX_IMAGE_PIXELS = 4096 * 4096  # checked from the header before decoding (a small file can inflate)
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a whole request: the image in base64 (4/3 of its size) and the rest
-LIMITS = {"steps": (1, 64), "temperature": (0.0, 5.0), "guidance": (0.0, 10.0), "seed": (0, 2**31 - 1),
-          "k": (1, 20)}
 
 
 class RequestError(ValueError):
@@ -72,30 +72,26 @@ def decode_image(name: str, data: Any) -> Image.Image:
                            "WebP)") from None
 
 
-def _number(body: dict, key: str, default: float, cast: type) -> Any:
+def _number(body: dict, key: str, default: Any) -> Any:
+    """Setting ``key`` of the request by the one rule of `pipeline.settings` (the command line's too); absent,
+    null or "" (the page's "auto") is ``default``."""
     v = body.get(key, default)
     if v is None or v == "":
         return default
     try:
-        x = cast(v) if not isinstance(v, bool) else None
-    except (TypeError, ValueError):
-        x = None
-    lo, hi = LIMITS[key]
-    if x is None or not (lo <= x <= hi) or (cast is int and float(v) != x):
-        kind = "a whole number" if cast is int else "a number"
-        raise RequestError(f"{key}: must be {kind} from {lo} to {hi}, got {v!r:.40}")
-    return x
+        return check_setting(key, v)
+    except SettingError as e:
+        raise RequestError(str(e)) from None
 
 
 def settings(body: dict) -> Settings:
     d = Settings()
-    return Settings(steps=_number(body, "steps", d.steps, int),
-                    temperature=_number(body, "temperature", d.temperature, float),
-                    guidance=_number(body, "guidance", d.guidance, float), seed=_number(body, "seed", d.seed, int))
+    return Settings(steps=_number(body, "steps", d.steps), temperature=_number(body, "temperature", d.temperature),
+                    guidance=_number(body, "guidance", d.guidance), seed=_number(body, "seed", d.seed))
 
 
 def top_k(body: dict) -> int:
-    return _number(body, "k", 5, int)
+    return _number(body, "k", 5)
 
 
 def _empty(v: Any) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..images import DECODE_SIDE, ImageFileError, open_image
 from ..shards import add_member, atomic_tar, npy_bytes, worker_pool
 from ..world import codec
 from .base import OFFLINE, build_labelers
@@ -46,29 +47,19 @@ class ImageRefused(ValueError):
 
 
 def load_image(path: str | os.PathLike, res: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """uint8 (res, res, 3) RGB of an image file and its original (H, W); `ImageRefused` naming the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    """uint8 (res, res, 3) RGB of an image file and its original (H, W); `ImageRefused` naming the file. Opened
+    as everywhere a person's image is (`data.images.open_image`: 16-bit and transparency converted by value, the
+    EXIF orientation applied, large files decoded at reduced size or refused over the pixel limit)."""
     try:
-        with Image.open(path) as im:
-            im.load()  # decodes everything now: a truncated file fails here, not later
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = (np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8)
-                im = Image.fromarray(arr).convert("RGB")
-            elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                back = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparent parts become white
-                im = Image.alpha_composite(back, im.convert("RGBA")).convert("RGB")
-            elif im.mode != "RGB":
-                im = im.convert("RGB")
-            rgb = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageRefused(f"{path}: cannot read the image ({e})") from None
-    h, w = rgb.shape[:2]
+        im, (w, h) = open_image(path, mode="RGB", min_side=max(DECODE_SIDE, res), name="the image")
+    except ImageFileError as e:
+        raise ImageRefused(f"{path}: {e}") from None
+    rgb = np.asarray(im, dtype=np.uint8)
     if min(h, w) < MIN_SIDE:
         raise ImageRefused(f"{path}: {w}x{h} pixels is smaller than {MIN_SIDE} on a side")
-    s = res / min(h, w)
-    nh, nw = max(res, round(h * s)), max(res, round(w * s))
+    dh, dw = rgb.shape[:2]  # as decoded: smaller than (h, w) for a large file
+    s = res / min(dh, dw)
+    nh, nw = max(res, round(dh * s)), max(res, round(dw * s))
     rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     top, left = (nh - res) // 2, (nw - res) // 2
     return np.ascontiguousarray(rgb[top:top + res, left:left + res]), (h, w)

@@ -1,0 +1,135 @@
+"""Opening a person's image file: one helper for every place that reads one (`polymodal generate` and the
+pipeline's inputs, `polymodal data label`), so that every such place sizes, decodes and converts alike.
+
+`open_image(source, mode="RGB"|"L")` -> (8-bit PIL image, the file's (width, height)):
+
+- memory is bounded: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, `Image.draft`) while both
+  sides stay >= ``min_side``; other formats have no reduced decode, so an image whose decoded size is over
+  ``max_pixels`` (`MAX_PIXELS`, 50 megapixels: at most 200 MB at 4 bytes a pixel) is refused before any pixel is
+  decoded, with one line naming it, its size and the limit (`ImageTooLarge`). PIL's own decompression-bomb limit
+  (179 MP) still holds before a JPEG's draft. After decoding, the image is box-reduced by a whole factor while its
+  short side stays >= ``min_side`` (`DECODE_SIDE`, 1024 px: models take 64-448 px), so later float copies are small;
+- bit depths convert by value, not by clipping: 16-bit greys (``I;16``, and ``I``, read as 0..65535) map to 0..255
+  rounded (65535 -> 255, 32768 -> 128); transparent parts become white; palettes, CMYK and the rest go through PIL;
+- the EXIF orientation is applied (a phone's portrait photo stands upright), and the size returned is the upright one.
+
+`as_mode(img, mode)` is the same conversion for an image already in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # decoded pixels; 4 bytes a pixel at most (RGBA, 32-bit grey) -> 200 MB
+DECODE_SIDE = 1024  # the short side a large image is reduced to (at least) before it is converted to floats
+_SIXTEEN = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA = ("RGBA", "LA", "PA", "La", "RGBa")
+# EXIF orientation -> the transpose that makes the image upright (as `PIL.ImageOps.exif_transpose`)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+class ImageFileError(ValueError):
+    """An image file that cannot be used; the message names it and says why."""
+
+
+class ImageTooLarge(ImageFileError):
+    """An image over the pixel limit (a server answers 413)."""
+
+
+def _too_large(name: str, size: tuple[int, int] | None, limit: int) -> ImageTooLarge:
+    shown = f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP)" if size else \
+        f"over PIL's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
+    return ImageTooLarge(f"{name} is {shown}, over the limit of {limit / 1e6:.0f} MP; give a smaller image")
+
+
+def _size_in_header(fp: BinaryIO) -> tuple[int, int] | None:
+    """The size PIL refuses to tell (its bomb check stops `Image.open` first): the format plugin that accepts the
+    file reads its header only. None when no plugin says."""
+    try:
+        fp.seek(0)
+        prefix = fp.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and accept(prefix) is True:
+                fp.seek(0)
+                return tuple(factory(fp, "").size)
+    except Exception:  # noqa: BLE001 - only the message depends on it
+        return None
+    return None
+
+
+def _to_eight_bits(img: Image.Image) -> Image.Image:
+    """16-bit grey -> "L", round(v / 257), a band of rows at a time (no full-size 64-bit copy)."""
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, (1 << 22) // max(w, 1))
+    for y in range(0, h, rows):
+        a = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.int64)
+        out[y:y + rows] = (np.clip(a, 0, 65535) * 255 + 32767) // 65535
+    return Image.fromarray(out)
+
+
+def as_mode(img: Image.Image, mode: str = "RGB", *, min_side: int | None = None) -> Image.Image:
+    """``img`` as 8-bit ``mode`` ("RGB" or "L"), bit depth and transparency converted by value (module doc);
+    ``min_side``: box-reduced by the largest whole factor that keeps the short side >= it."""
+    if img.mode in _SIXTEEN:
+        img = _to_eight_bits(img)
+    elif img.mode in ("P", "1"):  # no reduce for these: expand first (P keeps its transparency as alpha)
+        img = img.convert("RGBA" if img.mode == "P" and "transparency" in img.info else "RGB" if img.mode == "P"
+                          else "L")
+    factor = min(img.size) // min_side if min_side else 1
+    if factor >= 2:
+        img = img.reduce(factor)
+    if img.mode in _ALPHA:
+        back = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(back, img.convert("RGBA"))
+    return img if img.mode == mode else img.convert(mode)
+
+
+def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_side: int | None = DECODE_SIDE,
+               max_pixels: int = MAX_PIXELS, name: str | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """(8-bit ``mode`` image, upright (width, height) of the file) of a path or a binary file object; see the
+    module doc. ``ImageTooLarge`` / ``ImageFileError`` (a ValueError) name ``name`` (default: "image file 'PATH'")."""
+    name = name or (f"image file {str(source)!r}" if isinstance(source, (str, os.PathLike)) else "the image")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ImageFileError(f"{name} not found")
+        fp = open(path, "rb")
+    else:
+        fp = source
+    try:
+        try:
+            img = Image.open(fp)
+        except Image.DecompressionBombError:
+            raise _too_large(name, _size_in_header(fp), max_pixels) from None
+        with img:
+            full = img.size
+            if min_side and img.format == "JPEG":
+                img.draft(img.mode, (min_side, min_side))  # decode at 1/s scale, both sides still >= min_side
+            if img.size[0] * img.size[1] > max_pixels:
+                raise _too_large(name, full, max_pixels)
+            img.load()  # everything decoded now: a truncated file fails here, not later
+            orientation = img.getexif().get(0x0112, 1)  # after load: a PNG's getexif would decode it first
+            out = as_mode(img, mode, min_side=min_side)
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError:  # a frame of a GIF or ICO larger than its header said
+        raise _too_large(name, None, max_pixels) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"cannot read {name} (corrupt or not an image: {e})") from None
+    finally:
+        if fp is not source:
+            fp.close()
+    if orientation in _UPRIGHT:
+        out = out.transpose(_UPRIGHT[orientation])
+        if orientation >= 5:
+            full = full[::-1]
+    return out, (int(full[0]), int(full[1]))
