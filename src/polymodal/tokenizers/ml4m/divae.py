@@ -29,7 +29,6 @@ gives the reference's image (up to float rounding).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +98,8 @@ class DiVAE(nn.Module):
                                   patch_size=cfg.patch_size, grid=cfg.enc_grid, post_mlp=cfg.post_mlp)
         self.quant_proj = nn.Conv2d(cfg.enc_dim, cfg.latent_dim, 1)
         self.quantize = LucidVQ(cfg.latent_dim, cfg.codebook_size, norm_codes=cfg.norm_codes)
-        # Channels-last: the layout the CPU convolution kernels prefer (measured in benchmarks/divae_decode.py).
+        # Channels-last: its 3x3 convolutions alone run up to 1.6x faster so on CPU (one thread); a whole decode was
+        # as fast as in NCHW within this shared machine's noise (benchmarks/divae_decode.py).
         self.decoder = PatchedUNet(cfg.unet).to(memory_format=torch.channels_last)
         self.schedule = diffusion.Schedule.from_config(
             num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -128,12 +128,12 @@ class DiVAE(nn.Module):
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, *, steps: int = 25, sampler: str = "ddpm", eta: float = 0.0,
                generator: torch.Generator | int | None = None, image_size: int | None = None,
-               bf16: bool = False, progress: bool = False) -> torch.Tensor:
+               progress: bool = False) -> torch.Tensor:
         """(B, N) ids of a square grid (or the (B, h, w) grid) -> natural values at ``image_size`` (default: 16 px
         per token).
 
         ``steps`` diffusion steps with ``sampler`` "ddpm" (the reference's) or "ddim" (deterministic at eta 0;
-        better than DDPM at few steps). ``bf16`` runs the UNet under bfloat16 autocast."""
+        better than DDPM at few steps). ``progress``: a tqdm bar on stderr."""
         ids = torch.as_tensor(ids)
         if ids.ndim == 3:
             ids = ids.flatten(1)
@@ -144,7 +144,7 @@ class DiVAE(nn.Module):
         ids = check_token_ids(ids, self.vocab_size, grid * grid, self._what)
         x = self.decode_tokens(ids.reshape(-1, grid, grid), timesteps=steps, generator=generator,
                                image_size=image_size or grid * self.cfg.patch_size, sampler=sampler, eta=eta,
-                               bf16=bf16, progress=progress)
+                               progress=progress)
         return self.from_model_units(x)
 
     # --------------------------------------------------------------------- the reference's conventions
@@ -167,8 +167,7 @@ class DiVAE(nn.Module):
     @torch.inference_mode()
     def decode_tokens(self, ids: torch.Tensor, timesteps: int | None = None,
                       generator: torch.Generator | int | None = None, image_size: int | None = None, *,
-                      sampler: str | None = None, eta: float = 0.0, bf16: bool = False,
-                      progress: bool = False) -> torch.Tensor:
+                      sampler: str | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
         """(B, h, w) ids -> (B, C, S, S) in model units, as the reference's ``decode_tokens``: ``timesteps`` steps
         (default: all 1000 training steps) of its training scheduler (``sampler`` overrides), S = ``image_size``
         (default: the config's). ``generator``: a CPU torch.Generator or an int seed."""
@@ -187,11 +186,9 @@ class DiVAE(nn.Module):
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         device = codes.device
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
         def denoise(x: torch.Tensor, t: int) -> torch.Tensor:
-            with autocast:
-                return self.decoder(x.contiguous(memory_format=torch.channels_last), t, codes)
+            return self.decoder(x.contiguous(memory_format=torch.channels_last), t, codes)
 
         return diffusion.sample(denoise, (ids.shape[0], self.cfg.channels, size, size), self.schedule,
                                 steps=timesteps or self.cfg.num_train_timesteps, sampler=sampler or self.cfg.scheduler,
@@ -236,12 +233,14 @@ class DiVAE(nn.Module):
     # ------------------------------------------------------------------------------------ loading
 
     @classmethod
-    def from_official(cls, folder: str | Path, *, values: str | None = None, map_location: str = "cpu") -> DiVAE:
+    def from_official(cls, folder: str | Path, *, values: str | None = None, map_location: str = "cpu",
+                      decoder_dtype: torch.dtype = torch.float32) -> DiVAE:
         """A released DiVAE folder (``config.json`` = the reference's constructor arguments + ``model.safetensors``).
 
         ``values`` names the modality (rgb, depth, normal, edge); by default it is read from the folder's name
         (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``), else "raw" (model units in and out). Every size
-        is read from the weights."""
+        is read from the weights. ``decoder_dtype`` torch.bfloat16 runs the UNet in bfloat16 (about twice as fast
+        on CPUs with AVX-512 BF16; see benchmarks/divae_decode.py), the encoder stays float32."""
         folder = Path(folder).expanduser()
         raw, state = read_official_folder(folder)
         cfg = config_from_official_divae(raw, state, values=values or _values_from_name(folder.name), source=folder,
@@ -251,6 +250,7 @@ class DiVAE(nn.Module):
         renamed.update({"decoder." + k: v for k, v in official_state_dict(
             {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}).items()})
         model.load_state_dict(checked_state(model, renamed, folder), strict=True)
+        model.decoder.to(decoder_dtype)
         return model.to(map_location).eval()
 
 

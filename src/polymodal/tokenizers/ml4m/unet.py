@@ -63,15 +63,24 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 whatever the activations' dtype (as the reference's), so a bfloat16 UNet
+    keeps its statistics exact."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.weight.float(), self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, w, b, self.eps).to(x.dtype)
+
+
 class ResBlock(nn.Module):
     """x (B, C_in, H, W), act_emb (B, E) = SiLU(time embedding) -> (B, C_out, H, W)."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(GROUPS, cin)
+        self.norm1 = GroupNorm32(GROUPS, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, cout)
-        self.norm2 = nn.GroupNorm(GROUPS, cout)
+        self.norm2 = GroupNorm32(GROUPS, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -91,7 +100,7 @@ class Attention(nn.Module):
         if channels % num_heads:
             raise ValueError(f"attention: {channels} channels do not split into {num_heads} heads")
         self.num_heads = num_heads
-        self.norm = nn.GroupNorm(GROUPS, channels)
+        self.norm = GroupNorm32(GROUPS, channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
 
@@ -136,7 +145,9 @@ class Downsample(nn.Module):
 class PatchedUNet(nn.Module):
     """``forward(sample (B, C, H, W), t (B,) or (), cond (B, D, h, w)) -> (B, C, H, W)`` (the x0 prediction).
 
-    H and W must be multiples of ``patch_size * 2**(levels - 1)`` (56 and 224 are, for the released size)."""
+    H and W must be multiples of ``patch_size * 2**(levels - 1)`` (56 and 224 are, for the released size). Runs
+    in the dtype of its weights (``.to(torch.bfloat16)`` for bfloat16; GroupNorm stays float32) and returns float32.
+    Any memory layout; `DiVAE` keeps it channels-last (see benchmarks/divae_decode.py for what that is worth)."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -168,7 +179,7 @@ class PatchedUNet(nn.Module):
                                      heads=heads, up=up))
                 ch = width
                 ds //= 2 if up else 1
-        self.out_norm = nn.GroupNorm(GROUPS, ch)
+        self.out_norm = GroupNorm32(GROUPS, ch)
         self.out_conv = nn.Conv2d(ch, cfg.in_channels * p * p, 3, padding=1)
 
     def forward(self, sample: torch.Tensor, t: torch.Tensor | int, cond: torch.Tensor) -> torch.Tensor:
@@ -176,8 +187,9 @@ class PatchedUNet(nn.Module):
         if sample.shape[-1] % p or sample.shape[-2] % p:
             raise ValueError(f"patched UNet: image size {tuple(sample.shape[-2:])} is not a multiple of patch {p}")
         t = torch.as_tensor(t, device=sample.device).reshape(-1)  # () or (B,) -> (1,) or (B,), broadcast below
-        act_emb = F.silu(self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(sample.dtype)))
-        x = F.pixel_unshuffle(sample, p)  # b c (nh ph) (nw pw) -> b (c ph pw) nh nw
+        dtype = self.stem.weight.dtype
+        act_emb = F.silu(self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(dtype)))
+        x = F.pixel_unshuffle(sample.to(dtype), p)  # b c (nh ph) (nw pw) -> b (c ph pw) nh nw
         cond = F.interpolate(cond.to(x.dtype), size=x.shape[-2:], mode="nearest")
         h = self.stem(torch.cat([x, cond], dim=1))
         skips = [h]
@@ -189,7 +201,7 @@ class PatchedUNet(nn.Module):
         for block in self.up:
             h = block(torch.cat([h, skips.pop()], dim=1), act_emb)
         h = self.out_conv(F.silu(self.out_norm(h)))
-        return F.pixel_shuffle(h, p)
+        return F.pixel_shuffle(h, p).float()
 
 
 # ------------------------------------------------------------------------------ the reference's weights
