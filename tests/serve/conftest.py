@@ -1,10 +1,15 @@
 """A tiny pipeline for the web demo's tests: the pipeline tests' bundle (64 px VQ-VAEs, a text tokenizer, a dim-32
-FourM) plus a ``tok_minilm_global`` vector tokenizer, so that retrieval has something to predict; the gallery's
-caption embeddings come from a stand-in encoder (the real one takes seconds to load)."""
+FourM) plus a ``tok_minilm_global`` vector tokenizer, an input and an output as in the shipped default model (so
+that retrieval has something to predict, and requests can send a vector); the gallery's caption embeddings come
+from a stand-in encoder (the real one takes seconds to load)."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -39,7 +44,8 @@ def serve_pipeline(tmp_path_factory) -> Pipeline:
     cfg = base.model.config
     names = (*images, *SEQUENCES)
     torch.manual_seed(0)
-    model_cfg = ModelConfig.preset("test", domains_in=(RGB.name, *names), domains_out=(*names, glob.cfg.name),
+    model_cfg = ModelConfig.preset("test", domains_in=(RGB.name, *names, glob.cfg.name),
+                                   domains_out=(*names, glob.cfg.name),
                                    dim=32, num_heads=2, vocab_sizes={s: cfg.modality(s).vocab_size for s in SEQUENCES})
     return Pipeline(FourM(model_cfg), toks)
 
@@ -50,8 +56,11 @@ def serve_pipe(tmp_path_factory) -> Pipeline:
 
 
 @pytest.fixture(autouse=True)
-def fake_encoder(monkeypatch):
+def fake_encoder(monkeypatch, tmp_path_factory):
+    """The gallery's encoder is the stand-in, so retrieval runs here without the ``text`` extra: its availability
+    check (`text_embed.model_dir`, the packaged weights) is answered for the stand-in too."""
     monkeypatch.setattr(text_embed, "shared_encoder", lambda device="cpu": FakeEncoder())
+    monkeypatch.setattr(text_embed, "model_dir", lambda: tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
@@ -85,3 +94,55 @@ def flat_png(side: int) -> bytes:
 
 
 one_thread = pytest.fixture(autouse=True)(single_thread)
+
+
+class FileWatch:
+    """Records every open, stat or image open of a path under ``root`` (the calls still go through): a request that
+    names a file there must leave ``hits`` empty, whatever its answer."""
+
+    def __init__(self, root: Path):
+        self.root, self.hits = str(root), []
+
+    def see(self, what: str, path) -> None:
+        try:
+            s = os.fsdecode(path)
+        except TypeError:  # a file descriptor or an in-memory file: not a path
+            return
+        if self.root in os.path.abspath(os.path.expanduser(s)):
+            self.hits.append(f"{what}({s})")
+
+    def install(self, monkeypatch) -> FileWatch:
+        import builtins
+
+        def wrap(owner, name):
+            real = getattr(owner, name)
+
+            def watched(path, *args, **kwargs):
+                self.see(name, path)
+                return real(path, *args, **kwargs)
+
+            monkeypatch.setattr(owner, name, watched)
+
+        for owner, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "stat"), (os, "lstat"),
+                            (Image, "open")):
+            wrap(owner, name)
+        return self
+
+
+@pytest.fixture
+def secret(tmp_path, monkeypatch) -> SimpleNamespace:
+    """Files on the server's disk that no request may reach: ``files`` (boxes, metadata and a palette as JSON, a PNG)
+    with ``missing`` paths beside them, ``marks`` (strings of their content that must never come back), and
+    ``watch`` (a `FileWatch` over their folder, installed once the files are written)."""
+    root = tmp_path / "secret"
+    root.mkdir()
+    files = {"det": root / "boxes.json", "metadata": root / "meta.json", "color_palette": root / "palette.json",
+             "rgb": root / "scene.png"}
+    files["det"].write_text(json.dumps([{"class": "zebracorn", "box": [0.1, 0.2, 0.3, 0.4]}]))
+    files["metadata"].write_text(json.dumps({"SECRET_FIELD_7": 1, "brightness": 120}))
+    files["color_palette"].write_text(json.dumps([[17, 171, 71], [3, 5, 7]]))
+    Image.fromarray(render_sample(1, 0, 64)["rgb"]).save(files["rgb"])
+    missing = {k: p.with_name("missing_" + p.name) for k, p in files.items()}
+    marks = ("zebracorn", "SECRET_FIELD_7")
+    return SimpleNamespace(root=root, files=files, missing=missing, marks=marks,
+                           watch=FileWatch(root).install(monkeypatch))

@@ -21,14 +21,15 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
   the bundle format of `pipeline.bundle`.
 - ``pipe.inputs`` / ``pipe.outputs``: model domains; ``pipe.resolve(name, output=False)``: a domain from a short
   name (``depth`` -> ``tok_depth@64``, ``rgb`` -> the pixel input, else the RGB tokens).
-- ``pipe.conditions(values, *, resize=True, notify=None) -> {domain: tensor}``: images (paths, PIL, arrays,
-  tensors; resized with a notice, or refused with ``resize=False``), texts, boxes, metadata/palette dicts, vectors
-  (see `pipeline.inputs`), ready for `polymodal.generation.generate`.
+- ``pipe.conditions(values, *, resize=True, notify=None, paths=True) -> {domain: tensor}``: images (paths, PIL,
+  arrays, tensors; resized with a notice, or refused with ``resize=False``), texts, boxes, metadata/palette dicts,
+  vectors (see `pipeline.inputs`), ready for `polymodal.generation.generate`. ``paths=False`` takes values only: no
+  string is ever read as a file (what `polymodal serve` does with every request).
 - ``pipe.plan(targets, *, plan=None, steps, temperature, guidance, top_k, top_p, until)``: a `generation.Plan`;
   ``plan`` a Plan, a bundle plan name or a preset (``rgb_to_all``, ``caption_to_all``, ``det_to_all``).
 - ``pipe.generate(inputs, targets=None, *, plan=None, steps=None, temperature=None, guidance=None, seed=0, top_k=0,
-  top_p=0.0, resize=True, notify=None) -> Outputs``: a batch when inputs are lists (or batched tensors); a text
-  both given and asked for is filled in where it holds sentinels (``"a [S_1] cube"``).
+  top_p=0.0, resize=True, notify=None, paths=True) -> Outputs``: a batch when inputs are lists (or batched
+  tensors); a text both given and asked for is filled in where it holds sentinels (``"a [S_1] cube"``).
 - ``pipe.decode(ids) -> (values, kinds)``.
 - ``Outputs``: ``ids``, ``values``, ``kinds``, ``inputs`` (shown input values), ``plan``, ``notices``; ``grid()``,
   ``tiles(b)``, ``save(out_dir)`` (files: `pipeline.outputs`).

@@ -36,9 +36,9 @@ from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
 from .settings import check
 
 FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
-
 # What a download of a bundle or model repo fetches: pipeline.json, configs, weights, tokenizer JSON, cards.
 _HUB_FILES = ("*.json", "*.safetensors", "*.md")
+
 
 class ResizeNotice(UserWarning):
     """An input image was resized to the model's size (the library's default notice)."""
@@ -215,9 +215,10 @@ class Pipeline:
 
     # -------------------------------------------------------------------------------------------- inputs
 
-    def prepare(self, values: Mapping[str, Any], *, resize: bool = True,
-                notify: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:
-        """(conditions for `generation.generate`, shown values, their picture kinds) of user values."""
+    def prepare(self, values: Mapping[str, Any], *, resize: bool = True, notify: Callable[[str], None] | None = None,
+                paths: bool = True) -> tuple[dict, dict, dict]:
+        """(conditions for `generation.generate`, shown values, their picture kinds) of user values. ``paths=False``:
+        values only, no string is read as a file (`inputs.refuse_paths`; a server takes requests this way)."""
         notify = notify or _warn
         side = max((self.model.config.modality(n).image_size or (0,))[0] for n in self.inputs) or 224
         conds, shown, kinds = {}, {}, {}
@@ -226,7 +227,8 @@ class Pipeline:
             name = names[key]
             mod = self.model.config.modality(name)
             cond, show, kind = to_condition(name, mod, value, tokenizers=self.tokenizers,
-                                            norm=self.pixels.get(name, {}), resize=resize, notify=notify, res=side)
+                                            norm=self.pixels.get(name, {}), resize=resize, notify=notify, res=side,
+                                            paths=paths)
             conds[name] = cond.to(self.model.mask_token.device) if isinstance(cond, torch.Tensor) else cond
             if show is not None:
                 shown[name], kinds[name] = show, kind
@@ -236,9 +238,9 @@ class Pipeline:
         return conds, shown, kinds
 
     def conditions(self, values: Mapping[str, Any], *, resize: bool = True,
-                   notify: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   notify: Callable[[str], None] | None = None, paths: bool = True) -> dict[str, Any]:
         """User values (images, texts, boxes, dicts, vectors; see `pipeline.inputs`) -> conditions by domain."""
-        return self.prepare(values, resize=resize, notify=notify)[0]
+        return self.prepare(values, resize=resize, notify=notify, paths=paths)[0]
 
     # ---------------------------------------------------------------------------------------- generation
 
@@ -281,8 +283,9 @@ class Pipeline:
     def generate(self, inputs: Mapping[str, Any], targets: Sequence[str] | str | None = None, *,
                  plan: Plan | str | None = None, steps: int | None = None, temperature: float | None = None,
                  guidance: float | None = None, seed: int = 0, top_k: int | float = 0, top_p: float = 0.0,
-                 resize: bool = True, notify: Callable[[str], None] | None = None) -> Outputs:
-        """Generate ``targets`` (or run ``plan``) from user ``inputs``; same seed, same outputs."""
+                 resize: bool = True, notify: Callable[[str], None] | None = None, paths: bool = True) -> Outputs:
+        """Generate ``targets`` (or run ``plan``) from user ``inputs``; same seed, same outputs. ``paths=False``:
+        values only, no input string is ever read as a file."""
         notices: list[str] = []
 
         def note(message: str) -> None:
@@ -292,7 +295,7 @@ class Pipeline:
         seed = check("seed", seed)
         if plan is None:
             self.plan(targets)  # a wrong target fails before the inputs are read
-        conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note)
+        conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note, paths=paths)
         the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
                              top_k=top_k, top_p=top_p, given=list(conds))
         # A sequence given and asked for is a prompt to complete where it has sentinels [S_k] (span infilling).

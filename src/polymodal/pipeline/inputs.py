@@ -18,6 +18,8 @@ sequence of vectors (D,) or (L, D) float                    (B, L, D)
 
 Images of another size are centre-cropped to a square and resized, with a notice through ``notify``; with
 ``resize=False`` they are refused. Every refusal is a `PipelineError` naming the modality (and the file).
+With ``paths=False`` (values only, what `polymodal serve` uses) no string is ever opened as a file: image and vector
+domains refuse strings, and a det/metadata/palette string is JSON text or the modality's text, never a path.
 """
 
 from __future__ import annotations
@@ -170,12 +172,13 @@ def tokenizer_values(name: str, tok: ViTVQVAE, value: Any, *, resize: bool,
     return torch.stack(out)
 
 
-def _parse_text_value(base: str, v: Any, name: str) -> Any:
-    """det/metadata/palette given as JSON text or a .json file (what `Outputs.save` writes) are read back."""
+def _parse_text_value(base: str, v: Any, name: str, *, paths: bool = True) -> Any:
+    """det/metadata/palette given as JSON text, or (``paths``) a .json file (what `Outputs.save` writes), are read
+    back. Without ``paths`` the string is never looked up on disk: a text that names a file stays that text."""
     if not isinstance(v, str) or base in ("caption", "text"):
         return v
     text = v.strip()
-    if text.endswith(".json") and Path(text).expanduser().is_file():
+    if paths and text.endswith(".json") and Path(text).expanduser().is_file():
         text = Path(text).expanduser().read_text()
     if text[:1] in "[{":
         try:
@@ -201,10 +204,11 @@ def _boxes(v: Any, res: int, name: str) -> list[Box]:
     return out
 
 
-def sequence_row(name: str, mod: Modality, v: Any, text: TextTokenizer, res: int) -> list[int]:
+def sequence_row(name: str, mod: Modality, v: Any, text: TextTokenizer, res: int, *,
+                 paths: bool = True) -> list[int]:
     """One sample's ids of sequence domain ``name`` (ids + [EOS], at most the modality's length)."""
     base = base_name(name)
-    v = _parse_text_value(base, v, name)
+    v = _parse_text_value(base, v, name, paths=paths)
     if isinstance(v, str):
         if not v.strip():
             raise PipelineError(f"{name}: empty text; give some words or leave {name} out of the inputs")
@@ -238,11 +242,28 @@ def sequence_items(name: str, v: Any) -> list[Any]:
     return [v]
 
 
+def refuse_paths(name: str, mod: Modality, value: Any) -> None:
+    """Values only: a string (or Path) is a text for a sequence domain and nothing else, never a file to open.
+
+    Only two places turn a string into a file read: an image item (`to_chw`, `tokenizer_values`) and a
+    det/metadata/palette ``.json`` (`_parse_text_value`, switched off by ``paths=False``). This closes the first for
+    every other kind, so a request cannot name a file whatever the modality."""
+    if mod.kind is Kind.SEQUENCE:
+        return
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, (str, Path)) for v in items):
+        what = "an image" if mod.kind in (Kind.PIXELS, Kind.IMAGE_TOKENS) else "a vector"
+        raise PipelineError(f"{name}: give {what} as a value; a string is not taken here (file paths are not read)")
+
+
 def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm: dict, resize: bool,
-                 notify: Callable[[str], None], res: int) -> tuple[Any, Any, str]:
-    """(condition for `generate`, value to show, its picture kind) of one model input domain."""
+                 notify: Callable[[str], None], res: int, paths: bool = True) -> tuple[Any, Any, str]:
+    """(condition for `generate`, value to show, its picture kind) of one model input domain. ``paths=False``:
+    values only, no string is ever read as a file (`refuse_paths`; what a server's requests get)."""
     if isinstance(value, ModalityTokens):
         return value, None, ""
+    if not paths:
+        refuse_paths(name, mod, value)
     if mod.kind is Kind.PIXELS:
         cond, shown = pixels(name, mod, value, norm, resize=resize, notify=notify)
         return cond, shown, "rgb"
@@ -255,7 +276,7 @@ def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm
             raise PipelineError(f"{name}: no text tokenizer to write it with; load the pipeline with one "
                                 "(--text-tokenizer PATH, or a bundle that has it)")
         items = sequence_items(name, value)
-        rows = [sequence_row(name, mod, v, text, res) for v in items]
+        rows = [sequence_row(name, mod, v, text, res, paths=paths) for v in items]
         over = [i for r in rows for i in r if i >= mod.vocab_size]
         if over:
             raise PipelineError(f"{name}: token id {over[0]} ({text.decode_piece([over[0]])!r}) is outside this "

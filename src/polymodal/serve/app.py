@@ -19,7 +19,6 @@ large, 503 queue full); the request is checked before it is queued, so a bad one
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -52,18 +51,19 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 
 
 async def _body(request: Request) -> Any:
+    """The JSON body, read chunk by chunk and refused (413) as soon as it passes ``MAX_BODY_BYTES``: a chunked upload
+    has no Content-Length to check first, and ``request.body()`` would hold all of it before any check."""
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > req.MAX_BODY_BYTES:
         raise req.RequestError(_TOO_LARGE, 413)
-    raw = await request.body()
-    if len(raw) > req.MAX_BODY_BYTES:
-        raise req.RequestError(_TOO_LARGE, 413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > req.MAX_BODY_BYTES:
+            raise req.RequestError(_TOO_LARGE, 413)
     if not raw.strip():
         raise req.RequestError("empty request: send a JSON object with inputs")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise req.RequestError("the request body is not valid JSON") from None
+    return req.parse_json(bytes(raw))
 
 
 def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
@@ -132,12 +132,8 @@ def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
 
         def check():
             values = req.user_inputs(pipe, body)
-            try:
-                return pipe.prepare(values), req.top_k(body)
-            except req.RequestError:
-                raise
-            except ValueError as e:
-                raise req.RequestError(str(e)) from None
+            k = req.top_k(body)
+            return req.conditions(pipe, values), k
 
         (conds, shown, kinds), k = await run_in_threadpool(check)
         return _queued("retrieve", lambda progress: {"view": run_retrieve(pipe, gallery_of, (conds, shown, kinds),

@@ -32,7 +32,7 @@ from ..retrieval import GalleryIndex, model_predictor, retrieve
 from ..viz import picture
 from ..viz.decode import base_name
 from .jobs import Progress
-from .requests import RequestError, Settings
+from .requests import RequestError, Settings, conditions
 
 TILE = 192  # pixels per picture on the page (nearest-neighbour upscaled: 64 px models show their pixels)
 # Texts are shown as text (a picture of a caption is harder to read than the caption); boxes, palettes and poses
@@ -60,11 +60,12 @@ def rgb_side(pipe: Pipeline) -> int:
 
 def check_plan(pipe: Pipeline, values: dict, target_names: list[str], s: Settings):
     """(conditions, shown values, kinds, plan, notices); every `PipelineError`/`ValueError` becomes a 400 now,
-    before the job waits in the queue for nothing."""
+    before the job waits in the queue for nothing. ``values`` are a request's `user_inputs`, turned into conditions
+    by `requests.conditions` (values only: no string is read as a file)."""
     notices: list[str] = []
     try:
         pipe.plan(target_names)  # unknown targets fail before the inputs are read
-        conds, shown, kinds = pipe.prepare(values, notify=notices.append)
+        conds, shown, kinds = conditions(pipe, values, notify=notices.append)
         # steps/temperature None: an image target predicted from an image in one greedy step, else generated
         plan = pipe.plan(target_names, steps=s.steps, temperature=s.temperature, guidance=s.guidance,
                          given=list(conds))
