@@ -178,3 +178,15 @@ def test_folder_errors_name_the_problem(tmp_path):
         DiVAE.from_official(folder)
     with pytest.raises(TokenizerLoadError, match="a rgb tokenizer has 3 channels, these weights 1"):
         DiVAE.from_official(src, values="rgb")
+    (folder / "config.json").write_text(json.dumps({**cfg, "beta_schedule": "shifted_cosine:0.5"}))
+    with pytest.raises(TokenizerLoadError, match="beta_schedule 'shifted_cosine:0.5' is not supported"):
+        DiVAE.from_official(folder)
+
+
+def test_a_hub_snapshot_takes_its_modality_from_the_repo_name(tmp_path):
+    snapshot = tmp_path / "models--EPFL-VILAB--4M_tokenizers_depth_8k_224-448" / "snapshots" / "0123abcd"
+    shutil.copytree(fixtures_dir("ml4m-tokenizers", "depth"), snapshot)
+    assert DiVAE.from_official(snapshot).cfg.values == "depth"
+    plain = tmp_path / "0123abcd"
+    shutil.copytree(snapshot, plain)
+    assert DiVAE.from_official(plain).cfg.values == "raw"

@@ -238,12 +238,12 @@ class DiVAE(nn.Module):
         """A released DiVAE folder (``config.json`` = the reference's constructor arguments + ``model.safetensors``).
 
         ``values`` names the modality (rgb, depth, normal, edge); by default it is read from the folder's name
-        (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``), else "raw" (model units in and out). Every size
-        is read from the weights. ``decoder_dtype`` torch.bfloat16 runs the UNet in bfloat16 (about twice as fast
-        on CPUs with AVX-512 BF16; see benchmarks/divae_decode.py), the encoder stays float32."""
+        (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``; a Hub snapshot's repo), else "raw" (model units in
+        and out). Every size is read from the weights. ``decoder_dtype`` torch.bfloat16 runs the UNet in bfloat16
+        (about twice as fast on CPUs with AVX-512 BF16; benchmarks/divae_decode.py), the encoder stays float32."""
         folder = Path(folder).expanduser()
         raw, state = read_official_folder(folder)
-        cfg = config_from_official_divae(raw, state, values=values or _values_from_name(folder.name), source=folder,
+        cfg = config_from_official_divae(raw, state, values=values or _values_from_path(folder), source=folder,
                                          name=folder.name if folder.name.startswith("tok_") else "")
         model = cls(cfg)
         renamed = {k: v for k, v in state.items() if not k.startswith("decoder.")}
@@ -254,11 +254,15 @@ class DiVAE(nn.Module):
         return model.to(map_location).eval()
 
 
-def _values_from_name(name: str) -> str:
-    low = name.lower()
-    for kind in ("depth", "normal", "edge", "rgb"):
-        if kind in low:
-            return kind
+def _values_from_path(folder: Path) -> str:
+    """The modality a folder's name says, or for a Hub snapshot (named by its commit) its repo's folder
+    (``models--EPFL-VILAB--4M_tokenizers_depth_8k_224-448``, two levels up); "raw" when neither does."""
+    folder = folder.resolve()
+    names = [folder.name] + ([folder.parent.parent.name] if folder.parent.name == "snapshots" else [])
+    for name in names:
+        for kind in ("depth", "normal", "edge", "rgb"):
+            if kind in name.lower():
+                return kind
     return "raw"
 
 
@@ -270,6 +274,10 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
         raise TokenizerLoadError(f"{where}: dec_type {raw.get('dec_type')!r} is not a patched-UNet DiVAE")
     if raw.get("quant_type", "lucid") != "lucid":
         raise TokenizerLoadError(f"{where}: quant_type {raw.get('quant_type')!r}; a DiVAE here reads 'lucid' only")
+    for field, allowed in (("beta_schedule", diffusion.BETA_SCHEDULES), ("prediction_type", diffusion.PREDICTIONS),
+                           ("scheduler", diffusion.SAMPLERS)):
+        if field in raw and raw[field] not in allowed:
+            raise TokenizerLoadError(f"{where}: {field} {raw[field]!r} is not supported (one of {', '.join(allowed)})")
     try:
         enc = vit_shape(state, "encoder.", patch_size=int(raw.get("patch_size", 16)))
         latent_dim, codebook = state["quantize._codebook.embed"].shape[1], state["quantize._codebook.embed"].shape[0]
