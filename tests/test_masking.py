@@ -439,8 +439,8 @@ def test_config_and_input_errors():
     with pytest.raises(ConfigError, match="sequence_width"):
         MaskingConfig(sequence_width="wide")
     raw = raw_batch(2)
-    with pytest.raises(ValueError, match="unknown masking mixture"):
-        sample_batch(raw, MODS, MaskingConfig(mixture="nope"), generator=gen(0))
+    with pytest.raises(ConfigError, match="masking.mixture: got 'nope', expected one of 'uniform', '4m21'"):
+        MaskingConfig(mixture="nope")
     with pytest.raises(ValueError, match="not a registered modality"):
         sample_batch(raw, MODS, MaskingConfig(input_alphas={"captoin": 1.0}), generator=gen(0))
     with pytest.raises(ValueError, match="no modality given"):
@@ -448,3 +448,13 @@ def test_config_and_input_errors():
     bad = dict(raw, **{"tok_a@test": raw["tok_a@test"][:, :5]})
     with pytest.raises(ValueError, match="image tokens"):
         sample_batch(bad, MODS, MaskingConfig(), generator=gen(0))
+
+
+def test_config_names_every_mixture_the_masking_knows():
+    """`MaskingConfig.mixture`'s allowed names (config is below data and cannot import the table) are the table's."""
+    import dataclasses
+
+    from polymodal.data.masking import MIXTURES
+
+    field = {f.name: f for f in dataclasses.fields(MaskingConfig)}["mixture"]
+    assert set(field.metadata["rule"].choices) == set(MIXTURES)

@@ -421,6 +421,7 @@ def _set_threads(n: int) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .pipeline.demo import default_model
+    from .pipeline.official_values import check_decode_settings
     from .pipeline.settings import check_settings
 
     _set_threads(args.threads)
@@ -428,11 +429,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         # the rule the server and the library apply too (pipeline.settings), checked before the model loads
         check_settings(prefix="--", steps=args.steps, temperature=args.temperature, guidance=args.guidance,
                        seed=args.seed)
+        check_decode_settings(args.decode_steps, args.sampler, prefix="--")
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
-                            guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice)
+                            guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice,
+                            decode_steps=args.decode_steps, sampler=args.sampler, progress=sys.stderr.isatty())
         paths = out.save(args.out)
     except (ValueError, KeyError, OSError) as e:
         return _fail("generate", e)
@@ -447,7 +450,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     try:
         r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed,
-                     device=args.device, notify=_notice)
+                     device=args.device, notify=_notice, text_tokenizer=args.text_tokenizer,
+                     tokenizers=args.tokenizer)
     except (ValueError, KeyError, OSError) as e:
         return _fail("demo", e)
     for title, why in r.skipped.items():
@@ -471,6 +475,8 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 # Generation runs one token (or one small step) at a time: on a CPU, thread hand-offs over such small products cost
 # more than they save (5x slower with 2 threads than with 1 on the shared 2-core machine).
 _THREADS_HELP = "CPU threads for torch (default 1: fastest for step-by-step decoding on a CPU)"
+_TOKENIZER_HELP = ("extra tokenizer folders; for a released 4M model (EPFL-VILAB/4M-21_XL, ...) DOMAIN=FOLDER "
+                   "replaces the release's tokenizer of DOMAIN, e.g. tok_depth@224=path/to/folder")
 
 
 def _add_generate_parser(sub) -> None:
@@ -495,7 +501,10 @@ def _add_generate_parser(sub) -> None:
                                                        "(0)")
     p.add_argument("--no-resize", action="store_true", help="refuse images of another size instead of resizing")
     p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
-    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help="extra tokenizer folders")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
+    p.add_argument("--decode-steps", type=int, help="diffusion steps of a released model's RGB/depth/normal/edge "
+                                                    "decoders, 1 to 1000 (default 25; edges 10)")
+    p.add_argument("--sampler", help="their sampler: ddpm (the reference's, default) or ddim (better at few steps)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
     p.set_defaults(func=_cmd_generate)
@@ -506,6 +515,8 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--image", help="your own image instead of world scenes")
     p.add_argument("--out", default="demo", help="folder to write (default ./demo)")
     p.add_argument("--scenes", type=int, default=2, help="world scenes (default 2)")
+    p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
@@ -528,7 +539,8 @@ def _add_serve_parser(sub) -> None:
         except ImportError as e:
             return _fail("serve", ImportError(f'the web demo needs: pip install "polymodal[serve]" ({e.name})'))
         try:
-            serve(args.model, host=args.host, port=args.port, threads=args.threads, device=args.device)
+            serve(args.model, host=args.host, port=args.port, threads=args.threads, device=args.device,
+                  text_tokenizer=args.text_tokenizer, tokenizers=args.tokenizer)
         except (ValueError, KeyError, OSError) as e:
             return _fail("serve", e)
         return 0
@@ -538,6 +550,8 @@ def _add_serve_parser(sub) -> None:
                                     "src/polymodal/weights/default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
     p.set_defaults(func=run)
@@ -569,7 +583,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SystemExit as e:
+        # Commands refuse bad input with SystemExit("polymodal CMD: ..."): one line on stderr and exit code 2,
+        # as every other refusal (`_fail`) and argparse's usage errors; SystemExit(0/1) passes through.
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ class MaskingConfig:
     num_input_tokens: int = rule(128, ge=0)
     num_target_tokens: int = rule(128, ge=0)
     # A named mixture (data.masking.MIXTURES, which checks the name): "uniform" (alpha 1 over all) or "4m21".
-    mixture: str = "uniform"
+    mixture: str = rule("uniform", choices=("uniform", "4m21"))  # the names of data.masking.MIXTURES
     input_alphas: dict[str, float] = rule(factory=dict, ge=0)  # per-modality alpha, in every mixture component
     target_alphas: dict[str, float] = rule(factory=dict, ge=0)
     keep_schemes: dict[str, str] = rule(factory=dict, choices=("random", "all", "binary"))  # sequence name -> scheme

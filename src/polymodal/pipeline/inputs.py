@@ -224,8 +224,10 @@ def sequence_row(name: str, mod: Modality, v: Any, text: TextTokenizer, res: int
         v = palette_from_world(v)
     try:
         return serializer.encode(v, text, max_tokens=mod.max_length)
-    except (ValueError, TypeError) as e:
-        raise PipelineError(f"{name}: {e}") from None
+    except (ValueError, TypeError) as e:  # serializers name the base modality ("det: box 0 ..."): say it once
+        msg = str(e)
+        raise PipelineError(msg if msg.startswith(f"{base}:") or msg.startswith(f"{name}:") else f"{name}: {msg}") \
+            from None
 
 
 def sequence_items(name: str, v: Any) -> list[Any]:
@@ -300,5 +302,11 @@ def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm
         v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
         v = v.float().reshape(-1, v.shape[-1])
         return tok.encode(v), v, "vector"
+    from ..tokenizers.ml4m.folder import official_tokenizer_types  # the released 4M tokenizers
+
+    if isinstance(tok, official_tokenizer_types()):
+        from .official_values import release_condition  # that module reads images with this one's helpers
+
+        return release_condition(name, mod, tok, value, resize=resize, notify=notify)
     raise PipelineError(f"{name}: no tokenizer for these image tokens in this pipeline; give token ids (B, "
                         f"{mod.num_tokens}) as an integer tensor, or use a bundle that holds its tokenizer")

@@ -69,7 +69,7 @@ figure.match pre{font:12px system-ui,sans-serif}summary{font-size:12px;color:#55
 (8 steps)</option><option value="careful">Careful (16 steps, guidance 2)</option>
 <option value="custom">Custom</option></select>
 <div class="row set" style="margin-top:6px">
-<label>steps <input id="steps" type="number" min="1" max="64" placeholder="auto"></label>
+<label>steps <input id="steps" type="number" min="1" placeholder="auto"></label>
 <label>temperature <input id="temperature" type="number" step="0.1" min="0" max="5" placeholder="auto"></label>
 <label>guidance <input id="guidance" type="number" step="0.5" min="0" max="10" value="1"></label>
 <label>seed <input id="seed" type="number" min="0" value="0"></label></div></section>
