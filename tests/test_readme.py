@@ -108,8 +108,7 @@ COMMANDS: dict[str, Step] = {
     'polymodal retrieve build data/world64 --out runs/gallery': Step(),
     'polymodal retrieve search runs/gallery --samples 0 1 2 --k 5': Step(),
     'polymodal retrieve --model BUNDLE --index runs/gallery --from rgb=img.png [--from caption="two red cubes"] '
-    '[--k 5 --out matches.png]': Step(xfail="being fixed (issue 16): retrieve's 8 steps for 16 global tokens; "
-                                            "--model defaults to the shipped model"),
+    '[--k 5 --out matches.png]': Step(),
     'pip install -e ".[serve]"': Step(skip="installs from the network"),
     'polymodal serve [--model BUNDLE] [--port 8000] [--host 127.0.0.1]': Step(server=True),
     'polymodal eval --model MODEL --n 200 --out runs/eval --ceiling': Step(slow=True),
