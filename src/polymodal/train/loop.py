@@ -25,12 +25,14 @@ from .checkpoint import CheckpointManager, Progress, gather_model_state
 from .files import write_text_atomic
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
-from .optim import build_optimizer, clip_grad_norm, lr_at, peak_lr, set_lr
-from .parallelize import autocast, no_sync, parallelize, resolve_mode
+from .optim import build_optimizer, lr_at, peak_lr, set_lr
+from .parallelize import autocast, parallelize, resolve_mode
+from .step import train_step
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the last good checkpoint is kept. Found at the next step that logs,
+    evaluates or saves (the loss is read on the host only there), before any checkpoint of that step."""
 
 
 class CheckpointMismatch(ValueError):
@@ -95,20 +97,46 @@ def _check_compatible(saved: dict, current: dict, where: Path) -> None:
                                  f"{'; '.join(diffs)} (use the same settings, or a new train.out_dir)")
 
 
+def _step_summaries(pending, objective) -> list[tuple[int, dict[str, float]]]:
+    """``(step, summary)`` of each ``(step, sums, stats)`` in ``pending``: the loss sums (this rank's, on the
+    training device) summed over ranks in one collective and brought to the host in one sync."""
+    sums = dist.all_reduce_sum(torch.stack([s for _, s, _ in pending])).cpu()
+    return [(step, objective.summarize(row, stats)) for (step, _, stats), row in zip(pending, sums, strict=True)]
+
+
+def _filler_batch(objective, world: int):
+    """A validation batch for a rank with fewer than the others: the first of the lowest rank that has one (the
+    batches are a deterministic function of (rank, world), so any rank can build another's)."""
+    return next(b for r in range(world) if (b := objective.val_batches(r, world)))[0]
+
+
 def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
+    """The validation loss over every rank's share of the held-out samples.
+
+    Every rank runs the same number of forward passes and the same collectives, however the samples divide: FSDP
+    gathers parameters in each forward, so a rank that skipped one (a held-out set smaller than a rank's share)
+    would leave the others waiting in a collective it never joins. A rank short of batches runs a filler batch and
+    counts nothing for it. The sums stay on the training device; one host sync at the end.
+    """
+    batches = list(objective.val_batches(info.rank, info.world_size))
+    most = int(dist.all_reduce_max(torch.tensor([len(batches)]))[0])
+    if most == 0:
+        return {}
+    filler = batches[0] if batches else _filler_batch(objective, info.world_size)
     sums, stats = None, None
     model.eval()
     with torch.no_grad():
-        for batch in objective.val_batches(info.rank, info.world_size):
+        for k in range(most):
+            batch = batches[k] if k < len(batches) else filler
             st = objective.step_stats([batch])
             with autocast(info.device, precision):
                 _, s = objective.loss(model, batch, st, 1, info.device)
-            sums = s.cpu() if sums is None else sums + s.cpu()
+            if k >= len(batches):  # filler: in step with the other ranks, counts nothing
+                s, st = torch.zeros_like(s), torch.zeros_like(st)
+            sums = s if sums is None else sums + s
             stats = st if stats is None else stats + st
     model.train()
-    if sums is None:
-        return {}
-    return objective.summarize(dist.all_reduce_sum(sums), dist.all_reduce_sum(stats))
+    return objective.summarize(dist.all_reduce_sum(sums).cpu(), dist.all_reduce_sum(stats))
 
 
 def _check_sparse_embeddings(cfg: ExperimentConfig, info) -> None:
@@ -151,7 +179,7 @@ def train(cfg: ExperimentConfig) -> TrainResult:
             dist.shutdown()
             raise
         progress = ckpt.load(latest, model, optimizer)
-        if progress.data is not None and hasattr(objective, "load_data_state"):
+        if progress.data is not None:
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
     if info.is_main:  # only now, after the checks: a refused rerun leaves the run's config.json as it was
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,40 +193,45 @@ def train(cfg: ExperimentConfig) -> TrainResult:
 
     last_loss, val_loss = float("nan"), None
     tick, tokens_since = time.perf_counter(), 0
+    pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss sums, stats) since the last check
     end = min(t.stop_at, t.steps) if t.stop_at > 0 else t.steps
     while progress.step < end:
         step = progress.step
         micro = objective.micro_batches(step, info.rank, info.world_size)
-        # Normalizers of the whole step (all ranks, all micro-batches), known before any forward pass.
-        stats = dist.all_reduce_sum(objective.step_stats(micro))
-        step_tokens = int(dist.all_reduce_sum(torch.tensor(float(objective.num_tokens(micro)))))
+        # Normalizers of the whole step (all ranks, all micro-batches) and its token count, known before any
+        # forward pass: host values, reduced on the host in one collective (float64: exact integers to 2**53).
+        local = torch.cat([objective.step_stats(micro).double(),
+                           torch.tensor([objective.num_tokens(micro)], dtype=torch.float64)])
+        reduced = dist.all_reduce_sum(local)
+        stats, step_tokens = reduced[:-1], int(reduced[-1])
         set_lr(optimizer, lr := _schedule_lr(cfg, progress, step_tokens))
-        sums = None
-        for i, batch in enumerate(micro):
-            with no_sync(trained, i < len(micro) - 1), autocast(info.device, t.precision):
-                loss, s = objective.loss(trained, batch, stats, info.world_size, info.device)
-                loss.backward()
-            sums = s.cpu() if sums is None else sums + s.cpu()
-        summary = objective.summarize(dist.all_reduce_sum(sums), stats)
-        last_loss = summary["loss"]
-        per_mod = {k: v for k, v in summary.items() if k != "loss"}
-        if not math.isfinite(last_loss):
-            optimizer.zero_grad(set_to_none=True)
-            detail = ", ".join(f"{k}={v:.4g}" for k, v in per_mod.items())
-            kept = ckpt.latest()
-            raise TrainingDiverged(f"loss is {last_loss} at step {step} ({detail}); last good checkpoint: "
-                                   f"{kept if kept else 'none'}")
-        params = [p for p in model.parameters() if p.grad is not None]
-        max_norm = cfg.optim.clip_grad if cfg.optim.clip_grad > 0 else float("inf")
-        grad_norm = clip_grad_norm(params, max_norm) if params else torch.zeros(())
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        # The loss sums stay on the training device: no host sync per step.
+        out = train_step(trained, micro, optimizer, objective, cfg, stats=stats, world=info.world_size,
+                         device=info.device)
+        pending.append((step, out.sums, stats))
+        grad_norm = out.grad_norm
         progress.step += 1
         progress.tokens += step_tokens
         tokens_since += step_tokens
 
         is_last = progress.step == end
-        if progress.step % t.log_every == 0 or is_last:
+        log_now = progress.step % t.log_every == 0 or is_last
+        evaluate = bool(t.eval_every and progress.step % t.eval_every == 0) or is_last
+        save = bool(t.save_every and progress.step % t.save_every == 0) or is_last
+        if log_now or evaluate or save:
+            # The host syncs of training, here only: the losses of the steps since the last check. A NaN is found
+            # here (at the next step that logs, evaluates or saves), always before a checkpoint could keep it.
+            for done, summary in _step_summaries(pending, objective):
+                last_loss = summary["loss"]
+                per_mod = {k: v for k, v in summary.items() if k != "loss"}
+                if not math.isfinite(last_loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    detail = ", ".join(f"{k}={v:.4g}" for k, v in per_mod.items())
+                    kept = ckpt.latest()
+                    raise TrainingDiverged(f"loss is {last_loss} at step {done} ({detail}), found after step "
+                                           f"{progress.step}; last good checkpoint: {kept if kept else 'none'}")
+            pending.clear()
+        if log_now:
             elapsed = time.perf_counter() - tick
             rate = tokens_since / max(elapsed, 1e-9)
             tick, tokens_since = time.perf_counter(), 0
@@ -210,7 +243,6 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         if bar is not None:
             bar.update(1)
 
-        evaluate = (t.eval_every and progress.step % t.eval_every == 0) or is_last
         metric = None
         if evaluate and cfg.data.val_samples > 0:
             val = _evaluate(objective, trained, info, t.precision)
@@ -218,13 +250,11 @@ def train(cfg: ExperimentConfig) -> TrainResult:
                 val_loss = metric = val["loss"]
                 logger.log(progress.step, {f"val/{k}" if k == "loss" else f"val/loss_{k}": v
                                            for k, v in val.items()})
-            on_eval = getattr(objective, "on_eval", None)  # optional: metrics and pictures beyond the loss
-            if on_eval is not None:
-                extra = on_eval(trained, progress.step, run_dir if info.is_main else None)
-                logger.log(progress.step, {f"val/{k}": v for k, v in (extra or {}).items()})
-        if (t.save_every and progress.step % t.save_every == 0) or is_last:
-            if hasattr(objective, "data_state"):
-                progress.data = objective.data_state()
+            extra = objective.on_eval(trained, progress.step, run_dir if info.is_main else None)
+            if extra:  # metrics and pictures beyond the loss
+                logger.log(progress.step, {f"val/{k}": v for k, v in extra.items()})
+        if save:
+            progress.data = objective.data_state()
             ckpt.save(model, optimizer, progress, config_dict, metric=metric)
 
     if bar is not None:

@@ -29,10 +29,13 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
 
 
 def resolve_mode(mode: str, info: DistInfo) -> str:
+    """``auto`` is DDP over several processes and nothing for one. An explicit ``ddp`` or ``fsdp`` applies whenever
+    a process group exists, one process under torchrun included (the GPU check runs FSDP2 with world size 1); a
+    plain one-process run has no group: nothing to parallelize, same code path."""
     if mode == "auto":
         return "ddp" if info.distributed else "none"
-    if mode in ("ddp", "fsdp") and not info.distributed:
-        return "none"  # one process: nothing to parallelize, same code path
+    if mode in ("ddp", "fsdp") and not info.process_group:
+        return "none"
     return mode
 
 
