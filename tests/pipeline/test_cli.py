@@ -100,21 +100,25 @@ def test_generate_and_eval_without_a_model_say_how_to_make_the_default_one(tmp_p
     # with the shipped model present: tests/test_default_weights.py
 
 
-def test_official_checkpoint_generates_tokens_and_caption_text(tmp_path, capsys):
+def test_official_checkpoint_generates_depth_and_caption_text(tmp_path, capsys):
     model = fixtures_dir("ml4m-4m21-tiny")
     text = fixtures_dir("ml4m-text-tokenizer", "text_tokenizer_4m_wordpiece_30k.json")
     if not model.exists() or not text.exists():
         pytest.skip("official fixtures absent")
-    pipe = Pipeline.from_pretrained(model, text_tokenizer=text)
+    # The release's depth tokenizer replaced by the fixture's (tests stay offline); 2 DDIM steps keep it fast.
+    depth = fixtures_dir("ml4m-4m21-tiny-tokenizers", "tok_depth@224")
+    pipe = Pipeline.from_pretrained(model, text_tokenizer=text, tokenizers={"tok_depth@224": depth})
     rgb = np.asarray(Image.fromarray(render_sample(1, 0, 64)["rgb"]).resize((224, 224)))
     # 8 steps: with these random weights the caption after a one-step depth map happens to stop at once
-    out = pipe.generate({"rgb@224": rgb}, ["tok_depth@224", "caption"], seed=0, temperature=0.0, steps=8)
-    assert out.ids["tok_depth@224"].shape == (1, 196) and out.kinds["tok_depth@224"] == "tokens"
+    out = pipe.generate({"rgb@224": rgb}, ["tok_depth@224", "caption"], seed=0, temperature=0.0, steps=8,
+                        decode_steps=2, sampler="ddim")
+    assert out.ids["tok_depth@224"].shape == (1, 196) and out.kinds["tok_depth@224"] == "relative_depth"
     assert isinstance(out.values["caption"][0], str) and out.values["caption"][0]
     img = tmp_path / "rgb.png"
     Image.fromarray(rgb).save(img)
     rc = main(["generate", "--model", str(model), "--text-tokenizer", str(text), "--from", f"rgb@224={img}",
-               "--to", "tok_depth@224,caption", "--temperature", "0", "--steps", "8", "--out", str(tmp_path / "o")])
+               "--to", "tok_depth@224,caption", "--temperature", "0", "--steps", "8", "--out", str(tmp_path / "o"),
+               "--tokenizer", f"tok_depth@224={depth}", "--decode-steps", "2", "--sampler", "ddim"])
     assert rc == 0, capsys.readouterr().err
     assert (tmp_path / "o" / "caption.txt").read_text().strip() == out.values["caption"][0].strip()
     assert {"tok_depth_224.png", "tokens.safetensors", "grid.png"} <= {p.name for p in (tmp_path / "o").iterdir()}

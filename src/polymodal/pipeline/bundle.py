@@ -31,6 +31,8 @@ from ..tokenizers.text import TextTokenizer
 from ..tokenizers.text_layout import NUM_SENTINELS, SENTINEL_BASE
 from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
+from .official import ReleaseTokenizers, demo_settings, is_official_model, split_overrides, text_tokenizer_of
+from .official_values import check_decode_settings, decode_release
 from .outputs import Outputs, safe_name
 from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
 from .settings import check
@@ -102,7 +104,8 @@ class Pipeline:
     def __init__(self, model: FourM, tokenizers: Mapping[str, Any] | None = None, *,
                  pixels: Mapping[str, dict] | None = None, plans: Mapping[str, Plan] | None = None):
         self.model = model.eval()
-        self.tokenizers = dict(tokenizers or {})
+        # A released model's tokenizers load when first used (`official.ReleaseTokenizers`): kept as given.
+        self.tokenizers = tokenizers if isinstance(tokenizers, ReleaseTokenizers) else dict(tokenizers or {})
         cfg = model.config
         self.pixels = {n: {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)} for n in cfg.domains_in
                        if cfg.modality(n).kind is Kind.PIXELS} | dict(pixels or {})
@@ -112,13 +115,22 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
-                        tokenizers: Iterable[str | Path] = (), device: str | torch.device = "cpu",
-                        revision: str | None = None) -> Pipeline:
+                        tokenizers: Iterable[str | Path] | Mapping[str, str | Path] = (),
+                        device: str | torch.device = "cpu", revision: str | None = None) -> Pipeline:
         """A bundle folder, or a FourM / official 4M folder with ``text_tokenizer`` and extra tokenizer folders
         (registered before the model loads, so a model over their token modalities loads too). Each of them may
         be a Hub repo id (``owner/name[@revision]``; ``revision`` applies to ``path``), resolved through the Hub
-        cache by `polymodal.hub.resolve`."""
+        cache by `polymodal.hub.resolve`.
+
+        A released 4M-7 / 4M-21 model (``EPFL-VILAB/4M-21_XL``) gets the release's tokenizer of each token domain,
+        loaded when first needed (`pipeline.official`); ``tokenizers`` then maps a domain to a folder that
+        replaces the release's (``{"tok_depth@224": DIR}``, or ``["tok_depth@224=DIR"]``)."""
         path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
+        if not (path / BUNDLE_FILE).is_file() and is_official_model(path):
+            overrides = split_overrides(tokenizers)  # checked before the model loads
+            text = text_tokenizer_of(path, text_tokenizer)
+            model = FourM.from_pretrained(path).to(device)
+            return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text))
         toks: dict[str, Any] = {}
         info: dict = {}
         model_dir = path
@@ -128,7 +140,8 @@ class Pipeline:
             model_dir = path / info.get("model", "model")
             for name, rel in info.get("tokenizers", {}).items():
                 toks[name] = load_tokenizer(path / rel)  # a damaged folder: a TokenizerLoadError naming its file
-        for p in ([text_tokenizer] if text_tokenizer else []) + list(tokenizers):
+        for p in ([text_tokenizer] if text_tokenizer else []) + list(tokenizers.values() if isinstance(
+                tokenizers, Mapping) else tokenizers):
             tok = load_tokenizer(p)
             if not isinstance(tok, TextTokenizer):
                 modalities.register(tok.modality, overwrite=False) if not modalities.is_registered(
@@ -155,7 +168,10 @@ class Pipeline:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
         rels = {}
-        for name, tok in self.tokenizers.items():
+        toks = self.tokenizers
+        if isinstance(toks, ReleaseTokenizers):  # the release's tokenizers stay in their repos; the text one goes in
+            toks = {TEXT: toks[TEXT]} if TEXT in toks else {}
+        for name, tok in toks.items():
             rel = f"tokenizers/{safe_name(name)}"
             tok.save_pretrained(path / rel)
             rels[name] = rel
@@ -254,8 +270,9 @@ class Pipeline:
         if isinstance(plan, str):
             if plan in self.plans:
                 return self.plans[plan]
-            return preset_plan(self.model.config, plan, until=until and self.resolve(until, output=True),
-                               steps=steps, temperature=temperature, guidance=guidance)
+            chain = preset_plan(self.model.config, plan, until=until and self.resolve(until, output=True),
+                                steps=steps, temperature=temperature, guidance=guidance)
+            return demo_settings(chain) if isinstance(self.tokenizers, ReleaseTokenizers) else chain
         if isinstance(targets, str):
             targets = [t.strip() for t in targets.split(",") if t.strip()]
         if not targets:
@@ -264,8 +281,14 @@ class Pipeline:
         return targets_plan(self.model.config, names, given=given, steps=steps, temperature=temperature,
                             guidance=guidance, top_k=top_k, top_p=top_p)
 
-    def decode(self, ids: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Decoded values and picture kinds; image tokens without a tokenizer stay ids on their grid ("tokens")."""
+    def decode(self, ids: Mapping[str, torch.Tensor], *, decode_steps: int | None = None, sampler: str | None = None,
+               seed: int = 0, progress: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+        """Decoded values and picture kinds; image tokens without a tokenizer stay ids on their grid ("tokens").
+        A released model's outputs decode through `official_values.decode_release` (``decode_steps`` and
+        ``sampler`` of its diffusion decoders, seeded with ``seed``; ``progress``: a bar per decode)."""
+        if isinstance(self.tokenizers, ReleaseTokenizers):
+            return decode_release(self.model.config, ids, self.tokenizers, steps=decode_steps, sampler=sampler,
+                                  seed=seed, progress=progress)
         values, kinds = {}, {}
         for name, x in ids.items():
             mod = self.model.config.modality(name)
@@ -283,9 +306,11 @@ class Pipeline:
     def generate(self, inputs: Mapping[str, Any], targets: Sequence[str] | str | None = None, *,
                  plan: Plan | str | None = None, steps: int | None = None, temperature: float | None = None,
                  guidance: float | None = None, seed: int = 0, top_k: int | float = 0, top_p: float = 0.0,
-                 resize: bool = True, notify: Callable[[str], None] | None = None, paths: bool = True) -> Outputs:
+                 resize: bool = True, notify: Callable[[str], None] | None = None, paths: bool = True,
+                 decode_steps: int | None = None, sampler: str | None = None, progress: bool = False) -> Outputs:
         """Generate ``targets`` (or run ``plan``) from user ``inputs``; same seed, same outputs. ``paths=False``:
-        values only, no input string is ever read as a file."""
+        values only, no input string is ever read as a file. ``decode_steps``, ``sampler``, ``progress``: a
+        released model's diffusion decoders (`decode`)."""
         notices: list[str] = []
 
         def note(message: str) -> None:
@@ -293,8 +318,13 @@ class Pipeline:
             (notify or _warn)(message)
 
         seed = check("seed", seed)
+        check_decode_settings(decode_steps, sampler)
         if plan is None:
             self.plan(targets)  # a wrong target fails before the inputs are read
+        release = isinstance(self.tokenizers, ReleaseTokenizers)
+        if release:  # every tokenizer the run needs, loaded and checked before any input is read
+            given = list(self.resolve_inputs(inputs).values())
+            self.tokenizers.require([*given, *self.plan(targets, plan=plan, steps=steps, given=given).targets])
         conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note, paths=paths)
         the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
                              top_k=top_k, top_p=top_p, given=list(conds))
@@ -305,8 +335,9 @@ class Pipeline:
                                 "in a text, mark the spans to write with [S_1], [S_2], ... in it)")
         b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
-        values, out_kinds = self.decode(ids)
-        return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices)
+        values, out_kinds = self.decode(ids, decode_steps=decode_steps, sampler=sampler, seed=seed, progress=progress)
+        return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices,
+                       record_pictures=release)
 
 
 # Tensors smaller than this stay float32: norms, biases, statistics (a tokenizer's standardization) are tiny and

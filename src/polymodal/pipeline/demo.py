@@ -57,8 +57,12 @@ def default_model(model: str | Path | None) -> Path:
     return DEFAULT_MODEL
 
 
-def load_demo_pipeline(model: str | Path | None, device: str = "cpu") -> Pipeline:
-    return Pipeline.from_pretrained(default_model(model), device=device)
+def load_demo_pipeline(model: str | Path | None, device: str = "cpu", *, text_tokenizer: str | Path | None = None,
+                       tokenizers=()) -> Pipeline:
+    """``model`` (a bundle, folder or Hub repo id; a released 4M model with ``text_tokenizer`` and ``tokenizers``
+    as `Pipeline.from_pretrained` takes them), or the shipped default model."""
+    return Pipeline.from_pretrained(default_model(model), device=device, text_tokenizer=text_tokenizer,
+                                    tokenizers=tokenizers)
 
 
 def _rgb_side(pipe: Pipeline) -> int:
@@ -109,10 +113,11 @@ def _truth_cells(out: Outputs, truth: dict, b: int, size: int) -> list[Cell]:
 
 def run_demo(model: str | Path | None = None, *, image: str | Path | None = None, out: str | Path = "demo",
              scenes: int = 2, seed: int = 0, size: int = 96, device: str = "cpu",
-             notify: Callable[[str], None] = print) -> DemoResult:
+             notify: Callable[[str], None] = print, text_tokenizer: str | Path | None = None,
+             tokenizers=()) -> DemoResult:
     """Run the three tasks and write ``out/demo.png`` and ``out/demo.html`` (see the module docstring)."""
     start = time.perf_counter()
-    pipe = load_demo_pipeline(model, device)
+    pipe = load_demo_pipeline(model, device, text_tokenizer=text_tokenizer, tokenizers=tokenizers)
     side = _rgb_side(pipe)
     if image is not None:
         truth = None

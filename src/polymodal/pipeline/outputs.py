@@ -19,6 +19,22 @@ caption, text                                      ``<name>.txt``
 plus, in ``out_dir``, ``tokens.safetensors`` (one (B, N) ids tensor per target, keyed by its name),
 ``values.safetensors`` (raw decoded image values, key ``<name>``, or ``<name>/<b>`` in a batch) and ``grid.png``
 (one row per sample: inputs, then outputs). No pickles, no NPY.
+
+A released 4M model's outputs (``record_pictures``, `pipeline.official`) add their kinds, and every output
+gets a picture beside its data file:
+
+=================================================  =========================================================
+value kind                                         files
+=================================================  =========================================================
+relative_depth, coco_semseg                        ``<name>.png`` (coco_semseg with its legend; its classes
+                                                   and their shares also in ``<name>.json``); raw values in
+                                                   ``values.safetensors``
+sam_masks                                          ``<name>.png`` (masks over the image), ``<name>.json``
+                                                   (points, boxes, codes); the instance map in
+                                                   ``values.safetensors``
+smpl_poses                                         ``<name>.json`` (SMPL parameters per person), ``<name>.png``
+det, metadata, color_palette, vector, caption ...  their file as above, and ``<name>.png``
+=================================================  =========================================================
 """
 
 from __future__ import annotations
@@ -37,10 +53,11 @@ from safetensors.torch import save_file
 from ..generation import Plan
 from ..tokenizers.serializers import Box
 from ..viz import colors, picture, save_png, tile_grid
+from ..viz.official import SamInstances, semseg_classes
 
-IMAGE_KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "tokens")
-JSON_KINDS = ("det", "metadata", "color_palette", "human_poses", "sam_instance", "vector")
-BACKGROUND_KINDS = ("det", "human_poses", "sam_instance")
+IMAGE_KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "tokens", "relative_depth", "coco_semseg")
+JSON_KINDS = ("det", "metadata", "color_palette", "human_poses", "sam_instance", "vector", "sam_masks", "smpl_poses")
+BACKGROUND_KINDS = ("det", "human_poses", "sam_instance", "sam_masks", "smpl_poses")
 
 
 def safe_name(name: str) -> str:
@@ -58,6 +75,8 @@ def tile(kind: str, value: Any, size: int, background=None) -> Image.Image:
 
 
 def jsonable(value: Any) -> Any:
+    if isinstance(value, SamInstances):
+        return value.record()
     if isinstance(value, Box):
         return {"class": value.label, "box": [round(float(c), 4) for c in value.coords]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -86,6 +105,7 @@ class Outputs:
     inputs: dict[str, Any] = field(default_factory=dict)
     plan: Plan | None = None
     notices: list[str] = field(default_factory=list)
+    record_pictures: bool = False  # `save` also draws the kinds kept as JSON or text (a released model's outputs)
 
     def __len__(self) -> int:
         return next(iter(self.ids.values())).shape[0]
@@ -124,19 +144,27 @@ class Outputs:
             bg = self._background(b)
             for name, value in self.values.items():
                 kind, item, stem = self.kinds[name], value[b], safe_name(name)
+                key = name if n == 1 else f"{name}/{b}"
                 if kind in IMAGE_KINDS:
                     side = max(size, int(item.shape[-1]) if isinstance(item, torch.Tensor) else size)
                     written.append(save_png(tile(kind, item, side, bg), folder / f"{stem}.png"))
                     if kind != "tokens":
-                        raw[name if n == 1 else f"{name}/{b}"] = torch.as_tensor(item).detach().cpu().contiguous()
-                elif kind in JSON_KINDS:
-                    path = folder / f"{stem}.json"
-                    path.write_text(json.dumps(jsonable(item), indent=1) + "\n")
-                    written.append(path)
+                        raw[key] = torch.as_tensor(item).detach().cpu().contiguous()
+                    if kind == "coco_semseg":
+                        record = [{"label": k, "class": c, "share": round(f, 4)} for k, c, f in semseg_classes(item)]
+                        written.append(_write_json(folder / f"{stem}.json", record))
+                    continue
+                if kind in JSON_KINDS:
+                    written.append(_write_json(folder / f"{stem}.json", jsonable(item)))
                 else:
                     path = folder / f"{stem}.txt"
                     path.write_text(str(item) + "\n")
                     written.append(path)
+                if kind == "sam_masks":
+                    raw[key] = item.ids.detach().cpu().contiguous()
+                if self.record_pictures:
+                    side = max(size, 224 if bg is None else int(colors.rgb_rgb(bg).shape[1]))
+                    written.append(save_png(tile(kind, item, side, bg), folder / f"{stem}.png"))
         tokens = {k: v.detach().cpu().contiguous() for k, v in self.ids.items()}
         save_file(tokens, str(out / "tokens.safetensors"))
         written.append(out / "tokens.safetensors")
@@ -145,3 +173,8 @@ class Outputs:
             written.append(out / "values.safetensors")
         written.append(save_png(self.grid(size=size), out / "grid.png"))
         return written
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path

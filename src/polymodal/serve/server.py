@@ -19,12 +19,12 @@ def url_of(host: str, port: int) -> str:
 
 
 def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, threads: int = 1,
-          device: str = "cpu") -> None:
+          device: str = "cpu", text_tokenizer: str | Path | None = None, tokenizers=()) -> None:
     """Load ``model`` (default: the shipped default bundle) and serve the demo until Ctrl-C."""
     import uvicorn
 
     torch.set_num_threads(max(1, threads))
-    pipe = load_demo_pipeline(model, device)
+    pipe = load_demo_pipeline(model, device, text_tokenizer=text_tokenizer, tokenizers=tokenizers)
     app = create_app(pipe)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     # Bound here, before the address is printed: a port in use is one clear line (exit 2), not an address

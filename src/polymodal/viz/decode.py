@@ -93,6 +93,11 @@ def value_kind(name: str, tokenizers: Mapping[str, Tokenizer]) -> str:
     if isinstance(tok, TextTokenizer):
         base = base_name(name)
         return base if base in SEQUENCE_KINDS else "text"
+    from .official import official_value_kind  # the released 4M tokenizers (DiVAE, OfficialVQVAE)
+
+    kind = official_value_kind(tok)
+    if kind is not None:
+        return kind
     raise DecodeError(f"modality {name!r}: no picture kind for a {type(tok).__name__} tokenizer")
 
 

@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 from .pictures import font, picture
 
 Tile = tuple[str, Image.Image]
-BACKGROUND_KINDS = ("det", "human_poses", "sam_instance")  # drawn over the sample's image when it has one
+# Drawn over the sample's image when it has one.
+BACKGROUND_KINDS = ("det", "human_poses", "sam_instance", "sam_masks", "smpl_poses")
 
 
 def grid_size(rows: int, cols: int, *, tile: int, pad: int = 4, title_height: int = 14) -> tuple[int, int]:

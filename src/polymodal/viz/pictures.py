@@ -242,7 +242,11 @@ def picture(kind: str, value: Any, *, size: int = 128, background=None) -> Image
         return draw_text(str(value), size)
     if kind == "metadata":
         return draw_text(format_metadata(value), size, font_size=max(8, size // 16))
-    raise ValueError(f"no picture for kind {kind!r}; kinds: {', '.join(KINDS)}")
+    from .official import OFFICIAL_KINDS, official_picture  # here: that module draws with this one's helpers
+
+    if kind in OFFICIAL_KINDS:
+        return official_picture(kind, value, size=size, background=background)
+    raise ValueError(f"no picture for kind {kind!r}; kinds: {', '.join(KINDS + OFFICIAL_KINDS)}")
 
 
 KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "vector", "det", "color_palette", "human_poses",
