@@ -211,33 +211,29 @@ _RES = [("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("emb_layers.1."
         ("out_layers.0.", "norm2."), ("out_layers.3.", "conv2."), ("skip_connection.", "skip.")]
 
 
-def _rename(key: str, down_index: dict[int, str], up_index: dict[int, str]) -> str:
-    if key.startswith("input_blocks.0.0."):
-        return "stem." + key[len("input_blocks.0.0."):]
-    if key.startswith("out.0."):
-        return "out_norm." + key[len("out.0."):]
-    if key.startswith("out.2."):
-        return "out_conv." + key[len("out.2."):]
-    m = re.match(r"(input_blocks|output_blocks|middle_block)\.(\d+)\.(?:(\d+)\.)?(.*)", key)
+def _rename(key: str) -> str:
+    """One reference key -> ours. Its blocks are positional: input block i holds [res, attention?] or [down conv
+    ``op``]; output block i [res, attention?, upsample ``conv``?]; the middle block [res, attention, res]."""
+    for old, new in (("input_blocks.0.0.", "stem."), ("out.0.", "out_norm."), ("out.2.", "out_conv.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    m = re.match(r"(input_blocks|output_blocks|middle_block)\.(\d+)\.(.*)", key)
     if m is None:
         return key
-    group, i, j, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-    if group == "middle_block":  # res - attention - res -> mid.0.res, mid.0.attn, mid.1.res
-        prefix = {0: "mid.0.res.", 1: "mid.0.attn.", 2: "mid.1.res."}[i]
-        rest = (j + "." if j is not None else "") + rest
+    group, i, rest = m.group(1), int(m.group(2)), m.group(3)
+    if group == "middle_block":
+        prefix = ("mid.0.res.", "mid.0.attn.", "mid.1.res.")[i]
     else:
-        j = int(j)
-        if group == "input_blocks":
-            prefix = f"down.{i - 1}." + ("conv." if rest.startswith("op.") else down_index[j])
-            rest = rest[len("op."):] if rest.startswith("op.") else rest
+        j, rest = rest.split(".", 1)
+        block = f"down.{i - 1}." if group == "input_blocks" else f"up.{i}."
+        if rest.startswith(("op.", "conv.")):  # the down / up convolution
+            prefix, rest = block + ("conv." if group == "input_blocks" else "up."), rest.split(".", 1)[1]
         else:
-            prefix = f"up.{i}." + up_index[j]
-            rest = rest[len("conv."):] if prefix.endswith("up.") else rest
+            prefix = block + ("res." if j == "0" else "attn.")
     for old, new in _RES:
         if rest.startswith(old):
             rest = new + rest[len(old):]
-    rest = rest.replace("proj_out.", "proj.")
-    return prefix + rest
+    return prefix + rest.replace("proj_out.", "proj.")
 
 
 def official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -245,10 +241,8 @@ def official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     the attention's 1x1 Conv1d weights (out, in, 1) as Linear weights (out, in)."""
     out = {}
     for key, value in state.items():
-        # In a Block, position 1 is attention when the key says qkv/proj_out/norm, else the upsample conv.
-        j1 = "attn." if re.search(r"\.1\.(qkv|proj_out|norm)\.", key) else "up."
-        name = _rename(key, {0: "res.", 1: "attn."}, {0: "res.", 1: j1, 2: "up."})
-        if value.ndim == 3 and value.shape[-1] == 1 and (".qkv." in name or ".proj." in name):
+        name = _rename(key)
+        if ".attn." in name and value.ndim == 3:
             value = value[..., 0]
         out[name] = value
     return out
