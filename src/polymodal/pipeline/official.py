@@ -80,10 +80,13 @@ def domain_size(domain: str) -> int | None:
 
 class ReleaseTokenizers(Mapping):
     """domain -> tokenizer of a released model, each loaded and checked (`load_domain_tokenizer`) when first
-    looked up; ``"text"`` -> the text tokenizer when one was given. ``in`` and iteration load nothing."""
+    looked up; ``"text"`` -> the text tokenizer when one was given. ``in`` and iteration load nothing.
+
+    ``overrides``: domain -> folder or repo id replacing the release's; ``given``: domain -> a tokenizer object
+    already in memory (checked by `check_fit` here)."""
 
     def __init__(self, cfg: ModelConfig, *, overrides: Mapping[str, str | Path] | None = None, text: Any = None,
-                 revision: str | None = None):
+                 given: Mapping[str, Any] | None = None):
         self.cfg = cfg
         domains = list(dict.fromkeys((*cfg.domains_in, *cfg.domains_out)))
         served = [d for d in domains if base_name(d) in FAMILIES
@@ -95,8 +98,13 @@ class ReleaseTokenizers(Mapping):
                 raise PipelineError(f"--tokenizer {domain}={folder}: {domain} is not a tokenized domain of this "
                                     f"model (its tokenized domains: {', '.join(served) or 'none'})")
             self.sources[domain] = folder
-        self.revision = revision
         self._loaded: dict[str, Any] = {} if text is None else {TEXT: text}
+        for domain, tok in (given or {}).items():
+            if domain not in served:
+                raise PipelineError(f"{domain} is not a tokenized domain of this model (its tokenized domains: "
+                                    f"{', '.join(served) or 'none'})")
+            check_fit(domain, tok, cfg.modality(domain))
+            self._loaded[domain] = tok
 
     def __getitem__(self, name: str) -> Any:
         if name in self._loaded:
