@@ -19,6 +19,7 @@ decode; a trained model writes shorter texts.
 
     python benchmarks/official_chain.py                                  # full chain, 25 DDPM steps
     python benchmarks/official_chain.py --decode-steps 5 --seq-tokens 32  # a quicker run
+    python benchmarks/official_chain.py --plan caption_to_all             # text -> all, RGB decoded (not run here)
 
 Provisional figures, one run (2026-12-05, torch 2.13 CPU, one thread, 2 cores shared with up to 6 other agents'
 jobs: load average 5.5 at the start, 7.9 at the end), reduced: ``--decode-steps 2 --seq-tokens 4``. Model
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"))
     parser.add_argument("--seq-tokens", type=int, default=None, help="cap on each sequence's tokens")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plan", default="rgb_to_all", choices=("rgb_to_all", "caption_to_all"),
+                        help="caption_to_all generates and decodes the RGB tokens too (the 16k-code RGB DiVAE)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load0, start_all = os.getloadavg()[0], time.perf_counter()
@@ -136,7 +139,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     text = load_tokenizer(TEXT)
     plain = Pipeline(model, ReleaseTokenizers(model.config, text=text))
-    plan = plain.plan(plan="rgb_to_all")
+    plan = plain.plan(plan=args.plan)
     if args.seq_tokens:
         plan = dataclasses.replace(plan, steps=tuple(
             dataclasses.replace(s, max_tokens=args.seq_tokens) if s.scheme == "autoregressive" else s
@@ -148,8 +151,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {args.threads}, load average {load0:.1f}")
     print(f"4M-21-B: {params / 1e6:.0f} M parameters, {len(FOURM21_INPUTS)} inputs; tokenizers: {len(toks)} "
           f"domains, {tok_params / 1e6:.0f} M parameters; built in {built:.1f} s")
-    rgb = render_sample(1, 3, 224)["rgb"]
-    conds = pipe.conditions({"rgb": rgb})
+    scene = render_sample(1, 3, 224)
+    conds = pipe.conditions({"rgb": scene["rgb"]} if args.plan == "rgb_to_all" else {"caption": "person dog"})
     rows: list[tuple[str, str, float, str]] = []
     prev, ids = time.perf_counter(), {}
     with torch.inference_mode():
