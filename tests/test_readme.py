@@ -97,8 +97,16 @@ COMMANDS: dict[str, Step] = {
     'polymodal generate [--model BUNDLE] --from rgb=img.png --from caption="two red cubes" --to depth,det --out out/ '
     '[--steps 8 --temperature 0.5 --guidance 2 --seed 0 --no-resize]': Step(),
     'polymodal generate --model BUNDLE --from rgb=img.png --plan rgb_to_all --out out/': Step(),
+    'polymodal generate --model EPFL-VILAB/4M-21_XL --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
+    '--from rgb=photo.jpg --plan rgb_to_all --out out/': Step(skip="downloads 4M-21_XL and its tokenizers"),
+    'polymodal generate --model EPFL-VILAB/4M-21_XL --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
+    '--from caption="a red bus on a city street" --plan caption_to_all --decode-steps 25 --sampler ddim --out out/':
+        Step(skip="downloads 4M-21_XL and its tokenizers"),
+    # The fixture release's depth tokenizer stands for the released one; 2 diffusion steps keep it short.
     'polymodal generate --model path/to/4M-21_B --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
-    '--from rgb@224=img.png --to tok_depth@224,caption --out out/': Step(needs_4m=True),
+    '--tokenizer tok_depth@224=path/to/depth_tokenizer --from rgb=img.png --to depth,caption --out out/': Step(
+        needs_4m=True, extra="--decode-steps 2 --sampler ddim", replace=(
+            ("path/to/depth_tokenizer", str(FIXTURES / "ml4m-4m21-tiny-tokenizers" / "tok_depth@224")),)),
     'polymodal demo [--model BUNDLE] [--image PATH] [--out demo/]': Step(),
     'polymodal bundle --model RUN/release --tokenizer TOK_RGB TOK_DEPTH ... --text-tokenizer TEXT_TOK --out BUNDLE':
         Step(replace=(("RUN/release", str(BUNDLE / "model")),
