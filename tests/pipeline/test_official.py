@@ -154,7 +154,7 @@ def test_the_demo_chain_settings(photo):
     plan = pipe.plan(plan="rgb_to_all")
     assert plan.targets == ("tok_depth@224", "caption", "det", "metadata", "tok_dinov2_global")
     assert all(s.top_p == 0.8 for s in plan.steps)  # Demo4MSampler's nucleus
-    assert [s.steps for s in plan.steps if s.scheme == "roar"] == [1, 1]
+    assert [s.num_steps for s in plan.steps if s.scheme == "roar"] == [1, 1]
     assert pipe.tokenizers.loaded == ()  # planning loads nothing
 
 
@@ -214,3 +214,13 @@ def test_a_released_tokenizer_missing_offline_says_how_to_get_it(cache, photo, t
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"polymodal generate: {repo}: no such local tokenizer folder, and not in the Hub cache")
     assert f"hf download {repo}" in err and not (tmp_path / "o").exists()
+
+
+def test_info_names_the_release_tokenizers_without_loading_them():
+    from polymodal.pipeline.describe import domain_rows
+
+    pipe = Pipeline.from_pretrained(fixtures_dir("ml4m-4m21-tiny"))
+    rows = {r.name: r.tokenizer for r in domain_rows(pipe)}
+    assert rows["tok_depth@224"] == f"{hub.RELEASED_TOKENIZERS['tok_depth@224']} (loaded when used)"
+    assert rows["caption"] == "none given: --text-tokenizer text_tokenizer_4m_wordpiece_30k.json"
+    assert pipe.tokenizers.loaded == ()

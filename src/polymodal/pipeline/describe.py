@@ -15,6 +15,7 @@ from typing import Any
 from ..modalities import Kind
 from ..viz.decode import TEXT, base_name
 from .bundle import Pipeline
+from .official import ReleaseTokenizers
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,17 @@ def domain_rows(pipe: Pipeline) -> list[DomainRow]:
     rows = []
     for name in dict.fromkeys((*pipe.inputs, *pipe.outputs)):
         mod = pipe.model.config.modality(name)
-        tok = pipe.tokenizers.get(name) or (pipe.tokenizers.get(TEXT) if mod.kind is Kind.SEQUENCE else None)
-        if tok is not None:
+        toks = pipe.tokenizers
+        release = isinstance(toks, ReleaseTokenizers)
+        tok = None if release and name not in toks.loaded else toks.get(name)
+        if tok is None and mod.kind is Kind.SEQUENCE:
+            tok = toks.get(TEXT)
+        if release and name in toks.sources and tok is None:  # a released model's: described without loading it
+            what = f"{toks.sources[name]} (loaded when used)"
+        elif tok is not None:
             what = tokenizer_summary(tok)
+        elif release and mod.kind is Kind.SEQUENCE:
+            what = "none given: --text-tokenizer text_tokenizer_4m_wordpiece_30k.json"
         elif mod.kind is Kind.PIXELS:
             what = f"pixels ({mod.channels} channels, {mod.image_size[0]} px): an image file in, no tokenizer"
         elif mod.kind is Kind.SEQUENCE_EMB:
