@@ -224,3 +224,42 @@ def test_info_names_the_release_tokenizers_without_loading_them():
     assert rows["tok_depth@224"] == f"{hub.RELEASED_TOKENIZERS['tok_depth@224']} (loaded when used)"
     assert rows["caption"] == "none given: --text-tokenizer text_tokenizer_4m_wordpiece_30k.json"
     assert pipe.tokenizers.loaded == ()
+
+
+def test_sam_instances_and_poses_decode_through_their_tokenizers(tmp_path):
+    """sam_instance and human_poses are text holding codes of a VQ-VAE: decoded, the codes go through it (a mask
+    tokenizer written in the released layout with image_size 224, as the 224-448 configs say; poses in memory)."""
+    from polymodal.config import ModelConfig
+    from polymodal.pipeline.official_values import decode_release
+    from polymodal.tokenizers.ml4m.folder import save_official
+    from polymodal.tokenizers.ml4m.vqvae import OfficialVQVAE, OfficialVQVAEConfig
+    from polymodal.tokenizers.serializers import SERIALIZERS, Instance, PersonPose, QueryPoint
+    from polymodal.tokenizers.text import TextTokenizer
+    from polymodal.viz.official import SamInstances, SMPLPerson
+
+    from ..viz.test_official_pictures import pose_tokenizer
+
+    torch.manual_seed(0)
+    mask = OfficialVQVAE(OfficialVQVAEConfig(values="mask", in_channels=1, out_channels=1, image_size=224,
+                                             patch_size=16, enc_dim=64, enc_depth=1, dec_dim=64, dec_depth=1,
+                                             latent_dim=8, codebook_size=1024)).eval()
+    save_official(mask, tmp_path / "sam")
+    cfg = ModelConfig.preset("test", domains_in=("rgb@224", "sam_instance", "human_poses"),
+                             domains_out=("sam_instance", "human_poses"))
+    text = TextTokenizer.from_pretrained(fixtures_dir("ml4m-text-tokenizer", TEXT_FILE))
+    toks = ReleaseTokenizers(cfg, text=text, overrides={"sam_instance": tmp_path / "sam"},
+                             given={"human_poses": pose_tokenizer()})
+    points = [QueryPoint(x=30, y=40, instances=(Instance((10, 20, 90, 120), tuple(range(100, 116))),))]
+    people = [PersonPose((0.1, 0.2, 0.5, 0.9), (3, 700, 0, 1, 2, 1023, 5, 6), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
+                         (0.9, 0.1, -0.2), (0.0,) * 10)]
+    ids = {"sam_instance": torch.tensor([SERIALIZERS["sam_instance"].encode(points, text)]),
+           "human_poses": torch.tensor([SERIALIZERS["human_poses"].encode(people, text)])}
+    values, kinds = decode_release(cfg, ids, toks)
+    assert kinds == {"sam_instance": "sam_masks", "human_poses": "smpl_poses"}
+    sam = values["sam_instance"][0]
+    assert isinstance(sam, SamInstances) and sam.points == points and sam.ids.shape == (224, 224)
+    assert toks["sam_instance"].num_tokens == 16  # 4 x 4 tokens of a 64 px mask, whatever the config's size
+    person = values["human_poses"][0][0]
+    assert isinstance(person, SMPLPerson) and person.pose_codes == [3, 700, 0, 1, 2, 1023, 5, 6]
+    assert torch.allclose(torch.tensor(person.body_pose),
+                          toks["human_poses"].decode(torch.tensor([list(people[0].pose)])).reshape(23, 3, 3))

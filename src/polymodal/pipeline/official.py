@@ -73,8 +73,14 @@ def is_official_model(folder: Path) -> bool:
     return isinstance(raw, dict) and "_class_name" not in raw and {"dim", "domains_in", "domains_out"} <= set(raw)
 
 
+SAM_MASK_SIZE = 64  # the released SAM-instance tokenizer: a 64 px mask in its box, 4 x 4 tokens
+
+
 def domain_size(domain: str) -> int | None:
-    """The pixels a domain's tokens cover (``tok_clip@224`` -> 224), None for globals and sequences."""
+    """The pixels a domain's tokens cover (``tok_clip@224`` -> 224; ``sam_instance``: its 64 px masks), None for
+    globals and the other sequences."""
+    if domain == "sam_instance":
+        return SAM_MASK_SIZE
     return int(domain.rsplit("@", 1)[1]) if "@" in domain else None
 
 
