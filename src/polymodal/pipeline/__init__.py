@@ -18,7 +18,9 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
 - ``Pipeline(model, tokenizers, *, pixels=None, plans=None)``; ``tokenizers``: modality -> tokenizer, ``"text"`` ->
   the text tokenizer; ``pixels``: pixel modality -> ``{"mean", "std"}`` (default ImageNet's, as 4M).
 - ``Pipeline.from_pretrained(path, *, text_tokenizer=None, tokenizers=(), device="cpu")``, ``Pipeline.save(path)``:
-  the bundle format of `pipeline.bundle`.
+  the bundle format of `pipeline.bundle`. A released 4M-7 / 4M-21 model (``"EPFL-VILAB/4M-21_XL"``) gets the
+  release's tokenizer of each domain, loaded when first needed and checked against it (`pipeline.official`;
+  ``tokenizers={"tok_depth@224": FOLDER}`` replaces one); its outputs decode as `pipeline.official_values` says.
 - ``pipe.inputs`` / ``pipe.outputs``: model domains; ``pipe.resolve(name, output=False)``: a domain from a short
   name (``depth`` -> ``tok_depth@64``, ``rgb`` -> the pixel input, else the RGB tokens).
 - ``pipe.conditions(values, *, resize=True, notify=None, paths=True) -> {domain: tensor}``: images (paths, PIL,
@@ -28,9 +30,10 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
 - ``pipe.plan(targets, *, plan=None, steps, temperature, guidance, top_k, top_p, until)``: a `generation.Plan`;
   ``plan`` a Plan, a bundle plan name or a preset (``rgb_to_all``, ``caption_to_all``, ``det_to_all``).
 - ``pipe.generate(inputs, targets=None, *, plan=None, steps=None, temperature=None, guidance=None, seed=0, top_k=0,
-  top_p=0.0, resize=True, notify=None, paths=True) -> Outputs``: a batch when inputs are lists (or batched
-  tensors); a text both given and asked for is filled in where it holds sentinels (``"a [S_1] cube"``).
-- ``pipe.decode(ids) -> (values, kinds)``.
+  top_p=0.0, resize=True, notify=None, paths=True, decode_steps=None, sampler=None) -> Outputs``: a batch when
+  inputs are lists (or batched tensors); a text both given and asked for is filled in where it holds sentinels
+  (``"a [S_1] cube"``); ``decode_steps``/``sampler``: a released model's diffusion decoders.
+- ``pipe.decode(ids, *, decode_steps=None, sampler=None, seed=0) -> (values, kinds)``.
 - ``Outputs``: ``ids``, ``values``, ``kinds``, ``inputs`` (shown input values), ``plan``, ``notices``; ``grid()``,
   ``tiles(b)``, ``save(out_dir)`` (files: `pipeline.outputs`).
 - ``pipeline.demo.run_demo(model=None, *, image=None, out="demo", scenes=2, seed=0)``: `polymodal demo`.
