@@ -54,11 +54,23 @@ def test_attention_matches_bf16_autocast():
         torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2 * float(b.abs().max()))
 
 
-def test_off_outside_autocast():
+def test_off_outside_bf16_autocast():
+    """Outside autocast, and under float16 autocast, the context changes nothing: the same values, bit for bit, as
+    without it (a float32 product of bf16-rounded operands would differ from the plain one in the 3rd digit)."""
+    torch.manual_seed(0)
     lin = nn.Linear(8, 4)
     x = torch.randn(2, 8)
+    q, k, v = (torch.randn(1, 2, 5, 8) for _ in range(3))
+    plain = lin(x), F.scaled_dot_product_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.float16):
+        half = lin(x), F.scaled_dot_product_attention(q.half(), k.half(), v.half())
     with bf16_gemm_in_fp32(True):
-        assert torch.equal(lin(x), lin(x)) and lin(x).dtype == torch.float32
+        ours = lin(x), F.scaled_dot_product_attention(q, k, v)
+        with torch.autocast("cpu", dtype=torch.float16):
+            ours_half = lin(x), F.scaled_dot_product_attention(q.half(), k.half(), v.half())
+    for a, b in zip((*plain, *half), (*ours, *ours_half)):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert plain[0].dtype == torch.float32 and half[0].dtype == torch.float16
 
 
 def test_model_loss_and_gradients_match_bf16_autocast():

@@ -186,8 +186,21 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path):
     assert_same_weights(release_weights(a.run_dir), release_weights(b.run_dir), atol=1e-5)
 
 
-def test_loop_module_exports_train():
-    assert loop_mod.train is train
+def test_the_train_command_runs_the_loop_on_the_recipe_with_its_overrides(tmp_path, monkeypatch):
+    """`polymodal train RECIPE KEY=VALUE...` hands the loop's `train` exactly the recipe's config with the overrides
+    applied (what `tiny_experiment` builds from the same recipe and overrides)."""
+    from types import SimpleNamespace
+
+    from polymodal.cli import main
+
+    from .helpers import BASE, RECIPE
+
+    seen = []
+    monkeypatch.setattr(loop_mod, "train", lambda cfg: seen.append(cfg) or SimpleNamespace(release_dir=None))
+    overrides = ["train.steps=3", "model.decoder_depth=1"]
+    assert main(["train", str(RECIPE), f"train.out_dir={tmp_path}", *BASE, *overrides]) == 0
+    assert seen == [tiny_experiment(tmp_path, *overrides)]
+    assert (seen[0].train.steps, seen[0].model.decoder_depth, seen[0].train.out_dir) == (3, 1, str(tmp_path))
 
 
 def test_activation_checkpointing_changes_nothing(tmp_path):
