@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -38,10 +40,25 @@ def single_thread():
 TINY_OUT = ("tok_a@test", "tok_global@test", "seq@test")
 
 
+def in_ci() -> bool:
+    """Whether this run is CI's (CI=true, as CI services and .ci/run set it; "", "0" and "false" are not)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def fixtures_missing(path: Path) -> NoReturn:
+    """Skip the calling test for want of the reference fixtures at ``path`` (a user's plain clone), saying where
+    they should be; in CI fail it instead, so a run without them cannot pass with the parity tests skipped."""
+    message = f"reference fixtures not found at {path} (they live in ../shared/fixtures)"
+    if in_ci():
+        pytest.fail(f"{message}; CI runs the parity tests, so the fixtures must be there", pytrace=False)
+    pytest.skip(message)
+
+
 def fixtures_dir(*parts: str) -> Path:
+    """``../shared/fixtures/<parts>``; skips (fails in CI, `fixtures_missing`) when the fixtures folder is absent."""
     path = FIXTURES.joinpath(*parts)
     if not FIXTURES.exists():
-        pytest.skip(f"reference fixtures not found at {FIXTURES} (they live in ../shared/fixtures)")
+        fixtures_missing(FIXTURES)
     return path
 
 

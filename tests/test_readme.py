@@ -36,7 +36,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, fixtures_missing
 
 README = ROOT / "README.md"
 BUNDLE = ROOT / "src" / "polymodal" / "weights" / "default"
@@ -206,7 +206,7 @@ def test_readme_command(command, step, folder, monkeypatch, capsys):
     if step.skip:
         pytest.skip(step.skip)
     if step.needs_4m and not CHECKPOINT_4M.exists():
-        pytest.skip(f"the 4M checkpoint fixture is absent ({CHECKPOINT_4M})")
+        fixtures_missing(CHECKPOINT_4M)  # skips, or fails in CI
     monkeypatch.chdir(folder)
     text = concrete(command, step)
     if step.server:
@@ -314,7 +314,7 @@ PYTHON_STAND_INS = [('"path/to/4M-21_B"', repr(str(CHECKPOINT_4M))), ('"EPFL-VIL
 def test_readme_python(index, folder, stand_ins, monkeypatch):
     code = readme_blocks("python")[index]
     if "4M-21_B" in code and not CHECKPOINT_4M.exists():
-        pytest.skip(f"the 4M checkpoint fixture is absent ({CHECKPOINT_4M})")
+        fixtures_missing(CHECKPOINT_4M)  # skips, or fails in CI
     for old, new in PYTHON_STAND_INS:
         code = code.replace(old, new)
     monkeypatch.chdir(folder)
