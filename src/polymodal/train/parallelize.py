@@ -54,6 +54,10 @@ def parallelize(model: nn.Module, info: DistInfo, *, mode: str = "auto", activat
         for block in transformer_blocks(model):
             fully_shard(block)
         fully_shard(model)
+        # A rank whose micro-batch has no tokens of a modality (Dirichlet budgets) leaves that modality's
+        # embedding and head without a gradient; FSDP2 would then reduce-scatter fewer parameters there than on
+        # the other ranks (a collective mismatch: seen at step 11 of the 2-process tiny run). Zeros stand in.
+        model.set_reduce_scatter_unused_params(True)
         return model
     if mode == "ddp":
         # Some modalities may get no tokens in a micro-batch (Dirichlet budgets), so some parameters are unused.
