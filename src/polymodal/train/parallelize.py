@@ -56,7 +56,9 @@ def parallelize(model: nn.Module, info: DistInfo, *, mode: str = "auto", activat
         fully_shard(model)
         # A rank whose micro-batch has no tokens of a modality (Dirichlet budgets) leaves that modality's
         # embedding and head without a gradient; FSDP2 would then reduce-scatter fewer parameters there than on
-        # the other ranks (a collective mismatch: seen at step 11 of the 2-process tiny run). Zeros stand in.
+        # the other ranks (a collective mismatch: seen at step 11 of the 2-process tiny run). Zeros stand in. The
+        # one difference from DDP and one process: a parameter that no rank used in a step gets a zero gradient
+        # rather than none, so AdamW still moves it by its momentum and weight decay.
         model.set_reduce_scatter_unused_params(True)
         return model
     if mode == "ddp":
