@@ -400,7 +400,9 @@ def same_ids(a: torch.Tensor, b: torch.Tensor, *, sequence: bool) -> str:
     """'yes' when both outputs hold the same ids (sequences: up to their [PAD] ids), else how many differ."""
     if sequence:
         rows = [x[x != 0].tolist() == y[y != 0].tolist() for x, y in zip(a, b)]
-        return "yes" if all(rows) else f"no ({rows.count(False)}/{len(rows)} samples differ)"
+        lengths = sorted({int((x != 0).sum()) for x in a})  # the reference's merged ids: decoded tokens per sample
+        n = f"{lengths[0]}" + (f"-{lengths[-1]}" if len(lengths) > 1 else "")
+        return f"yes ({n} ids)" if all(rows) else f"no ({rows.count(False)}/{len(rows)} samples differ)"
     if a.shape != b.shape:
         return f"no (shapes {tuple(a.shape)} vs {tuple(b.shape)})"
     return "yes" if torch.equal(a, b) else f"no ({int((a != b).sum())}/{a.numel()} ids differ)"
