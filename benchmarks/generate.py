@@ -112,7 +112,7 @@ def _plan(scenario: str) -> tuple[Plan, bool]:
     if words[0] == "ar":
         return Plan((Step(TEXT, "autoregressive", temperature=0.0, max_tokens=256),)), words[1] == "cached"
     scale = 3.0 if words[-1] == "cfg" else 1.0
-    return Plan((Step("tok_rgb@224", steps=int(words[1]), temperature=0.0, guidance_scale=scale),)), True
+    return Plan((Step("tok_rgb@224", num_steps=int(words[1]), temperature=0.0, guidance_scale=scale),)), True
 
 
 def _rss_bytes() -> int:

@@ -130,6 +130,7 @@ def test_shared_modality_embeddings_stored_once(tmp_path, case):
 def test_gelu_variant_with_biases_round_trips(tmp_path):
     cfg = ModelConfig(domains_in=("rgb@224", "tok_rgb@224", "caption"), domains_out=("tok_rgb@224", "caption"),
                       dim=48, encoder_depth=1, decoder_depth=3, num_heads=3, act="gelu", gated_mlp=False,
+                      qkv_bias=True, proj_bias=True, mlp_bias=True, norm_bias=True, share_modality_embeddings=True,
                       vocab_sizes={"tok_rgb@224": 64, "caption": 300})
     model = FourM(cfg).eval()
     assert model.encoder[0].mlp.fc3 is None and model.encoder[0].attn.qkv.bias is not None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from polymodal.data.batch import ModalityTokens
+from polymodal.modalities import Kind
 from polymodal.model import FourM, masked_modeling_loss
 
 from .conftest import TINY_MODS, TINY_OUT, random_batch, tiny_config
@@ -27,7 +28,7 @@ def test_output_shapes_for_every_kind(model):
         b, t, v = o.dense().shape
         assert o.logits.shape == (int(o.valid.sum()), v)
         assert (b, v) == (3, mod.vocab_size)
-        if mod.kind.value == "image_tokens":
+        if mod.kind is Kind.IMAGE_TOKENS:
             # one row per target position, in ascending order
             assert torch.equal(o.valid.sum(1), tokens.is_target.sum(1))
             for i in range(b):

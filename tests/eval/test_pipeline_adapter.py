@@ -80,7 +80,7 @@ def test_perception_decodes_in_one_greedy_step_and_generation_in_several(pipe, m
 
     def spy(inputs, targets, **kw):
         result = real(inputs, targets, **kw)
-        calls.append((targets[0].split("@")[0], kw["steps"], kw["temperature"], result.plan.steps[0].steps))
+        calls.append((targets[0].split("@")[0], kw["steps"], kw["temperature"], result.plan.steps[0].num_steps))
         return result
 
     monkeypatch.setattr(pipe, "generate", spy)

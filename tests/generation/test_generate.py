@@ -20,7 +20,6 @@ from polymodal.generation import (
     merge_spans,
     preset,
 )
-from polymodal.generation.forward import decode_image, encode
 from polymodal.generation.schemes import roar_order
 
 from .conftest import GLOBAL, RGB, TEXT, TOK, pixels, text
@@ -34,7 +33,7 @@ def run_steps(model, conditions, plan, **kw):
 
 @pytest.mark.parametrize("scheme,steps", [("maskgit", 5), ("maskgit", 16), ("roar", 6)])
 def test_every_target_position_is_filled_exactly_once_in_the_scheduled_steps(model, scheme, steps):
-    plan = Plan((Step(TOK, scheme, steps=steps, temperature=1.0),))
+    plan = Plan((Step(TOK, scheme, num_steps=steps, temperature=1.0),))
     results = run_steps(model, {RGB: pixels(3)}, plan, generator=torch.Generator().manual_seed(0))
     tokens, _ = plan.steps[0].schedules(16)
     assert len(results) == len(tokens) and results[-1].finished
@@ -51,10 +50,10 @@ def test_every_target_position_is_filled_exactly_once_in_the_scheduled_steps(mod
 
 
 def test_greedy_is_deterministic_and_seeds_reproduce(model):
-    plan = Plan((Step(TOK, steps=4, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
+    plan = Plan((Step(TOK, num_steps=4, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
     a, b = generate(model, {RGB: pixels()}, plan), generate(model, {RGB: pixels()}, plan)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sampled = Plan((Step(TOK, steps=4, temperature=2.0), Step(TEXT.name, "autoregressive", temperature=1.5)))
+    sampled = Plan((Step(TOK, num_steps=4, temperature=2.0), Step(TEXT.name, "autoregressive", temperature=1.5)))
     s1 = generate(model, {RGB: pixels()}, sampled, seed=3)
     s2 = generate(model, {RGB: pixels()}, sampled, seed=3)
     s3 = generate(model, {RGB: pixels()}, sampled, seed=4)
@@ -75,9 +74,9 @@ def test_cached_and_uncached_decoding_give_identical_tokens(model, temperature, 
 
 def test_guidance_scale_one_equals_no_guidance(model):
     cond = {RGB: pixels()}
-    plain = Plan((Step(TOK, steps=4, temperature=1.0), Step(TEXT.name, "autoregressive", temperature=1.0)))
-    guided = Plan(tuple(Step(s.target, s.scheme, steps=s.steps, temperature=1.0, guidance_scale=1.0, guide=(RGB,))
-                        for s in plain.steps))
+    plain = Plan((Step(TOK, num_steps=4, temperature=1.0), Step(TEXT.name, "autoregressive", temperature=1.0)))
+    guided = Plan(tuple(Step(s.target, s.scheme, num_steps=s.num_steps, temperature=1.0, guidance_scale=1.0,
+                             guide=(RGB,)) for s in plain.steps))
     a, b = generate(model, cond, plain, seed=1), generate(model, cond, guided, seed=1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # and the batched passes' combination at scale 1 is the conditional logits
@@ -88,15 +87,15 @@ def test_guidance_scale_one_equals_no_guidance(model):
 
 def _logits(model, state, guidance):
     with torch.no_grad():
-        enc = encode(model, guidance.passes(state, model.config.modality), guidance.num_passes)
-        h = decode_image(model, TOK, state, state[TOK].is_target, enc, guidance.num_passes)[0]
-        return model.decoder_embeddings[TOK].to_logits(h)
+        batched = guidance.passes(state, model.config.modality)
+        enc = model.encode(batched, passes=guidance.num_passes)
+        return model.logits(TOK, model.decode(batched, enc, [TOK], logits=False)[TOK].hidden)
 
 
 def test_batched_passes_equal_separate_passes(model):
     """Cond and uncond rows share one forward; each equals its pass run alone, also when the unconditional pass
     has no encoder token at all (its cross-attention reads nothing, as an empty context in ml-4m)."""
-    plan = Plan((Step(TOK, steps=2),))
+    plan = Plan((Step(TOK, num_steps=2),))
     state = initial_state(model, {RGB: pixels(), TEXT.name: text([[210, 220, 3], [230, 3]])}, plan)
     no_rgb = state.replace(**{RGB: state[RGB].with_masks(is_input=torch.zeros_like(state[RGB].is_input))})
     both = _logits(model, state, Guidance(scale=3.0, drop=(RGB,)))
@@ -112,16 +111,16 @@ def test_batched_passes_equal_separate_passes(model):
 
 def test_multi_condition_weights(model):
     cond = {RGB: pixels(), GLOBAL: torch.randint(0, 30, (2, 4), generator=torch.Generator().manual_seed(2))}
-    state = initial_state(model, cond, Plan((Step(TOK, steps=2),)))
+    state = initial_state(model, cond, Plan((Step(TOK, num_steps=2),)))
     one, cfg, two = (g.combine(_logits(model, state, g)) for g in (
         Guidance(weights={RGB: 2.0}), Guidance(scale=2.0, drop=(RGB,)), Guidance(weights={RGB: 1.5, GLOBAL: -0.5})))
     assert torch.allclose(one, cfg, atol=1e-5) and torch.isfinite(two).all() and not torch.allclose(two, one)
     # a later step may weight an earlier target: the conditioning set grows with the chain
-    plan = Plan((Step(GLOBAL, steps=2, temperature=0.0),
-                 Step(TOK, steps=2, temperature=0.0, condition_weights={RGB: 2.0, GLOBAL: 0.5})))
+    plan = Plan((Step(GLOBAL, num_steps=2, temperature=0.0),
+                 Step(TOK, num_steps=2, temperature=0.0, condition_weights={RGB: 2.0, GLOBAL: 0.5})))
     out = generate(model, {RGB: pixels()}, plan)
     assert out[TOK].shape == (2, 16)
-    bad = Plan((Step(TOK, steps=2, condition_weights={GLOBAL: 1.0}),))
+    bad = Plan((Step(TOK, num_steps=2, condition_weights={GLOBAL: 1.0}),))
     with pytest.raises(GuidanceError, match="tok_global@test"):
         generate(model, {RGB: pixels()}, bad)
 
@@ -132,7 +131,7 @@ def test_inpainting_keeps_given_tokens(model):
     given[0, :10] = True
     given[1, 4:7] = True  # different counts per sample: each gets its own schedule
     tokens = ModalityTokens(values, given, torch.zeros_like(given))
-    results = run_steps(model, {RGB: pixels(), TOK: tokens}, Plan((Step(TOK, steps=3, temperature=1.0),)), seed=0)
+    results = run_steps(model, {RGB: pixels(), TOK: tokens}, Plan((Step(TOK, num_steps=3, temperature=1.0),)), seed=0)
     final = results[-1].state[TOK]
     assert len(results) == 3 and final.is_input.all() and not final.is_target.any()
     assert torch.equal(final.values[given], values[given])
@@ -160,7 +159,7 @@ def test_merge_spans():
 
 
 def test_batched_generation_equals_one_sample_at_a_time(model):
-    plan = Plan((Step(GLOBAL, steps=2, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
+    plan = Plan((Step(GLOBAL, num_steps=2, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
     x = pixels(3)
     together = generate(model, {RGB: x}, plan)
     for i in range(3):
@@ -174,11 +173,11 @@ def test_presets_follow_the_demo_order_and_settings():
     outs = ("tok_rgb@224", "tok_depth@224", "tok_clip@224", "caption", "det", "metadata")
     rgb = preset("rgb_to_all", outs)
     assert rgb.targets == ("tok_clip@224", "tok_depth@224", "caption", "det", "metadata") and rgb.grow_conditioning
-    assert (rgb.steps[0].scheme, rgb.steps[0].steps, rgb.steps[0].guidance_scale) == ("roar", 1, 2.0)
+    assert (rgb.steps[0].scheme, rgb.steps[0].num_steps, rgb.steps[0].guidance_scale) == ("roar", 1, 2.0)
     cap = preset("caption_to_all", outs)
     assert cap.targets == ("tok_clip@224", "tok_depth@224", "tok_rgb@224", "det", "metadata")
     clip = cap.steps[0]
-    assert (clip.steps, clip.temperature, clip.guidance_scale) == (50, 5.0, 3.0)
+    assert (clip.num_steps, clip.temperature, clip.guidance_scale) == (50, 5.0, 3.0)
     assert clip.temperature_schedule == "onex:0.5:0.5"
     with pytest.raises(PlanError, match="unknown preset 'everything'"):
         preset("everything", outs)
@@ -187,30 +186,30 @@ def test_presets_follow_the_demo_order_and_settings():
 def test_a_demo_like_chain_runs(model):
     with pytest.raises(PlanError, match="outputs none of its targets"):
         preset("rgb_to_all", model.config.domains_out)  # the demo's domains only
-    out = generate(model, {RGB: pixels()}, Plan((Step(GLOBAL, "roar", steps=1, temperature=0.01, guidance_scale=2.0),
-                                                 Step(TOK, "roar", steps=8, temperature=3.0,
-                                                      temperature_schedule="onex:0.5:0.5", guidance_scale=2.0)),
-                                                grow_conditioning=True), seed=0)
+    plan = Plan((Step(GLOBAL, "roar", num_steps=1, temperature=0.01, guidance_scale=2.0),
+                 Step(TOK, "roar", num_steps=8, temperature=3.0, temperature_schedule="onex:0.5:0.5",
+                      guidance_scale=2.0)), grow_conditioning=True)
+    out = generate(model, {RGB: pixels()}, plan, seed=0)
     assert out[TOK].shape == (2, 16) and out[GLOBAL].shape == (2, 4)
 
 
 def test_bad_inputs_name_the_problem(model):
     cond = {RGB: pixels()}
     with pytest.raises(ConditionError, match="'tok_nope@test' is not a domain"):
-        generate(model, {**cond, "tok_nope@test": torch.zeros(2, 16)}, Plan((Step(TOK, steps=2),)))
+        generate(model, {**cond, "tok_nope@test": torch.zeros(2, 16)}, Plan((Step(TOK, num_steps=2),)))
     with pytest.raises(PlanError, match="rgb@test: this model cannot output it"):
-        generate(model, cond, Plan((Step(RGB, steps=2),)))
+        generate(model, cond, Plan((Step(RGB, num_steps=2),)))
     with pytest.raises(ConditionError, match="text@gen: sample 1 is empty"):
-        generate(model, {**cond, TEXT.name: text([[210, 3], [0]])}, Plan((Step(TOK, steps=2),)))
+        generate(model, {**cond, TEXT.name: text([[210, 3], [0]])}, Plan((Step(TOK, num_steps=2),)))
     with pytest.raises(PlanError, match="tok_global@test: 5 steps for 4 tokens: use 1 to 4 steps"):
-        generate(model, cond, Plan((Step(GLOBAL, steps=5),)))
+        generate(model, cond, Plan((Step(GLOBAL, num_steps=5),)))
     with pytest.raises(PlanError, match="text@gen: a sequence is decoded autoregressively"):
         generate(model, cond, Plan((Step(TEXT.name, "maskgit"),)))
     with pytest.raises(PromptError, match="text@gen: the prompt of sample 0 has no sentinel"):
         generate(model, {**cond, TEXT.name: text([[210, 3], [220, S1]])},
                  Plan((Step(TEXT.name, "autoregressive"),)))
     with pytest.raises(PlanError, match="tok_a@test: is a target but fully given"):
-        generate(model, {**cond, TOK: torch.zeros(2, 16, dtype=torch.long)}, Plan((Step(TOK, steps=2),)))
+        generate(model, {**cond, TOK: torch.zeros(2, 16, dtype=torch.long)}, Plan((Step(TOK, num_steps=2),)))
     with pytest.raises(PlanError, match="tok_a@test: condition_weights name the step's own target"):
         Step(TOK, condition_weights={TOK: 1.0})
     with pytest.raises(PlanError, match="unknown scheme 'diffusion'"):
@@ -229,7 +228,7 @@ def test_roar_order_is_a_seeded_uniform_draw_over_the_grid():
 
 
 def test_unconditional_generation_from_nothing(model):
-    plan = Plan((Step(GLOBAL, steps=2, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
+    plan = Plan((Step(GLOBAL, num_steps=2, temperature=0.0), Step(TEXT.name, "autoregressive", temperature=0.0)))
     a = generate(model, {}, plan, batch_size=2)
     b = generate(model, {}, plan, batch_size=2)
     assert a[GLOBAL].shape == (2, 4) and all(torch.equal(a[k], b[k]) for k in a)

@@ -29,7 +29,7 @@ def test_greedy_step_commits_the_same_tokens_as_projecting_every_row(model, guid
     given[1, ::2] = True
     tok = ModalityTokens(torch.arange(32).reshape(2, 16) % 7, given, torch.zeros_like(given))
     cond = {RGB: pixels(), TEXT.name: text([[210, 220, 3], [230, 3]]), TOK: tok}
-    plan = Plan((Step(TOK, steps=4, temperature=0.0),))
+    plan = Plan((Step(TOK, num_steps=4, temperature=0.0),))
     a = b = initial_state(model, cond, plan)
     for counts in (torch.tensor([3, 1]), torch.tensor([5, 4]), torch.tensor([0, 3]), torch.tensor([8, 0])):
         with torch.no_grad():

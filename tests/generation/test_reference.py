@@ -66,8 +66,8 @@ def empty_context_logits(model, state):
 
 
 def test_greedy_one_step_is_the_forward_argmax(model, rgb):
-    ids = generate(model, {"rgb@224": rgb}, Plan((Step(DEPTH, steps=1, temperature=0.0),)))[DEPTH]
-    state = initial_state(model, {"rgb@224": rgb}, Plan((Step(DEPTH, steps=1),)))
+    ids = generate(model, {"rgb@224": rgb}, Plan((Step(DEPTH, num_steps=1, temperature=0.0),)))[DEPTH]
+    state = initial_state(model, {"rgb@224": rgb}, Plan((Step(DEPTH, num_steps=1),)))
     logits, positions, _ = dense_logits(model, state)
     assert torch.equal(positions, torch.arange(196).expand(2, 196))
     assert torch.equal(ids, logits.argmax(-1))
@@ -75,7 +75,7 @@ def test_greedy_one_step_is_the_forward_argmax(model, rgb):
 
 @pytest.mark.parametrize("scale", [1.0, 2.5])
 def test_greedy_multi_step_follows_the_reference_semantics(model, rgb, scale):
-    plan = Plan((Step(DEPTH, steps=4, temperature=0.0, guidance_scale=scale),))
+    plan = Plan((Step(DEPTH, num_steps=4, temperature=0.0, guidance_scale=scale),))
     state = initial_state(model, {"rgb@224": rgb}, plan)
     expected_counts = [29, 69, 69, 29]  # cosine schedule of 196 tokens in 4 steps
     for i, result in enumerate(generate_iter(model, {"rgb@224": rgb}, plan)):
@@ -110,7 +110,7 @@ def test_greedy_caption_is_the_teacher_forced_argmax(model, rgb):
         ids = torch.tensor([S1] + row[:n])  # the prompt, then the decoded target
         is_in = torch.zeros(len(ids), dtype=torch.bool)
         is_in[0] = True
-        batch = initial_state(model, {"rgb@224": rgb[b:b + 1]}, Plan((Step(DEPTH, steps=1),))).select(["rgb@224"])
+        batch = initial_state(model, {"rgb@224": rgb[b:b + 1]}, Plan((Step(DEPTH, num_steps=1),))).select(["rgb@224"])
         batch = batch.replace(caption=ModalityTokens(ids[None], is_in[None], ~is_in[None]))
         logits, _, valid = dense_logits(model, batch, "caption")
         assert torch.equal(logits[0][valid[0]].argmax(-1), ids[2:])
@@ -121,7 +121,7 @@ def test_greedy_caption_is_the_teacher_forced_argmax(model, rgb):
 
 
 def test_cached_equals_uncached_and_greedy_is_deterministic(model, rgb):
-    plan = Plan((Step(DEPTH, steps=2, temperature=0.0),
+    plan = Plan((Step(DEPTH, num_steps=2, temperature=0.0),
                  Step("caption", "autoregressive", temperature=0.0, guidance_scale=2.0, max_tokens=40)))
     a = generate(model, {"rgb@224": rgb}, plan)
     b = generate(model, {"rgb@224": rgb}, plan, cache=False)

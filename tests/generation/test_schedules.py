@@ -75,7 +75,7 @@ def test_outside_1_to_n_names_the_range(steps, total):
 @pytest.mark.parametrize("scheme", ["maskgit", "roar"])
 def test_a_plan_step_accepts_every_count_up_to_its_tokens(scheme):
     for steps in range(1, 17):
-        tokens, temps = Step("tok_depth@64", scheme, steps=steps).schedules(16)
+        tokens, temps = Step("tok_depth@64", scheme, num_steps=steps).schedules(16)
         assert sum(tokens) == 16 and len(tokens) == len(temps) == steps and min(tokens) >= 1
 
 

@@ -134,7 +134,7 @@ def test_presets_map_to_the_models_resolution(pipe):
     assert "tok_rgb@pt" not in rgb_all.targets and rgb_all.targets[-1] == "metadata"
     to_rgb = pipe.plan(plan="caption_to_all", until="rgb")
     assert to_rgb.targets[-1] == "tok_rgb@pt" and "caption" not in to_rgb.targets
-    assert all(s.steps <= 16 for s in to_rgb.steps) and to_rgb.grow_conditioning
+    assert all(s.num_steps <= 16 for s in to_rgb.steps) and to_rgb.grow_conditioning
     with pytest.raises(PipelineError, match="unknown plan"):
         pipe.plan(plan="everything")
 
@@ -159,7 +159,7 @@ def test_image_targets_are_predicted_from_an_image_and_generated_otherwise(pipe,
     """Default steps/temperature: one greedy step when an image of the scene conditions the target (given, or
     generated earlier in the plan), MaskGIT in several sampled steps when none does; explicit values win."""
     def settings(plan):
-        return {s.target.split("@")[0]: (s.steps, s.temperature) for s in plan.steps if s.scheme == "maskgit"}
+        return {s.target.split("@")[0]: (s.num_steps, s.temperature) for s in plan.steps if s.scheme == "maskgit"}
 
     from_rgb = pipe.plan(["depth", "normal"], given=["rgb@pt"])
     assert settings(from_rgb) == {"tok_depth": (1, 0.0), "tok_normal": (1, 0.0)}

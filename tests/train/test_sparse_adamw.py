@@ -10,6 +10,7 @@ from torch import nn
 
 from polymodal.config import ConfigError, ModelConfig, apply_overrides
 from polymodal.data.batch import Batch, ModalityTokens
+from polymodal.modalities import Kind
 from polymodal.model import FourM, masked_modeling_loss
 from polymodal.train.dist import DistInfo
 from polymodal.train.loop import _check_sparse_embeddings, train
@@ -70,7 +71,7 @@ def _small_batch(cfg: ModelConfig, seed: int) -> Batch:
     out = {}
     for name in cfg.domains_in:
         mod = cfg.modality(name)
-        if mod.kind.value != "image_tokens":
+        if mod.kind is not Kind.IMAGE_TOKENS:
             continue
         ids = torch.randint(0, mod.vocab_size, (2, mod.num_tokens), generator=g)
         perm = torch.rand(2, mod.num_tokens, generator=g)

@@ -2,7 +2,7 @@
 cache), classifier-free and multi-condition guidance, plans as data, and `generate`.
 
     from polymodal.generation import Plan, Step, generate
-    plan = Plan((Step("tok_depth@224", "maskgit", steps=8, temperature=0.0, guidance_scale=2.0),
+    plan = Plan((Step("tok_depth@224", "maskgit", num_steps=8, temperature=0.0, guidance_scale=2.0),
                  Step("caption", "autoregressive", temperature=0.0)))
     ids = generate(model.eval(), {"rgb@224": pixels}, plan, seed=0)  # {"tok_depth@224": (B, 196), "caption": (B, L)}
 

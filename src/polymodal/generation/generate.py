@@ -65,10 +65,10 @@ def _as_tokens(model: FourM, name: str, value, batch_size: int | None) -> Modali
 def initial_state(model: FourM, conditions: Mapping[str, object], plan: Plan, *,
                   batch_size: int | None = None) -> Batch:
     """The conditions and the empty (or partly given) targets as one `Batch`; raises on anything that won't fit."""
-    enc, dec = model.encoder_embeddings, model.decoder_embeddings
+    cfg = model.config
+    enc, dec = set(cfg.domains_in), set(cfg.domains_out)
     for name in list(conditions) + list(plan.targets):
         if name not in enc and name not in dec:
-            cfg = model.config
             raise ConditionError(f"modality {name!r} is not a domain of this model (inputs: "
                                  f"{', '.join(cfg.domains_in)}; outputs: {', '.join(cfg.domains_out)})")
     for step in plan.steps:

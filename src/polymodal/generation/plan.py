@@ -1,8 +1,9 @@
 """Generation plans as data: a chain is a list of `Step`s, one per target modality, run in order.
 
-Each generated target joins the inputs of every later step (chaining). A step says how to decode its target:
+Each generated target joins the inputs of every later step (chaining). A step says how to decode its target, an
+image target in ``num_steps`` decoding steps (MaskGIT or ROAR), a sequence token by token:
 
-    Step("tok_clip@224", scheme="maskgit", steps=8, temperature=3.0, temperature_schedule="onex:0.5:1.0",
+    Step("tok_clip@224", scheme="maskgit", num_steps=8, temperature=3.0, temperature_schedule="onex:0.5:1.0",
          guidance_scale=2.0)
     Step("caption", scheme="autoregressive", temperature=0.0)
 
@@ -35,9 +36,12 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
+    """One target of a `Plan` and how to decode it; ``num_steps``: decoding steps of an image target (MaskGIT,
+    ROAR), each committing a scheduled share of its tokens (sequences are decoded token by token)."""
+
     target: str
     scheme: str = "maskgit"
-    steps: int = 8
+    num_steps: int = 8
     temperature: float = 1.0
     temperature_schedule: str = "constant"
     token_schedule: str = "cosine"
@@ -52,8 +56,8 @@ class Step:
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise PlanError(f"{self.target}: unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
-        if self.scheme != "autoregressive" and self.steps < 1:
-            raise PlanError(f"{self.target}: steps must be >= 1, got {self.steps}")
+        if self.scheme != "autoregressive" and self.num_steps < 1:
+            raise PlanError(f"{self.target}: num_steps must be >= 1, got {self.num_steps}")
         if not self.temperature >= 0 or math.isinf(self.temperature):  # NaN fails every comparison
             raise PlanError(f"{self.target}: temperature must be a number >= 0, got {self.temperature}")
         if not math.isfinite(self.guidance_scale):
@@ -76,7 +80,7 @@ class Step:
         """Tokens and temperature per step for ``total`` tokens to decode (ROAR: linear, as ml-4m)."""
         name = "linear" if self.scheme == "roar" else self.token_schedule
         try:
-            tokens = token_schedule(name, self.steps, total)
+            tokens = token_schedule(name, self.num_steps, total)
             return tokens, temperature_schedule(self.temperature_schedule, self.temperature, tokens)
         except ScheduleError as e:
             raise PlanError(f"{self.target}: {e}") from None
@@ -90,6 +94,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
+    """A chain of `Step`s, one per target, run in order."""
+
     steps: tuple[Step, ...]
     grow_conditioning: bool = False
     name: str = field(default="custom", compare=False)
@@ -145,6 +151,6 @@ def preset(name: str, outputs: Sequence[str]) -> Plan:
             steps.append(Step(d, "autoregressive", temperature=_SEQ_TEMPS.get(d, 0.1)))
             continue
         scheme, n, temp, temp_schedule, scale = _FROM_RGB if source == "rgb" else _TO_RGB.get(d, _TO_RGB_GEOMETRY)
-        steps.append(Step(d, scheme, steps=min(n, get(d).num_tokens), temperature=temp,
+        steps.append(Step(d, scheme, num_steps=min(n, get(d).num_tokens), temperature=temp,
                           temperature_schedule=temp_schedule, token_schedule="linear", guidance_scale=scale))
     return Plan(tuple(steps), grow_conditioning=True, name=name)

@@ -15,6 +15,9 @@ A sequence target holds its prompt as input ids: ``[S_1]`` alone to write from s
 - `autoregressive_step`: start from the first sentinel of the prompt and decode token by token (KV cache) until
   each sample emits its closing sentinel (one past the prompt's last sentinel, ``[S_2]`` for an empty prompt) or,
   with ``stop_at_eos``, ``[EOS]``; then replace each prompt sentinel by the span generated after it.
+
+Every model call is one of `FourM`'s entry points (`encode`, `decode`, `sequence_queries` + `run_decoder` with
+`new_cache`, `logits`), the code that training runs: generation cannot drift from it.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from __future__ import annotations
 import torch
 
 from ..data.batch import Batch, ModalityTokens
-from ..model.fourm import FourM
+from ..model.fourm import EncoderState, FourM
+from ..nn import Segment
 from ..tokenizers.text_layout import EOS, NUM_SENTINELS, PAD, SENTINEL_BASE
-from .forward import SequenceDecoder, decode_image, encode, repeat_rows
 from .guidance import Guidance
 from .sampling import is_greedy, sample, select_confident
 
@@ -52,17 +55,25 @@ def commit(state: Batch, target: str, positions: torch.Tensor, ids: torch.Tensor
 
 
 def _guided_image_states(model: FourM, state: Batch, target: str, query_mask: torch.Tensor, guidance: Guidance):
-    """Guided decoder states (B, Q, D) at the ``query_mask`` positions, valid (B, Q), positions (B, Q)."""
-    batched = guidance.passes(state, model.config.modality)
-    enc = encode(model, batched, guidance.num_passes)
-    h, valid, positions = decode_image(model, target, state, query_mask, enc, guidance.num_passes)
-    # guidance is linear and the vocabulary projection bias-free: mixing states first projects once, not P times
-    return guidance.combine(h), valid, positions
+    """Guided decoder states (n, D) of the queries at the ``query_mask`` (B, N) positions, one row per query in
+    (sample, position) order; their valid (B, Q) and positions (B, Q)."""
+    asked = state.replace(**{target: state[target].with_masks(is_target=query_mask)})
+    batched = guidance.passes(asked, model.config.modality)
+    enc = model.encode(batched, passes=guidance.num_passes)
+    # the context's K/V projected for valid rows only: a guided batch pads its short unconditional context
+    out = model.decode(batched, enc, [target], logits=False, cache=model.new_cache(enc))[target]
+    # every pass asks the same queries, so the passes' rows line up; guidance is linear and the head bias-free:
+    # mixing states first projects once, not P times
+    b = state.batch_size
+    return guidance.combine(out.hidden), out.valid[:b], out.positions[:b]
 
 
 def _guided_image_logits(model: FourM, state: Batch, target: str, query_mask: torch.Tensor, guidance: Guidance):
+    """Guided logits (B, Q, V) at the ``query_mask`` positions (zeros on padding rows), valid and positions."""
     h, valid, positions = _guided_image_states(model, state, target, query_mask, guidance)
-    return model.decoder_embeddings[target].to_logits(h), valid, positions
+    dense = h.new_zeros(*valid.shape, h.shape[-1])
+    dense[valid] = h
+    return model.logits(target, dense), valid, positions
 
 
 def maskgit_step(model: FourM, state: Batch, target: str, counts: torch.Tensor, *, temperature: float = 1.0,
@@ -79,7 +90,7 @@ def maskgit_step(model: FourM, state: Batch, target: str, counts: torch.Tensor, 
         h, valid, positions = _guided_image_states(model, state, target, todo, guidance)
         chosen = select_confident(torch.ones(valid.shape, device=valid.device), valid, counts)
         ids = torch.zeros(valid.shape, dtype=torch.long, device=valid.device)
-        ids[chosen] = model.decoder_embeddings[target].to_logits(h[chosen]).argmax(dim=-1)
+        ids[chosen] = model.logits(target, h[chosen[valid]]).argmax(dim=-1)  # h's rows: valid's True in order
         return commit(state, target, positions, ids, chosen)
     logits, valid, positions = _guided_image_logits(model, state, target, todo, guidance)
     ids, conf = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
@@ -138,6 +149,36 @@ def merge_spans(prompt: list[int], generated: list[int]) -> list[int]:
     return out
 
 
+def repeat_rows(t: torch.Tensor, passes: int) -> torch.Tensor:
+    """(B, ...) -> (P * B, ...), pass-major (the layout of `Guidance.passes`)."""
+    return t if passes == 1 else torch.cat([t] * passes, dim=0)
+
+
+class SequenceDecoder:
+    """Incremental decoding of sequence modality ``target`` against a fixed context, through `FourM`'s own
+    queries and decoder.
+
+    ``step(ids)`` feeds the next token of every row, (R,) int64, and returns the normed decoder state (R, D) that
+    predicts the token after it. With ``cache=True`` each layer keeps its keys and values and the context's are
+    projected once (`FourM.new_cache`); with ``cache=False`` the whole prefix is re-run every step as one causal
+    segment (what ml-4m does), which is teacher forcing's computation — the tokens are the same.
+    """
+
+    def __init__(self, model: FourM, target: str, enc: EncoderState, capacity: int, *, cache: bool = True):
+        self.model, self.target, self.enc = model, target, enc
+        self.cache = model.new_cache(enc, capacity) if cache else None
+        self.prefix: torch.Tensor | None = None  # uncached: every query so far, (R, t, D)
+        self.t = 0  # tokens fed so far: the rank of the next one
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.model.sequence_queries(self.target, ids[:, None], torch.full_like(ids[:, None], self.t))
+        self.t += 1
+        if self.cache is not None:
+            return self.model.run_decoder(x, self.enc, cache=self.cache)[:, -1]
+        self.prefix = x if self.prefix is None else torch.cat([self.prefix, x], dim=1)
+        return self.model.run_decoder(self.prefix, self.enc, segments=[Segment(0, self.t, causal=True)])[:, -1]
+
+
 def autoregressive_step(model: FourM, state: Batch, target: str, *, temperature: float = 1.0,
                         top_k: int | float = 0, top_p: float = 0.0, guidance: Guidance = NO_GUIDANCE,
                         generator: torch.Generator | None = None, max_tokens: int | None = None,
@@ -160,13 +201,13 @@ def autoregressive_step(model: FourM, state: Batch, target: str, *, temperature:
     if room < 1:
         raise PromptError(f"{target}: the prompt fills the modality's {mod.max_length} tokens; no room to write")
     p = guidance.num_passes
-    enc = encode(model, guidance.passes(state, model.config.modality), p)
+    enc = model.encode(guidance.passes(state, model.config.modality), passes=p)
     decoder = SequenceDecoder(model, target, enc, capacity=room, cache=cache)
     out, tok = [start], start
     done = torch.zeros_like(start, dtype=torch.bool)
     lengths = torch.full_like(start, room + 1)  # tokens up to and including each sample's stop token
     for i in range(room):
-        logits = decoder.to_logits(guidance.combine(decoder.step(repeat_rows(tok, p))))
+        logits = model.logits(target, guidance.combine(decoder.step(repeat_rows(tok, p))))
         tok, _ = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         # finished rows keep being decoded (batch-shaped cache, same draws as ml-4m) but their tokens are PAD
         out.append(torch.where(done, torch.full_like(tok, PAD), tok))

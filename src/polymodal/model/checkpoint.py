@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from .. import config as config_lib
 from .. import hub
 from ..config import ConfigError, ModelConfig
+from ..modalities import Kind
 from ..modalities import get as get_modality
 
 WEIGHTS = "model.safetensors"
@@ -205,7 +206,7 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
         cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
                                    source=str(folder / CONFIG))
     tables = any(k.startswith("decoder_embeddings.") and k.endswith(".token_emb.weight")
-                 and get_modality(k.split(".")[1]).kind.value == "image_tokens" for k in sd)
+                 and get_modality(k.split(".")[1]).kind is Kind.IMAGE_TOKENS for k in sd)
     model = FourM(cfg, image_decoder_token_tables=tables)
     sd = adapt_state_dict(model, sd, strict=strict, source=str(weights))
     model.load_state_dict(sd, strict=strict)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.batch import ModalityTokens
 from ..modalities import Kind, Modality
-from ..nn import sincos_1d, sincos_2d
+from ..nn import pack_order, sincos_1d, sincos_2d, take
 
 
 class Embedded(NamedTuple):
@@ -40,17 +40,9 @@ def select(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     k is the largest count in the batch; padded rows point at position 0.
     """
-    counts = mask.sum(dim=1)
-    k = int(counts.max()) if mask.numel() else 0
-    # A stable sort of "not used" puts used positions first, in their original order.
-    idx = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :k]
-    valid = torch.arange(k, device=mask.device)[None, :] < counts[:, None]
+    idx = pack_order(mask)
+    valid = torch.arange(idx.shape[1], device=mask.device)[None, :] < mask.sum(dim=1)[:, None]
     return idx.masked_fill(~valid, 0), valid
-
-
-def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """t (B, N, ...) at idx (B, k) -> (B, k, ...)."""
-    return t[torch.arange(t.shape[0], device=t.device)[:, None], idx]
 
 
 def _pos_table(mod: Modality, dim: int) -> torch.Tensor:
@@ -185,11 +177,16 @@ class SequenceHead(_Base):
         is_query = torch.zeros_like(tgt)
         is_query[:, :-1] = tgt[:, :-1] & tgt[:, 1:]
         idx, valid = select(is_query)
-        ranks = take(tgt.long().cumsum(dim=1) - 1, idx)
-        ranks = ranks.masked_fill((ranks >= self.modality.decoder_pos_limit) | ~valid, 0)
-        x = self.token_emb(take(tokens.values, idx)) + self._pos(ranks)
+        ranks = take(tgt.long().cumsum(dim=1) - 1, idx).masked_fill(~valid, 0)
+        x = self.embed(take(tokens.values, idx), ranks)
         targets = take(tokens.values, idx + 1).masked_fill(~valid, 0)
         return Queries(x, valid, targets, (idx + 1).masked_fill(~valid, 0))
+
+    def embed(self, ids: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        """Queries (B, k, D) that feed ``ids`` (B, k) at ``ranks`` (B, k) among the sequence's targets (teacher
+        forcing in training; the token just decoded in generation)."""
+        ranks = ranks.masked_fill(ranks >= self.modality.decoder_pos_limit, 0)
+        return self.token_emb(ids) + self._pos(ranks)
 
 
 DECODER_HEADS = {Kind.IMAGE_TOKENS: ImageTokenHead, Kind.SEQUENCE: SequenceHead}

@@ -8,9 +8,18 @@ Data flow for a `Batch` (shapes for batch B, model width D):
 3. Context = ``decoder_proj_context(encoder output) + emb`` (positions added back for the decoder).
 4. Decoder queries per target modality: ``mask_token + pos + mod`` at image targets; teacher-forced shifted tokens
    for sequences. Self-attention stays inside a modality (full for images, causal for sequences), cross-attention
-   reads the whole context. Then ``decoder_norm`` and the modality's ``to_logits``.
+   reads the whole context. Then ``decoder_norm`` and the modality's head (`head`, `logits`).
 
 Only target positions are decoded and only their logits computed. Losses live in `model.loss`.
+
+Training (`forward`) and generation call the same entry points: `encode` (once per step, optionally for several
+guidance passes at once), `decode` (image targets; teacher forcing), and for autoregressive decoding
+`sequence_queries` + `run_decoder` with the cache from `new_cache`. A sample without any input token reads an
+empty context (its cross-attention output is zero, `nn.context_mask`), as in ml-4m's unconditional passes.
+
+The output heads live in ``decoder_embeddings`` (each module embeds a target's decoder queries and holds its
+``to_logits``): the name is 4M's state-dict layout, which official files and every saved optimizer state use, so
+it stays; `head(name)` is the accessor.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.batch import Batch, validate_tokens
-from ..nn import DecoderBlock, EncoderBlock, Segment, key_padding_mask
-from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Embedded, Queries, take
+from ..modalities import Kind
+from ..nn import DecoderBlock, EncoderBlock, LayerCache, Segment, context_mask, key_padding_mask, pack_order, take
+from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Queries, select
 
 
 class TargetLogits(NamedTuple):
@@ -59,18 +69,6 @@ class EncoderState(NamedTuple):
     valid: torch.Tensor  # (B, E) bool
 
 
-def _pack(parts: list[Embedded]) -> Embedded:
-    """Concatenate per-modality tokens and move each sample's valid ones to the front, dropping all-pad columns."""
-    x = torch.cat([p.x for p in parts], dim=1)
-    emb = torch.cat([p.emb for p in parts], dim=1)
-    valid = torch.cat([p.valid for p in parts], dim=1)
-    if bool(valid.all()):
-        return Embedded(x, emb, valid)
-    counts = valid.sum(dim=1)
-    order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, : int(counts.max())]
-    return Embedded(take(x, order), take(emb, order), take(valid, order))
-
-
 class FourM(nn.Module):
     def __init__(self, config: ModelConfig, *, image_decoder_token_tables: bool = False):
         """``image_decoder_token_tables`` keeps the unused decoder token tables that official 4M files hold."""
@@ -86,7 +84,7 @@ class FourM(nn.Module):
             mod = cfg.modality(name)
             shared = (self.encoder_embeddings[name].mod_emb
                       if cfg.share_modality_embeddings and name in self.encoder_embeddings else None)
-            kw = {"token_table": image_decoder_token_tables} if mod.kind.value == "image_tokens" else {}
+            kw = {"token_table": image_decoder_token_tables} if mod.kind is Kind.IMAGE_TOKENS else {}
             self.decoder_embeddings[name] = DECODER_HEADS[mod.kind](mod, d, mod_emb=shared, init_std=cfg.init_std,
                                                                     **kw)
         block_kw = dict(act=cfg.act, gated_mlp=cfg.gated_mlp, qkv_bias=cfg.qkv_bias, proj_bias=cfg.proj_bias,
@@ -110,7 +108,7 @@ class FourM(nn.Module):
         tables: dict[int, nn.Parameter] = {}
         for group in (self.encoder_embeddings, self.decoder_embeddings):
             for name, m in group.items():
-                if self.config.modality(name).kind.value != "sequence":
+                if self.config.modality(name).kind is not Kind.SEQUENCE:
                     continue
                 for sub in (m.token_emb, getattr(m, "to_logits", None)):
                     if sub is not None:
@@ -154,19 +152,64 @@ class FourM(nn.Module):
             self.check_batch(batch)
         return self.decode(batch, self.encode(batch), logits=logits)
 
-    def encode(self, batch: Batch) -> EncoderState:
+    def encode(self, batch: Batch, *, passes: int = 1) -> EncoderState:
+        """The encoder over the batch's input tokens: the decoder's context (B, E, D) and its valid rows (B, E).
+
+        A batch without any input token gives an empty context (one invalid row per sample). ``passes`` P > 1:
+        the batch holds P variants of B samples, stacked pass-major (guidance's conditional and unconditional
+        passes, `generation.Guidance.passes`). The P passes of sample b then share one packed row of the encoder
+        under a block-diagonal mask (a token attends only to its own pass), which costs the passes' token counts
+        summed rather than P times the largest with padding (an unconditional pass has far fewer tokens); the
+        context comes back as (P * B, E', D), pass-major.
+        """
         parts = [emb(batch[name]) for name, emb in self.encoder_embeddings.items()
                  if name in batch and batch[name].is_input.shape[1] > 0]
         parts = [p for p in parts if p.x.shape[1] > 0]
         if not parts:
-            raise ValueError("the batch has no input tokens: 4M needs at least one input token per sample")
-        x, emb, valid = _pack(parts)
-        h = x + emb
-        key_mask = key_padding_mask(valid)
+            return self._empty_context(batch.batch_size)
+        x, emb, valid = (torch.cat(t, dim=1) for t in zip(*parts))
+        if passes > 1:
+            return self._encode_passes(x, emb, valid, passes)
+        fewest, most = torch.stack(valid.sum(dim=1).aminmax()).tolist()  # one device sync for both
+        if most == 0:
+            return self._empty_context(batch.batch_size)
+        if fewest < valid.shape[1]:  # pack each sample's valid tokens to the front, dropping all-padding columns
+            order = pack_order(valid)
+            x, emb, valid = take(x, order), take(emb, order), take(valid, order)
+        mask = None if fewest == most else key_padding_mask(valid)
+        return EncoderState(self._encoder(x + emb, mask) + emb, valid)
+
+    def _encoder(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Encoder blocks, norm and context projection on tokens h (B, E, D) under an SDPA mask."""
         for block in self.encoder:
-            h = block(h, key_mask)
-        h = self.encoder_norm(h)
-        return EncoderState(self.decoder_proj_context(h) + emb, valid)
+            h = block(h, mask)
+        return self.decoder_proj_context(self.encoder_norm(h))
+
+    def _empty_context(self, batch_size: int) -> EncoderState:
+        """No input token at all: one invalid context row per sample (cross-attention then reads nothing)."""
+        ref = self.mask_token
+        return EncoderState(ref.new_zeros(batch_size, 1, self.config.dim),
+                            torch.zeros(batch_size, 1, dtype=torch.bool, device=ref.device))
+
+    def _encode_passes(self, x: torch.Tensor, emb: torch.Tensor, valid: torch.Tensor, passes: int) -> EncoderState:
+        """`encode` of P stacked passes (x, emb (P * B, n, D), valid (P * B, n)): one packed row per sample."""
+        if not bool(valid.any()):
+            return self._empty_context(valid.shape[0])
+        pb, n = valid.shape
+        b = pb // passes
+        side = lambda t: t.reshape(passes, b, n, *t.shape[2:]).transpose(0, 1).reshape(b, passes * n, *t.shape[2:])  # noqa: E731
+        x, emb, valid = side(x), side(emb), side(valid)
+        seg = torch.arange(passes, device=x.device).repeat_interleave(n).expand(b, -1)
+        order = pack_order(valid)
+        x, emb, valid, seg = take(x, order), take(emb, order), take(valid, order), take(seg, order)
+        mask = (seg[:, :, None] == seg[:, None, :]) & valid[:, None, :]
+        mask |= torch.eye(mask.shape[1], dtype=torch.bool, device=x.device)  # padding rows stay finite
+        ctx = self._encoder(x + emb, mask[:, None]) + emb
+        picks = [select((seg == p) & valid) for p in range(passes)]
+        width = max(idx.shape[1] for idx, _ in picks)
+        pad = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))  # noqa: E731
+        return EncoderState(torch.cat([pad(take(ctx, idx)) for idx, _ in picks]),
+                            torch.cat([pad(ok) for _, ok in picks]))
 
     def queries(self, batch: Batch, domains: list[str] | None = None) -> dict[str, Queries]:
         """Decoder queries of every target modality (or of ``domains``) that has target tokens."""
@@ -179,12 +222,18 @@ class FourM(nn.Module):
                     out[name] = q
         return out
 
+    def sequence_queries(self, name: str, ids: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        """Decoder queries (B, k, D) of sequence modality ``name`` that feed ``ids`` (B, k) at ``ranks`` (B, k)
+        among its targets: the queries `decode` builds by teacher forcing, one at a time for generation."""
+        return self.decoder_embeddings[name].embed(ids, ranks)
+
     def decode(self, batch: Batch, enc: EncoderState, domains: list[str] | None = None, *,
-               logits: bool = True) -> dict[str, TargetLogits]:
+               logits: bool = True, cache: list[LayerCache] | None = None) -> dict[str, TargetLogits]:
         """Two layouts, the same result: without padding, each modality is a contiguous segment with its own
         attention call; with padding (counts differ between samples, the usual case in training), each sample's
         queries are packed to the front, so no compute goes to padding rows, and one block-diagonal mask keeps
-        attention inside each modality (causal inside sequences)."""
+        attention inside each modality (causal inside sequences). ``cache``: `new_cache(enc)`, the context's
+        keys and values projected for its valid rows only (a guided batch pads its short unconditional context)."""
         queries = self.queries(batch, domains)
         if not queries:
             return {}
@@ -197,21 +246,21 @@ class FourM(nn.Module):
             for q, c in zip(queries.values(), causal):
                 segments.append(Segment(start, start + q.x.shape[1], causal=c))
                 start += q.x.shape[1]
-            h = self.run_decoder(x, enc, segments=segments)
+            h = self.run_decoder(x, enc, segments=segments, cache=cache)
             parts = torch.split(h, [q.x.shape[1] for q in queries.values()], dim=1)
             rows = {n: p.reshape(-1, p.shape[-1]) for n, p in zip(names, parts)}
         else:
             mod = torch.cat([torch.full_like(q.valid, i, dtype=torch.long) for i, q in enumerate(queries.values())],
                             dim=1)
-            order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, : int(valid.sum(1).max())]
+            order = pack_order(valid)
             x, valid, mod = take(x, order), take(valid, order), take(mod, order)
-            h = self.run_decoder(x, enc, self_mask=self._packed_mask(mod, valid, causal))
+            h = self.run_decoder(x, enc, self_mask=self._packed_mask(mod, valid, causal), cache=cache)
             rows = {n: h[(mod == i) & valid] for i, n in enumerate(names)}
-        heads = {n: self.decoder_embeddings[n].to_logits for n in names}
         if not logits:
-            return {n: TargetLogits(None, q.targets, q.valid, q.positions, rows[n], heads[n].weight)
+            return {n: TargetLogits(None, q.targets, q.valid, q.positions, rows[n], self.head(n).weight)
                     for n, q in queries.items()}
-        return {n: TargetLogits(heads[n](rows[n]), q.targets, q.valid, q.positions) for n, q in queries.items()}
+        return {n: TargetLogits(self.logits(n, rows[n]), q.targets, q.valid, q.positions)
+                for n, q in queries.items()}
 
     @staticmethod
     def _packed_mask(mod: torch.Tensor, valid: torch.Tensor, causal: list[bool]) -> torch.Tensor:
@@ -226,13 +275,33 @@ class FourM(nn.Module):
         return mask[:, None]
 
     def run_decoder(self, x: torch.Tensor, enc: EncoderState, *, segments: list[Segment] | None = None,
-                    self_mask: torch.Tensor | None = None) -> torch.Tensor:
+                    self_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
         """Decoder blocks on queries x (B, Q, D), split into ``segments`` or masked by ``self_mask``
-        (B, 1, Q, Q); returns normed states (B, Q, D)."""
-        context_mask = key_padding_mask(enc.valid)
-        for block in self.decoder:
-            x = block(x, enc.context, segments=segments, self_mask=self_mask, context_mask=context_mask)
+        (B, 1, Q, Q); returns normed states (B, Q, D). With ``cache`` (`new_cache`), cross-attention reads the
+        context's keys and values projected there; a cache with a capacity makes x the next tokens of an
+        autoregressive sequence (after those it holds), computed as a causal segment over the whole prefix."""
+        if cache is not None:
+            for block, layer in zip(self.decoder, cache, strict=True):
+                x = block(x, segments=segments, self_mask=self_mask, cache=layer)
+        else:
+            mask = context_mask(enc.valid)
+            for block in self.decoder:
+                x = block(x, enc.context, segments=segments, self_mask=self_mask, context_mask=mask)
         return self.decoder_norm(x)
+
+    def new_cache(self, enc: EncoderState, capacity: int | None = None) -> list[LayerCache]:
+        """Per decoder layer, the context's keys and values, projected once for its valid rows, and with
+        ``capacity``, room for that many autoregressive tokens; for `decode` and `run_decoder`."""
+        mask = context_mask(enc.valid)
+        return [block.new_cache(enc.context, enc.valid, capacity, mask=mask) for block in self.decoder]
+
+    def head(self, name: str) -> nn.Linear:
+        """The output head (vocabulary projection, bias-free) of output modality ``name``."""
+        return self.decoder_embeddings[name].to_logits
+
+    def logits(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        """Normed decoder states (..., D) of output modality ``name`` -> logits (..., V)."""
+        return self.head(name)(h)
 
     # ---------------------------------------------------------------------------------------- save/load
 

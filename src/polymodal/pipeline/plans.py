@@ -67,7 +67,8 @@ def targets_plan(cfg: ModelConfig, targets: Sequence[str], *, given: Sequence[st
         if steps is not None:
             check_steps(steps, n, t)
         k = steps if steps is not None else PREDICT_STEPS if predicted else min(DEFAULT_STEPS, n)
-        out.append(Step(t, "maskgit", steps=k, temperature=temp, guidance_scale=scale, top_k=top_k, top_p=top_p))
+        out.append(Step(t, "maskgit", num_steps=k, temperature=temp, guidance_scale=scale, top_k=top_k,
+                        top_p=top_p))
     return Plan(tuple(out), name="targets")
 
 
@@ -103,7 +104,7 @@ def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps:
         scheme, n, temp, schedule, scale = _SEMANTIC
         if source == "rgb":
             scheme, n, temp, schedule, scale = "roar", 1, 0.01, "constant", 2.0
-        steps_of = [Step(o, scheme, steps=n, temperature=temp, temperature_schedule=schedule,
+        steps_of = [Step(o, scheme, num_steps=n, temperature=temp, temperature_schedule=schedule,
                          token_schedule="linear", guidance_scale=scale) for o in extra]
         chain = chain + steps_of if source == "rgb" else steps_of + chain
     fixed = []
@@ -112,8 +113,8 @@ def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps:
             n = cfg.modality(s.target).num_tokens
             twin = _twin(s.target)
             ref = modalities.get(twin).num_tokens if is_registered(twin) and twin != s.target else n
-            k = min(max(1, round(s.steps * n / ref)) if steps is None else steps, n)
-            s = dataclasses.replace(s, steps=k, temperature=s.temperature if temperature is None else temperature,
+            k = min(max(1, round(s.num_steps * n / ref)) if steps is None else steps, n)
+            s = dataclasses.replace(s, num_steps=k, temperature=s.temperature if temperature is None else temperature,
                                     guidance_scale=s.guidance_scale if guidance is None else guidance)
         fixed.append(s)
         if until is not None and s.target == until:
@@ -129,8 +130,16 @@ def plan_to_dict(plan: Plan) -> dict:
 
 
 def plan_from_dict(data: dict, name: str = "custom") -> Plan:
+    """The plan `plan_to_dict` wrote; a step's ``steps`` (its name before ``num_steps``) is read as ``num_steps``."""
     try:
-        return Plan(tuple(Step(**s) for s in data["steps"]), grow_conditioning=bool(data.get("grow_conditioning")),
+        steps = [_renamed(s) for s in data["steps"]]
+        return Plan(tuple(Step(**s) for s in steps), grow_conditioning=bool(data.get("grow_conditioning")),
                     name=name)
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise PipelineError(f"plan {name!r}: not a plan ({e})") from None
+
+
+def _renamed(step: dict) -> dict:
+    if "steps" in step and "num_steps" not in step:
+        step = {("num_steps" if k == "steps" else k): v for k, v in step.items()}
+    return step

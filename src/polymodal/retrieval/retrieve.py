@@ -77,7 +77,7 @@ def model_predictor(model, modality: str, *, steps: int = 8, plan=None, seed: in
     decodes other modalities first). ``seed`` is passed on for sampled plans."""
     from ..generation import Plan, Step, generate
 
-    plan = plan if plan is not None else Plan((Step(modality, "maskgit", steps=steps, temperature=0.0),))
+    plan = plan if plan is not None else Plan((Step(modality, "maskgit", num_steps=steps, temperature=0.0),))
     if modality not in plan.targets:
         raise ValueError(f"the plan decodes {', '.join(plan.targets)}, not {modality!r}")
 

@@ -30,6 +30,7 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..data.batch import Batch, collate
 from ..data.masking import sample_batch
+from ..modalities import Kind
 from ..model import FourM
 from ..model.loss import modality_losses
 
@@ -173,7 +174,7 @@ class FourMObjective:
                 counts.append(0)
                 continue
             t = batch[name].is_target
-            if self.mods[name].kind.value == "sequence":
+            if self.mods[name].kind is Kind.SEQUENCE:
                 counts.append(int((t[:, :-1] & t[:, 1:]).sum()))
             else:
                 counts.append(int(t.sum()))
