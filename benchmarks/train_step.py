@@ -2,8 +2,10 @@
 
 One step = forward + masked-modeling loss + backward + AdamW step, on a 4M-21-like batch (rgb@224 pixels, four
 224 px token maps, the DINOv2 global tokens, caption, det, metadata) with fixed budgets of input and target tokens
-per sample (128 + 128 by default, as in 4M pretraining). The reference path is `ref_fourm.RefFourM` loaded with
-the very same weights (see that module for which of the reference's costs it reproduces).
+per sample (128 + 128 by default, as in 4M pretraining). polymodal's step is the training loop's own:
+`polymodal.train.step.train_step` (what `train.loop.train` calls each step) with a `FourMObjective` and the
+optimizer of `train.optim.build_optimizer`. The reference path is `ref_fourm.RefFourM` loaded with the very same
+weights (see that module for which of the reference's costs it reproduces).
 
 Timing: per (preset, dtype) one subprocess holds both implementations (same weights, same batch) and alternates
 their steps, so that other load on the machine hits both alike; warmup runs until each one's step time is steady
@@ -15,19 +17,22 @@ Memory: one training step of one implementation in a fresh subprocess, so that t
 - ``+step``: peak RSS minus the RSS once the model, batch and optimizer exist (before the step): gradients,
   AdamW moments (allocated in the step), activations and temporaries.
 
-Tokens/s = (input + target budget) * batch / median step time (forward + backward + AdamW + zero_grad); "speedup"
-is the ratio of the median step times, "best/best" that of the fastest steps (other load only ever adds time, so the
-fastest step is each implementation's own cost), "pair range" the spread of the per-pair speedups (each reference
-step over the polymodal step just before it).
+Tokens/s = (input + target budget) * batch / median step time (forward + backward + gradient clipping where the
+loop clips + AdamW + zero_grad); "speedup" is the ratio of the median step times, "best/best" that of the fastest
+steps (other load only ever adds time, so the fastest step is each implementation's own cost), "pair range" the
+spread of the per-pair speedups (each reference step over the polymodal step just before it).
 
-Both run AdamW (lr 1e-4, betas 0.9/0.95, weight decay 0.05 on every parameter) under the same dtype policy
-(float32, or float32 weights under CPU bf16 autocast). The reference steps with ``torch.optim.AdamW`` (dense
-gradients) and torch's own kernels. polymodal steps the way its training loop does with
-``optim.sparse_embeddings=true``: `RowSparseAdamW` with row-sparse embedding gradients (the same update:
-tests/train/test_sparse_adamw.py), the vocabulary projection
-fused with the cross-entropy (``forward(logits=False)``: tests/test_fused_loss.py) and, under bf16 autocast on a
-CPU without bf16 instructions, bf16 products by float32 kernels on bf16-rounded operands
-(`polymodal.nn.gemm`: tests/test_bf16_gemm.py). ``--plain`` turns these off for polymodal (an ablation).
+Both run AdamW (lr 1e-4, betas 0.9/0.95, weight decay 0.05) under the same dtype policy (float32, or float32
+weights under CPU bf16 autocast). The reference steps with ``torch.optim.AdamW`` over every parameter (dense
+gradients), torch's own kernels and no clipping. polymodal steps as its training loop does with
+``optim.sparse_embeddings=true optim.decay_embeddings=true`` (4M's decay set: norms and biases exempt) and the
+loop's defaults ``optim.clip_grad=1.0 train.fused_loss=true train.bf16_via_fp32=true``: `RowSparseAdamW` with
+row-sparse embedding gradients (the same update: tests/train/test_sparse_adamw.py), the vocabulary projection
+fused with the cross-entropy (``forward(logits=False)``: tests/test_fused_loss.py, tests/train/test_train_step.py)
+and, under bf16 autocast on a CPU without bf16 instructions, bf16 products by float32 kernels on bf16-rounded
+operands (`polymodal.nn.gemm`: tests/test_bf16_gemm.py). ``--plain`` sets ``optim.sparse_embeddings``,
+``train.fused_loss`` and ``train.bf16_via_fp32`` to false (an ablation: the loop with dense AdamW, logits then
+cross-entropy, torch's bf16 kernels).
 
     python benchmarks/train_step.py                     # test, tiny, small; fp32 and bf16; batch 4; ~5 min idle
     python benchmarks/train_step.py --quick             # ~30 s (test and tiny, fp32, vocabularies capped)
@@ -51,12 +56,13 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from polymodal import modalities
-from polymodal.config import ModelConfig
+from polymodal.config import ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from polymodal.data.batch import Batch, ModalityTokens
 from polymodal.modalities import Kind
-from polymodal.model import FourM, masked_modeling_loss
-from polymodal.nn.gemm import bf16_gemm_in_fp32
-from polymodal.train.optim import RowSparseAdamW, sparse_embedding_grads
+from polymodal.model import FourM
+from polymodal.train.objectives import FourMObjective
+from polymodal.train.optim import build_optimizer
+from polymodal.train.step import train_step
 
 try:  # run as `python -m benchmarks.train_step` or imported by tests
     from benchmarks.ref_fourm import RefFourM, mod_dict_from_batch
@@ -166,9 +172,9 @@ class Spec:
     steps: int
     max_warmup: int
     max_vocab: int | None
-    fused: bool
+    fused: bool  # the reference's AdamW: torch's fused CPU kernel (else foreach)
     threads: int
-    plain_optimizer: bool = False  # polymodal as before these optimizations (an ablation): see --plain
+    plain_optimizer: bool = False  # polymodal's loop without its step optimizations (an ablation): see --plain
 
 
 def _rss_bytes() -> int:
@@ -176,49 +182,57 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+LR = 1e-4
+
+
+def experiment(config: ModelConfig, spec: Spec) -> ExperimentConfig:
+    """The training-loop config polymodal's step runs under: its batch, precision and step options."""
+    fast = not spec.plain_optimizer
+    return ExperimentConfig(
+        objective="fourm", model=config,
+        train=TrainConfig(batch_size=spec.batch, precision=spec.dtype, fused_loss=fast, bf16_via_fp32=fast),
+        optim=OptimConfig(base_lr=LR * 256 / spec.batch, betas=(0.9, 0.95), weight_decay=0.05, decay_embeddings=True,
+                          sparse_embeddings=fast))
+
+
 def _trainer(impl: str, model: FourM, batch: Batch, spec: Spec):
-    """A ``step()`` closure for one implementation: returns (fwd+bwd seconds, step seconds, loss)."""
-    if impl == "reference":
-        net = RefFourM.from_polymodal(model)  # its own copy of the same weights
-        mod_dict = mod_dict_from_batch(batch, model.config)
+    """A ``step()`` closure for one implementation: returns (step seconds, loss)."""
+    if impl == "polymodal":
+        # The training loop's step, as `train.loop.train` calls it (one micro-batch, one process).
+        model.check_batch(batch)
+        model.train()
+        cfg = experiment(model.config, spec)
+        objective = FourMObjective(cfg)
+        optimizer = build_optimizer(model, cfg.optim, spec.batch)
+        micro = [batch]
+        stats = objective.step_stats(micro)
 
-        def loss_fn() -> torch.Tensor:
-            return net(mod_dict, spec.num_input, spec.num_target)[0]
-    else:
-        net = model
-        net.check_batch(batch)
+        def step() -> tuple[float, float]:
+            t0 = time.perf_counter()
+            out = train_step(model, micro, optimizer, objective, cfg, stats=stats)
+            seconds = time.perf_counter() - t0
+            return seconds, objective.summarize(out.sums, stats)["loss"]
 
-        fast = not spec.plain_optimizer
+        return step
 
-        def loss_fn() -> torch.Tensor:
-            # bf16 products by float32 kernels where the CPU has no bf16 instructions (polymodal.nn.gemm); the
-            # vocabulary projection fused with the cross-entropy (logits=False)
-            with bf16_gemm_in_fp32(None if fast else False):
-                return masked_modeling_loss(net(batch, check=False, logits=not fast))[0]
-
+    net = RefFourM.from_polymodal(model)  # its own copy of the same weights
+    mod_dict = mod_dict_from_batch(batch, model.config)
     net.train()
-    hyper = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)  # every parameter decayed, in both
-    if impl == "reference" or spec.plain_optimizer:
-        # The reference's optimizer: torch's AdamW over all parameters, dense gradients.
-        opt = torch.optim.AdamW(net.parameters(), **hyper, fused=spec.fused or None,
-                                foreach=None if spec.fused else True)
-    else:
-        # The same AdamW update (tests/train/test_sparse_adamw.py), with row-sparse embedding gradients.
-        sparse_embedding_grads(net)
-        opt = RowSparseAdamW(net.parameters(), **hyper, fused=spec.fused)
+    # The reference's optimizer: torch's AdamW over all parameters, every one decayed, dense gradients.
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.05, fused=spec.fused or None,
+                            foreach=None if spec.fused else True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if spec.dtype == "bf16" else nullcontext()
 
-    def step() -> tuple[float, float, float]:
+    def ref_step() -> tuple[float, float]:
         t0 = time.perf_counter()
         with autocast:
-            loss = loss_fn()
+            loss = net(mod_dict, spec.num_input, spec.num_target)[0]
         loss.backward()
-        t1 = time.perf_counter()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return t1 - t0, time.perf_counter() - t0, loss.item()
+        return time.perf_counter() - t0, loss.item()
 
-    return step
+    return ref_step
 
 
 def _steady(times: list[float]) -> bool:
@@ -243,21 +257,19 @@ def run(spec: Spec) -> dict:
         del model  # the reference holds its own copy of the weights; polymodal's closure holds the model
         gc.collect()
         rss_setup = _rss_bytes()
-        losses = [steps[spec.mode]()[2] for _ in range(spec.warmup + spec.steps)]
+        losses = [steps[spec.mode]()[1] for _ in range(spec.warmup + spec.steps)]
         return {"spec": asdict(spec), "loss0": losses[0], "rss_setup": rss_setup,
                 "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     warm = {impl: [] for impl in impls}
     for r in range(max(spec.warmup, spec.max_warmup)):
         for impl in impls:
-            warm[impl].append(steps[impl]()[1])
+            warm[impl].append(steps[impl]()[0])
         if r + 1 >= spec.warmup and all(_steady(t) for t in warm.values()):
             break
-    out = {impl: {"fwd_bwd_s": [], "step_s": []} for impl in impls}
+    out = {impl: {"step_s": []} for impl in impls}
     for _ in range(spec.steps):
         for impl in impls:
-            fb, total, _ = steps[impl]()
-            out[impl]["fwd_bwd_s"].append(fb)
-            out[impl]["step_s"].append(total)
+            out[impl]["step_s"].append(steps[impl]()[0])
     return {"spec": asdict(spec), "params": params, "warmup_rounds": len(warm["polymodal"]), **out}
 
 
@@ -286,7 +298,7 @@ def report(rows: list[tuple[dict, dict, dict]]) -> str:
     """One line per (preset, dtype) from a timing result and the two memory results."""
     head = ("preset", "dtype", "batch", "tok/step", "polymodal tok/s", "reference tok/s", "speedup", "best/best",
             "pair range",
-            "poly fwd+bwd ms", "ref fwd+bwd ms", "poly peak MiB (+step)", "ref peak MiB (+step)")
+            "poly step ms", "ref step ms", "poly peak MiB (+step)", "ref peak MiB (+step)")
     lines = []
     for timing, mem_ours, mem_ref in rows:
         s = timing["spec"]
@@ -296,8 +308,7 @@ def report(rows: list[tuple[dict, dict, dict]]) -> str:
         lines.append((s["preset"], s["dtype"], str(s["batch"]), str(tokens), f"{tokens / t_ours:,.0f}",
                       f"{tokens / t_ref:,.0f}", f"{t_ref / t_ours:.2f}x",
                       f"{min(ref['step_s']) / min(ours['step_s']):.2f}x", _spread(ours["step_s"], ref["step_s"]),
-                      f"{statistics.median(ours['fwd_bwd_s']) * 1e3:,.0f}",
-                      f"{statistics.median(ref['fwd_bwd_s']) * 1e3:,.0f}",
+                      f"{t_ours * 1e3:,.0f}", f"{t_ref * 1e3:,.0f}",
                       f"{_mib(mem_ours['peak_rss'])} (+{_mib(mem_ours['peak_rss'] - mem_ours['rss_setup'])})",
                       f"{_mib(mem_ref['peak_rss'])} (+{_mib(mem_ref['peak_rss'] - mem_ref['rss_setup'])})"))
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
@@ -317,10 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-warmup", type=int, default=4, help="give up waiting for steady step times after this")
     p.add_argument("--steps", type=int, default=3, help="timed steps of each implementation; the median is reported")
     p.add_argument("--max-vocab", type=int, default=None, help="cap every vocabulary (default: the real sizes)")
-    p.add_argument("--foreach", action="store_true", help="foreach AdamW instead of the fused CPU kernel")
+    p.add_argument("--foreach", action="store_true",
+                   help="the reference's AdamW by the foreach kernels instead of the fused CPU kernel")
     p.add_argument("--plain", dest="plain_optimizer", action="store_true",
-                   help="polymodal without its training-step optimizations (torch.optim.AdamW with dense embedding "
-                        "gradients, logits then cross-entropy, torch's bf16 kernels): an ablation")
+                   help="polymodal's loop step without its optimizations (optim.sparse_embeddings, train.fused_loss "
+                        "and train.bf16_via_fp32 false: dense AdamW, logits then cross-entropy, torch's bf16 "
+                        "kernels): an ablation")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--quick", action="store_true",
                    help="~30 s: test and tiny in fp32, batch 4, vocabularies capped at 4096, 2 timed steps")
@@ -337,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     args.dtypes = args.dtypes or ["fp32", "bf16"]
     print(f"torch {torch.__version__}, {args.threads} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; batch {args.batch} x ({args.num_input} input + "
-          f"{args.num_target} target tokens); AdamW {'foreach' if args.foreach else 'fused'}"
+          f"{args.num_target} target tokens); reference AdamW {'foreach' if args.foreach else 'fused'}"
           f"{' (polymodal plain, an ablation)' if args.plain_optimizer else ''}; "
           f"{'vocabularies capped at ' + str(args.max_vocab) + '; ' if args.max_vocab else ''}"
           f"median of {args.steps} alternated steps; load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -229,7 +229,6 @@ def _add_dataset_commands(dsub) -> None:
 
 def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from .config import ConfigError, apply_overrides
-    from .train import tokenizer as _registers_tokenizer_objectives  # noqa: F401
     from .train.loop import CheckpointMismatch, train
 
     try:

@@ -24,7 +24,6 @@ from . import modalities
 T = TypeVar("T")
 
 # name -> (dim, encoder_depth, decoder_depth, num_heads). "test" is the real configuration every test uses.
-# ModelConfig's own defaults are the DEFAULT_SIZE row: ModelConfig(...) equals ModelConfig.preset(DEFAULT_SIZE, ...).
 MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "test": (64, 2, 2, 4),
     "tiny": (384, 6, 6, 6),
@@ -33,7 +32,6 @@ MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "L": (1024, 24, 24, 16),
     "XL": (2048, 24, 24, 32),
 }
-DEFAULT_SIZE = "B"
 
 
 class ConfigError(ValueError):
@@ -173,27 +171,23 @@ class ModelConfig:
 
     ``domains_in`` / ``domains_out`` name registered modalities. ``vocab_sizes`` overrides a modality's registered
     vocabulary (official files with shrunk vocabularies, user tokenizers of another size).
-
-    One set of defaults: 4M-21's layer choices (SwiGLU, no biases, a modality embedding per side) at the
-    `MODEL_PRESETS` size `DEFAULT_SIZE`; `preset` changes only the size. Official 4M-7 files (GELU with biases,
-    shared modality embeddings) set every field from their own config (`model.checkpoint.config_from_official`).
     """
 
     domains_in: tuple[str, ...]
     domains_out: tuple[str, ...]
-    dim: int = rule(MODEL_PRESETS[DEFAULT_SIZE][0], ge=1)
-    encoder_depth: int = rule(MODEL_PRESETS[DEFAULT_SIZE][1], ge=0)
-    decoder_depth: int = rule(MODEL_PRESETS[DEFAULT_SIZE][2], ge=0)
-    num_heads: int = rule(MODEL_PRESETS[DEFAULT_SIZE][3], ge=1)
+    dim: int = rule(768, ge=1)
+    encoder_depth: int = rule(12, ge=0)
+    decoder_depth: int = rule(12, ge=0)
+    num_heads: int = rule(12, ge=1)
     mlp_ratio: float = rule(4.0, gt=0)
-    act: str = rule("silu", choices=("gelu", "silu"))
-    gated_mlp: bool = True  # SwiGLU when True
-    qkv_bias: bool = False
-    proj_bias: bool = False
-    mlp_bias: bool = False
-    norm_bias: bool = False
+    act: str = rule("gelu", choices=("gelu", "silu"))
+    gated_mlp: bool = False  # SwiGLU when True
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    mlp_bias: bool = True
+    norm_bias: bool = True
     qk_norm: bool = False
-    share_modality_embeddings: bool = False
+    share_modality_embeddings: bool = True
     # One (V, D) table serves every sequence modality of the same vocabulary as encoder embedding, decoder
     # embedding and output projection (T5-style tying). Not in official 4M files; it keeps small models small:
     # with a 4.6k vocabulary, four text-like modalities otherwise carry 12 tables.
@@ -231,12 +225,15 @@ class ModelConfig:
 
     @classmethod
     def preset(cls, size: str, *, domains_in, domains_out, **overrides) -> ModelConfig:
-        """A config of a named size (see `MODEL_PRESETS`); every other field keeps its default unless overridden."""
+        """A config of a named size (see `MODEL_PRESETS`), with 4M-21's layer choices unless overridden."""
         if size not in MODEL_PRESETS:
             raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_PRESETS)}")
         dim, enc, dec, heads = MODEL_PRESETS[size]
-        sizes = dict(dim=dim, encoder_depth=enc, decoder_depth=dec, num_heads=heads)
-        return cls(domains_in=domains_in, domains_out=domains_out, **{**sizes, **overrides})
+        base = dict(dim=dim, encoder_depth=enc, decoder_depth=dec, num_heads=heads, act="silu", gated_mlp=True,
+                    qkv_bias=False, proj_bias=False, mlp_bias=False, norm_bias=False,
+                    share_modality_embeddings=False)
+        base.update(overrides)
+        return cls(domains_in=domains_in, domains_out=domains_out, **base)
 
 
 @dataclass(frozen=True)
@@ -290,8 +287,8 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where batches come from. ``source`` names a registered data source (see train.objectives), or is
-    ``"tokens"``: pre-tokenized datasets streamed by `data.loader` (train.token_data)."""
+    """Where batches come from. ``source`` names an index-addressed source of `data.indexed.SOURCES`, or is
+    ``"tokens"``: pre-tokenized datasets streamed by `data.loader` (`data.token_stream`)."""
 
     source: str = "synthetic_tokens"
     path: str = ""  # dataset folder, for sources that read one
@@ -330,6 +327,13 @@ class TrainConfig:
     parallel: str = rule("auto", choices=("auto", "ddp", "fsdp", "none"))
     activation_checkpointing: bool = False
     compile: bool = False
+    # The vocabulary projection fused with the cross-entropy (FourM.forward(logits=False), model.loss): the same
+    # loss and gradients without the (n, V) logits, log-softmax and one-hot tensors. false: logits, then the loss.
+    # DDP runs take the logits path whatever this says (see FourMObjective.loss).
+    fused_loss: bool = True
+    # bf16 on a CPU without bf16 instructions: autocast's bf16 products computed by float32 kernels on bf16-rounded
+    # operands instead of torch's slow emulation (polymodal.nn.gemm). No effect in fp32, on GPUs or on CPUs with bf16.
+    bf16_via_fp32: bool = True
     device: str = rule("auto", choices=("auto", "cpu", "cuda", "mps"))
     seed: int = rule(0, ge=0)
     log_every: int = rule(10, ge=1)
@@ -343,8 +347,40 @@ class TrainConfig:
         check_fields(self, "train")
 
 
-# Objective name -> the dataclass of its model config (tokenizer objectives add theirs).
-MODEL_CONFIG_CLASSES: dict[str, type] = {"fourm": ModelConfig}
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What an objective name in a config stands for: the dataclass of its ``model`` section and the class that
+    trains it (a `train.objectives.Objective`), each as ``"module:attribute"``. Named by path and imported only when
+    a config names the objective, so this module imports nothing above it and a config.json loads in a fresh
+    interpreter whatever objective it trains."""
+
+    model_config: str
+    objective: str
+
+
+# Every objective the training loop can run: one explicit table (no objective registers itself on import).
+# A user's own objective is one more entry: OBJECTIVES["mine"] = ObjectiveSpec("pkg.mod:MyConfig", "pkg.mod:Mine").
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    "fourm": ObjectiveSpec("polymodal.config:ModelConfig", "polymodal.train.objectives:FourMObjective"),
+    "tokenizer": ObjectiveSpec("polymodal.tokenizers.vqvae:VQVAEConfig",
+                               "polymodal.train.tokenizer:TokenizerObjective"),
+    "tokenizer_mlp": ObjectiveSpec("polymodal.tokenizers.mlp:MLPTokenizerConfig",
+                                   "polymodal.train.tokenizer:TokenizerObjective"),
+}
+
+
+def import_path(path: str) -> Any:
+    """The object named ``"package.module:attribute"``."""
+    import importlib
+
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
 
 
 @dataclass(frozen=True)
@@ -360,9 +396,7 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "")
-        if self.objective not in MODEL_CONFIG_CLASSES:
-            raise ConfigError(f"unknown objective {self.objective!r}; known: {', '.join(MODEL_CONFIG_CLASSES)}")
-        cls = MODEL_CONFIG_CLASSES[self.objective]
+        cls = import_path(objective_spec(self.objective).model_config)
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", from_dict(cls, self.model, source="model"))
         elif not isinstance(self.model, cls):

@@ -227,7 +227,21 @@ def _fourm_domains() -> list[Modality]:
     return mods
 
 
-for _m in _fourm_domains():
+def _synthetic_token_world() -> list[Modality]:
+    """The tiny token world of `polymodal.data.synthetic` (tests, the CPU smoke recipe): 8 classes on an 8x8 grid,
+    labels after 4M's 204 special and sentinel ids. Built in, like 4M's domains, so that a run's config.json that
+    names them loads in any interpreter."""
+    return [
+        Modality("tok_shape@syn", Kind.IMAGE_TOKENS, vocab_size=9 * 4, grid=(8, 8),
+                 description="synthetic token world: class and texture per cell"),
+        Modality("tok_depth@syn", Kind.IMAGE_TOKENS, vocab_size=5 * 9, grid=(8, 8),
+                 description="synthetic token world: depth level and class per cell"),
+        Modality("labels@syn", Kind.SEQUENCE, vocab_size=204 + 8 + 1, max_length=8, pos_table_len=64,
+                 description="synthetic token world: sorted class labels"),
+    ]
+
+
+for _m in _fourm_domains() + _synthetic_token_world():
     register(_m)
 
 FOURM21_INPUTS = (

@@ -13,12 +13,12 @@ import torch
 from polymodal.cli import main
 from polymodal.config import DataConfig, ExperimentConfig, MaskingConfig, ModelConfig, OptimConfig, TrainConfig
 from polymodal.data.sources import TokenSource, read_token_shard
+from polymodal.data.token_stream import register_token_modalities
 from polymodal.data.world import synthesize
 from polymodal.tokenizers import ViTVQVAE
 from polymodal.tokenizers.text import train_text_tokenizer
 from polymodal.tokenizers.vqvae import VQVAEConfig
 from polymodal.train.loop import train
-from polymodal.train.token_data import register_token_modalities
 
 from ..train.helpers import assert_same_weights, release_weights
 
@@ -108,8 +108,8 @@ def test_train_on_a_mixture_with_a_text_only_source(tokens, tmp_path):
 def test_validation_reads_the_held_out_dataset(tokens, tmp_path):
     from dataclasses import replace
 
+    from polymodal.data.token_stream import TokenStream
     from polymodal.modalities import get
-    from polymodal.train.token_data import TokenStream
 
     synthesize(tmp_path / "world_val", 8, 32, 1, 1, shard_size=8)  # another world seed: unseen scenes
     assert main(["data", "tokenize", str(tmp_path / "world_val"), "--tokenizer", f"rgb={tokens / 'tok_rgb'}",

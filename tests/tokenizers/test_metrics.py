@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from polymodal.cli import main
+from polymodal.data.indexed import register_source
 from polymodal.tokenizers import MLPTokenizer, load_tokenizer
 from polymodal.tokenizers.metrics import metric_sums, num_sums, summarize_metrics
 from polymodal.tokenizers.mlp import fit_standardization
-from polymodal.train.objectives import register_source
 
 ROOT = Path(__file__).resolve().parents[2]
 

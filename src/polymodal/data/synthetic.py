@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..modalities import Kind, Modality, register
+from ..modalities import get
 
 GRID = 8
 NUM_CLASSES = 8
 EOS = 3
 FIRST_WORD = 204  # the first id after [PAD] [UNK] [SOS] [EOS] and the 200 sentinels
 
-SHAPE = register(Modality("tok_shape@syn", Kind.IMAGE_TOKENS, vocab_size=(NUM_CLASSES + 1) * 4, grid=(GRID, GRID),
-                          description="synthetic token world: class and texture per cell"))
-DEPTH = register(Modality("tok_depth@syn", Kind.IMAGE_TOKENS, vocab_size=5 * (NUM_CLASSES + 1), grid=(GRID, GRID),
-                          description="synthetic token world: depth level and class per cell"))
-LABELS = register(Modality("labels@syn", Kind.SEQUENCE, vocab_size=FIRST_WORD + NUM_CLASSES + 1, max_length=8,
-                           pos_table_len=64, description="synthetic token world: sorted class labels"))
+# Built-in modalities (`modalities._synthetic_token_world`), so that configs naming them load without this module.
+SHAPE, DEPTH, LABELS = get("tok_shape@syn"), get("tok_depth@syn"), get("labels@syn")
 MODALITIES = (SHAPE.name, DEPTH.name, LABELS.name)
 
 

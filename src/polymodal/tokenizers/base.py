@@ -28,8 +28,15 @@ WEIGHTS = "model.safetensors"
 # What a tokenizer repo download fetches (`hub.resolve`): configs, weights and tokenizer JSON, never pickles.
 HUB_FILES = ("*.json", "*.safetensors", "*.md")
 
-# _class_name in config.json -> the tokenizer class (each registers itself with `register_tokenizer`).
-TOKENIZER_CLASSES: dict[str, type] = {}
+# _class_name in config.json -> the tokenizer class, as "module:attribute" (imported when a folder names it, so
+# that loading one kind of tokenizer does not import the others) or the class itself (`register_tokenizer`).
+# One explicit table: no class registers itself on import. Released 4M folders (no _class_name) are told apart
+# by their arguments (`ml4m.folder.is_official_folder`) and load as their family.
+TOKENIZER_CLASSES: dict[str, str | type] = {
+    "ViTVQVAE": "polymodal.tokenizers.vqvae:ViTVQVAE",
+    "MLPTokenizer": "polymodal.tokenizers.mlp:MLPTokenizer",
+    "TextTokenizer": "polymodal.tokenizers.text:TextTokenizer",
+}
 
 
 class TokenizerInputError(ValueError):
@@ -52,9 +59,18 @@ class Tokenizer(Protocol):
 
 
 def register_tokenizer(cls: type) -> type:
-    """Class decorator: make ``load_tokenizer`` know a tokenizer class by its name."""
+    """Make ``load_tokenizer`` know a user's own tokenizer class by its name (an explicit call; the built-in
+    classes are in `TOKENIZER_CLASSES`). The class needs ``from_pretrained(folder)``."""
     TOKENIZER_CLASSES[cls.__name__] = cls
     return cls
+
+
+def tokenizer_class(name: str, where: Path | str = "") -> type:
+    """The class a config.json's ``_class_name`` names; a ValueError listing the known ones otherwise."""
+    if name not in TOKENIZER_CLASSES:
+        raise ValueError(f"{where}: unknown tokenizer class {name!r}; known: {', '.join(sorted(TOKENIZER_CLASSES))}")
+    cls = TOKENIZER_CLASSES[name]
+    return config_lib.import_path(cls) if isinstance(cls, str) else cls
 
 
 # ---------------------------------------------------------------------------------------------- folders
@@ -144,12 +160,7 @@ def load_tokenizer(path: str | Path):
         from .text import TextTokenizer
 
         return TextTokenizer.from_pretrained(path)
-    name = read_config(path)["_class_name"]
-    if name not in TOKENIZER_CLASSES:
-        _import_builtin_tokenizers()
-    if name not in TOKENIZER_CLASSES:
-        raise ValueError(f"{path}: unknown tokenizer class {name!r}; known: {', '.join(sorted(TOKENIZER_CLASSES))}")
-    return TOKENIZER_CLASSES[name].from_pretrained(path)
+    return tokenizer_class(read_config(path)["_class_name"], path).from_pretrained(path)
 
 
 def _bare_text_tokenizer(path: Path) -> bool:
@@ -167,16 +178,6 @@ def _bare_text_tokenizer(path: Path) -> bool:
     if not path.exists():
         raise FileNotFoundError(f"tokenizer {path}: no such file or folder")
     return False
-
-
-def _import_builtin_tokenizers() -> None:
-    import importlib
-
-    for module in ("vqvae", "mlp", "text"):
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ImportError:  # a tokenizer module that is not there yet
-            pass
 
 
 # --------------------------------------------------------------------------------------------- checks

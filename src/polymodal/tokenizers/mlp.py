@@ -24,7 +24,6 @@ from .base import (
     check_finite,
     check_token_ids,
     load_folder,
-    register_tokenizer,
     save_folder,
 )
 from .losses import LOSSES, reconstruction_loss
@@ -121,7 +120,6 @@ def _stack(dim_in: int, hidden: int, dim_out: int, depth: int) -> nn.Sequential:
                          nn.LayerNorm(hidden, eps=1e-6), nn.Linear(hidden, dim_out))
 
 
-@register_tokenizer
 class MLPTokenizer(nn.Module):
     """(B, in_dim) float vectors <-> (B, num_tokens) ids."""
 
@@ -218,6 +216,3 @@ class MLPTokenizer(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> MLPTokenizer:
         return load_folder(cls, MLPTokenizerConfig, path, map_location=map_location)
-
-
-config_lib.MODEL_CONFIG_CLASSES.setdefault("tokenizer_mlp", MLPTokenizerConfig)

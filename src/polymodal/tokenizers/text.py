@@ -35,7 +35,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, trainers
 
 from .. import config as config_lib
 from .. import hub
-from .base import CONFIG, TokenizerInputError, TokenizerLoadError, read_config, register_tokenizer
+from .base import CONFIG, TokenizerInputError, TokenizerLoadError, read_config
 from .text_layout import (
     CLASS_BASE,
     COCO_CLASSES,
@@ -76,7 +76,6 @@ class TextTokenizerConfig:
             raise ValueError(f"max_length must be a positive integer, got {self.max_length!r}")
 
 
-@register_tokenizer
 class TextTokenizer:
     """WordPiece text tokenizer in 4M's layout (see the module docstring and `text_layout`).
 

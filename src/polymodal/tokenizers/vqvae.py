@@ -40,7 +40,6 @@ from .base import (
     check_finite,
     check_token_ids,
     load_folder,
-    register_tokenizer,
     save_folder,
 )
 from .losses import LOSSES, reconstruction_loss
@@ -146,7 +145,6 @@ def _blocks(cfg: VQVAEConfig, depth: int) -> nn.ModuleList:
     return nn.ModuleList(EncoderBlock(cfg.dim, cfg.num_heads, hidden) for _ in range(depth))
 
 
-@register_tokenizer
 class ViTVQVAE(nn.Module):
     """Image-like values <-> (B, N) ids with N = (image_size / patch_size)^2, row-major over the token grid."""
 
@@ -309,6 +307,3 @@ class ViTVQVAE(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> ViTVQVAE:
         return load_folder(cls, VQVAEConfig, path, map_location=map_location)
-
-
-config_lib.MODEL_CONFIG_CLASSES.setdefault("tokenizer", VQVAEConfig)

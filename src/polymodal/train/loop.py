@@ -47,7 +47,7 @@ class CheckpointMismatch(ValueError):
 RESUMABLE = frozenset({
     "train.steps", "train.stop_at", "train.out_dir", "train.log_every", "train.eval_every", "train.save_every",
     "train.keep_last", "train.tensorboard", "train.progress", "train.device", "train.parallel", "train.compile",
-    "train.activation_checkpointing", "data.workers", "data.on_bad_shard",
+    "train.activation_checkpointing", "train.fused_loss", "train.bf16_via_fp32", "data.workers", "data.on_bad_shard",
 })
 
 

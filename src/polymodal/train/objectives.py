@@ -1,105 +1,129 @@
-"""Objectives: what the one training loop trains. The 4M masked-modeling objective lives here; tokenizer
-objectives register themselves the same way (`register_objective`). An objective provides:
-
-- ``build_model() -> nn.Module`` (single-device code; the loop parallelizes it);
-- ``micro_batches(step, rank, world) -> list`` this rank's micro-batches of a step, deterministic in
-  (seed, step, position) and independent of the number of ranks; ``val_batches(rank, world) -> list``;
-- ``step_stats(micro) -> (S,) float64`` normalizers of the step (e.g. target tokens per modality), summed over
-  ranks by the loop before any forward pass; ``num_tokens(micro) -> int`` for throughput and token schedules;
-- ``loss(model, batch, stats, world, device) -> (loss, sums)``: this micro-batch's share of the step loss (already
-  divided by the global normalizers and multiplied by ``world``, so DDP's gradient average equals the
-  single-process gradient) and a float64 vector of sums for logging;
-- ``summarize(sums, stats) -> {"loss": ..., name: ...}`` from the rank-summed vectors;
-- ``export(state_dict, path)``: the release folder (``config.json`` + ``model.safetensors``).
+"""Objectives: what the one training loop trains. `Objective` is the contract; `FourMObjective` is 4M's masked
+modeling; the tokenizer objectives are in `train.tokenizer`. `config.OBJECTIVES` is the one table of them
+(name -> model config class and objective class), resolved by `make_objective`.
 
 Exactness across process counts: sample j of global step s is the same sample with the same masks whatever the
-number of ranks (it is masked with its chunk of ``data.mask_chunk`` neighbours by a generator seeded by
-(seed, s, chunk)), and the loss is normalized by the *global*
-number of target tokens of the step, so N ranks x B/N samples compute the same gradient as 1 rank x B samples.
+number of ranks (`data.order`: it is masked with its chunk of ``data.mask_chunk`` neighbours by a generator seeded
+by (seed, s, chunk)), and the loss is normalized by the *global* number of target tokens of the step, so N ranks x
+B/N samples compute the same gradient as 1 rank x B samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import lru_cache
+import abc
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .. import config as config_lib
 from ..config import ExperimentConfig
 from ..data.batch import Batch, collate
+from ..data.indexed import get_source
 from ..data.masking import sample_batch
+from ..data.order import VAL_STEP, check_accumulation, micro_positions, sample_index, sample_seed
 from ..modalities import Kind
 from ..model import FourM
 from ..model.loss import modality_losses
 
-VAL_STEP = 2**31 - 1  # the masking "step" of validation samples: no training step uses it
-OBJECTIVES: dict[str, Callable[[ExperimentConfig], object]] = {}
-# Index-addressed data sources: name -> (fn(seed, index) -> {modality: np.ndarray}).
-SOURCES: dict[str, Callable[[int, int], dict[str, np.ndarray]]] = {}
 
+class Objective(abc.ABC):
+    """What the training loop asks of an objective. The abstract methods are required; the hooks below them do
+    nothing unless an objective overrides them. ``cfg`` may be rewritten by the constructor (fitted statistics);
+    the loop saves the original.
 
-def register_objective(name: str):
-    def deco(cls):
-        OBJECTIVES[name] = cls
-        return cls
-    return deco
-
-
-def register_source(name: str, fn: Callable[[int, int], dict[str, np.ndarray]]) -> None:
-    SOURCES[name] = fn
-
-
-def _synthetic_source():
-    from ..data import synthetic
-
-    return synthetic.sample
-
-
-def get_source(name: str) -> Callable[[int, int], dict[str, np.ndarray]]:
-    if name == "synthetic_tokens" and name not in SOURCES:
-        register_source(name, _synthetic_source())
-    if name not in SOURCES:
-        raise KeyError(f"unknown data source {name!r}; registered: {', '.join(SOURCES) or 'none'}")
-    return SOURCES[name]
-
-
-def make_objective(cfg: ExperimentConfig):
-    if cfg.objective not in OBJECTIVES:
-        from . import tokenizer  # noqa: F401 - registers the tokenizer objectives
-    if cfg.objective not in OBJECTIVES:
-        raise KeyError(f"unknown objective {cfg.objective!r}; registered: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[cfg.objective](cfg)
-
-
-def sample_seed(seed: int, step: int, j: int) -> int:
-    """A generator seed for chunk j of a step; distinct, stable, independent of ranks."""
-    return int(np.random.SeedSequence([seed, step, j]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-@lru_cache(maxsize=4)
-def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch, 7]).permutation(n)
-
-
-@register_objective("fourm")
-class FourMObjective:
-    """4M's multimodal masked modeling on an index-addressed source with the Dirichlet masking sampler."""
+    A micro-batch is whatever `micro_batches` returns and `loss` takes (a `Batch`, a tensor). The loop calls, per
+    step: `micro_batches` -> `step_stats` and `num_tokens` (summed over ranks) -> per micro-batch `loss` and its
+    backward -> `summarize` of the rank-summed sums.
+    """
 
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
+        check_accumulation(cfg.train.batch_size, cfg.train.grad_accum)
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh model (single-device code: the loop parallelizes it)."""
+
+    @abc.abstractmethod
+    def micro_batches(self, step: int, rank: int, world: int) -> list:
+        """This rank's ``train.grad_accum`` micro-batches of ``step``: deterministic in (seed, step, position) and,
+        for index-addressed data, independent of the number of ranks."""
+
+    @abc.abstractmethod
+    def val_batches(self, rank: int, world: int, batch_size: int = 32) -> list:
+        """This rank's share of the held-out micro-batches (the same every call)."""
+
+    @abc.abstractmethod
+    def step_stats(self, micro: list) -> torch.Tensor:
+        """(S,) float64 normalizers of these micro-batches (e.g. target tokens per modality); the loop sums them
+        over ranks before any forward pass."""
+
+    @abc.abstractmethod
+    def num_tokens(self, micro: list) -> int:
+        """Tokens in these micro-batches, for throughput and token-based schedules."""
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch: Any, stats: torch.Tensor, world: int,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, sums): this micro-batch's share of the step loss (divided by the step's global normalizers
+        ``stats`` and multiplied by ``world``, so DDP's gradient average equals the single-process gradient), and a
+        float64 vector of sums for logging, on ``device``."""
+
+    @abc.abstractmethod
+    def summarize(self, sums: torch.Tensor, stats: torch.Tensor) -> dict[str, float]:
+        """``{"loss": ..., name: ...}`` from the rank-summed ``sums`` and ``stats`` of a step or of validation."""
+
+    # ---------------------------------------------------------------------------------- hooks (no-ops)
+
+    def data_state(self) -> dict | None:
+        """The data position to checkpoint (a streaming loader's); None: data is index-addressed."""
+        return None
+
+    def load_data_state(self, state: dict) -> None:
+        """Continue the data where a checkpoint's `data_state` stopped."""
+        return None
+
+    def on_eval(self, model: nn.Module, step: int, run_dir: Path | None) -> dict[str, float]:
+        """Metrics beyond the validation loss, logged as ``val/<name>``; files under ``run_dir`` (rank 0 only:
+        None on the others). Called on every rank at each evaluation."""
+        return {}
+
+    def export(self, model_state: dict[str, torch.Tensor], path: Path) -> None:
+        """Write the release folder (``config.json`` + ``model.safetensors``) from the full state dict."""
+        model = self.build_model()
+        model.load_state_dict(model_state)
+        model.save_pretrained(path)
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The objective class `config.OBJECTIVES` names for ``name``."""
+    cls = config_lib.import_path(config_lib.objective_spec(name).objective)
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise TypeError(f"objective {name!r}: {cls!r} is not a polymodal.train.objectives.Objective")
+    return cls
+
+
+def make_objective(cfg: ExperimentConfig) -> Objective:
+    return objective_class(cfg.objective)(cfg)
+
+
+class FourMObjective(Objective):
+    """4M's multimodal masked modeling on an index-addressed source with the Dirichlet masking sampler, or on
+    pre-tokenized shards (``data.source="tokens"``, `data.token_stream`)."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__(cfg)
         self.mods = {n: cfg.model.modality(n) for n in dict.fromkeys(cfg.model.domains_in + cfg.model.domains_out)}
         self.stream = None
-        if cfg.data.source == "tokens":  # pre-tokenized shards through the streaming loader (train.token_data)
-            from .token_data import TokenStream
+        if cfg.data.source == "tokens":
+            from ..data.token_stream import TokenStream
 
             self.stream = TokenStream(cfg, self.mods)
         else:
             self.source = get_source(cfg.data.source)
-        t = cfg.train
-        if t.batch_size % t.grad_accum:
-            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
 
     def build_model(self) -> nn.Module:
         return FourM(self.cfg.model)
@@ -113,28 +137,18 @@ class FourMObjective:
         g = torch.Generator().manual_seed(mask_seed)
         return sample_batch(raw, {k: self.mods[k] for k in raw}, self.cfg.masking, generator=g)
 
-    def sample_index(self, step: int, j: int) -> int:
-        n = self.cfg.data.num_samples
-        flat = step * self.cfg.train.batch_size + j
-        return int(_epoch_order(self.cfg.data.seed, flat // n, n)[flat % n])
-
     def positions(self, rank: int, world: int) -> list[list[int]]:
-        """This rank's share of a step's global batch positions, split into micro-batches."""
+        """This rank's share of a step's global batch positions, split into micro-batches of whole mask chunks."""
         t, chunk = self.cfg.train, self.cfg.data.mask_chunk
-        if t.batch_size % (world * t.grad_accum):
-            raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x "
-                             f"{t.grad_accum} accumulation steps")
-        per_rank = t.batch_size // world
-        m = per_rank // t.grad_accum
+        out = micro_positions(t.batch_size, t.grad_accum, rank, world)
+        m = len(out[0])
         if m % chunk:
             raise ValueError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / {t.grad_accum} "
                              f"accumulation steps) is not a multiple of data.mask_chunk={chunk}; set "
                              f"data.mask_chunk to a divisor of {m}")
-        mine = list(range(rank * per_rank, (rank + 1) * per_rank))
-        return [mine[i:i + m] for i in range(0, per_rank, m)]
+        return out
 
     def data_state(self) -> dict | None:
-        """The streaming loader's position (checkpointed by the loop); None for index-addressed sources."""
         return self.stream.state() if self.stream is not None else None
 
     def load_data_state(self, state: dict) -> None:
@@ -144,12 +158,14 @@ class FourMObjective:
     def micro_batches(self, step: int, rank: int, world: int) -> list[Batch]:
         if self.stream is not None:
             return self.stream.micro_batches(step, rank, world)
-        seed, chunk = self.cfg.train.seed, self.cfg.data.mask_chunk
+        t, d = self.cfg.train, self.cfg.data
+        chunk = d.mask_chunk
         out = []
         for group in self.positions(rank, world):
             # Chunks start at global positions that are multiples of mask_chunk, whatever the rank split.
-            parts = [self._masked([self.sample_index(step, j) for j in group[k:k + chunk]],
-                                  sample_seed(seed, step, group[k] // chunk)) for k in range(0, len(group), chunk)]
+            parts = [self._masked([sample_index(d.seed, d.num_samples, t.batch_size, step, j)
+                                   for j in group[k:k + chunk]], sample_seed(t.seed, step, group[k] // chunk))
+                     for k in range(0, len(group), chunk)]
             out.append(collate(parts))
         return out
 
@@ -195,9 +211,15 @@ class FourMObjective:
         """This micro-batch's share of the step's loss, and its per-modality CE sums (M,) for logging.
 
         loss = world * sum_m (CE sum of m here) / (m's tokens in the whole step) / (modalities present), which
-        makes DDP's gradient average equal the single-process gradient of the modality-averaged 4M loss.
+        makes DDP's gradient average equal the single-process gradient of the modality-averaged 4M loss. With
+        ``train.fused_loss`` the model returns its last hidden states and the loss projects them fused with the
+        cross-entropy (`model.loss.linear_cross_entropy`): the same values without (n, V) logits.
         """
-        outputs = model(batch.to(device), check=False)
+        # Not under DDP: it finds the parameters a forward pass used by walking the autograd graph back from the
+        # outputs, and the head weight that forward(logits=False) returns is itself a leaf, so the walk misses it,
+        # DDP marks it unused and then fails when its gradient arrives ("marked as ready twice"). FSDP is fine.
+        fused = self.cfg.train.fused_loss and not isinstance(model, nn.parallel.DistributedDataParallel)
+        outputs = model(batch.to(device), check=False, logits=not fused)
         names = self.cfg.model.domains_out
         parts = modality_losses(outputs)
         present = (global_counts > 0).sum().clamp(min=1)
@@ -210,8 +232,3 @@ class FourMObjective:
                 loss = loss + s / max(float(global_counts[i]), 1.0)
                 sums[i] = s.detach().double()
         return loss * world / float(present), sums
-
-    def export(self, model_state: dict[str, torch.Tensor], path) -> None:
-        model = FourM(self.cfg.model)
-        model.load_state_dict(model_state)
-        model.save_pretrained(path)

@@ -9,7 +9,7 @@ tokenizer reads its ``name``). Sources, in order:
   and kept in memory (the one modality only).
 - ``data.source = "world"``: samples rendered on the fly by ``render_sample(data.seed, index, image_size)``
   (deterministic by index) and kept in memory; indices past ``data.num_samples`` are held out.
-- any other registered index source (`objectives.register_source`) returning the key.
+- any other index-addressed source of `data.indexed.SOURCES` returning the key.
 
 An MLP tokenizer with ``standardize=True`` and no per-channel ``mean``/``std`` gets them fitted on the first
 10,000 training vectors before training (`tokenizers.mlp.fit_standardization`); the release folder keeps them.
@@ -27,14 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig
-from ..data.world import IMAGE_KEYS, read_info, read_shard, render_sample
+from ..config import ExperimentConfig
+from ..data.indexed import ModalityStore
+from ..data.order import micro_positions, sample_index
 from ..tokenizers.metrics import metric_sums, num_sums, summarize_metrics
 from ..tokenizers.mlp import MLPTokenizer, MLPTokenizerConfig, fit_standardization
 from ..tokenizers.quantizers import code_histogram, codebook_usage
 from ..tokenizers.vqvae import ViTVQVAE
 from . import dist
-from .objectives import _epoch_order, get_source, register_objective
+from .objectives import Objective
 
 PICTURES = 8  # held-out samples in each reconstruction PNG
 STANDARDIZE_SAMPLES = 10_000  # training vectors an MLP tokenizer's mean/std are fitted on
@@ -55,59 +56,18 @@ def to_tensor(values: str, arrays: list[np.ndarray]) -> torch.Tensor:
     return t.contiguous()
 
 
-class _Store:
-    """Index -> one modality's array, from a dataset folder, the world renderer or a source; cached."""
-
-    def __init__(self, cfg: ExperimentConfig, key: str, res: int | None):
-        self.cfg, self.key, self.res = cfg, key, res
-        self.cache: dict[int, np.ndarray] = {}
-        d = cfg.data
-        if d.path:
-            info = read_info(d.path)
-            if res is not None and info["resolution"] != res:
-                raise ConfigError(f"{d.path} holds {info['resolution']} px samples; the tokenizer wants {res} px")
-            if key not in info["modalities"]:
-                raise ConfigError(f"{d.path} has no modality {key!r}")
-            if info["count"] <= d.val_samples:
-                raise ConfigError(f"{d.path} holds {info['count']} samples, not more than data.val_samples")
-            self.info = info
-            self.val_start = info["count"] - d.val_samples
-            self.num_train = min(d.num_samples, self.val_start)
-        else:
-            if d.source == "world":
-                if key not in IMAGE_KEYS:
-                    raise ConfigError(f"the world has no image modality {key!r}; choose one of {IMAGE_KEYS}")
-                self.fn = lambda seed, i: {key: render_sample(seed, i, res)[key]}
-            else:
-                self.fn = get_source(d.source)
-            self.val_start = self.num_train = d.num_samples
-
-    def get(self, index: int) -> np.ndarray:
-        if index not in self.cache:
-            if self.cfg.data.path:
-                j = index // self.info["shard_size"]
-                for s in read_shard(Path(self.cfg.data.path) / self.info["shards"][j], modalities=[self.key]):
-                    self.cache[s["__key__"]] = s[self.key]
-            else:
-                self.cache[index] = np.asarray(self.fn(self.cfg.data.seed, index)[self.key])
-        return self.cache[index]
-
-
-class TokenizerObjective:
+class TokenizerObjective(Objective):
     """Reconstruction + quantizer loss, averaged over the items of a step (exact across process counts)."""
 
     def __init__(self, cfg: ExperimentConfig):
-        self.cfg = cfg
+        super().__init__(cfg)
         m = cfg.model
         self.is_mlp = isinstance(m, MLPTokenizerConfig)
         self.values = "vector" if self.is_mlp else m.values
         self.key = sample_key(m.name)  # tok_minilm_global reads minilm_global, tok_depth@64 reads depth
-        self.store = _Store(cfg, self.key, None if self.is_mlp else m.image_size)
+        self.store = ModalityStore(cfg, self.key, None if self.is_mlp else m.image_size)
         if self.is_mlp and m.standardize and len(m.mean) == 1:
-            self.cfg = cfg = self._standardized(cfg)
-        t = cfg.train
-        if t.batch_size % t.grad_accum:
-            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
+            self.cfg = self._standardized(cfg)
 
     def _standardized(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """The experiment with the MLP tokenizer's mean/std fitted on (up to 10,000 of) the training vectors: the
@@ -128,20 +88,10 @@ class TokenizerObjective:
             return torch.from_numpy(np.stack(arrays)).float()
         return to_tensor(self.values, arrays)
 
-    def sample_index(self, step: int, j: int) -> int:
-        n = self.store.num_train
-        flat = step * self.cfg.train.batch_size + j
-        return int(_epoch_order(self.cfg.data.seed, flat // n, n)[flat % n])
-
     def micro_batches(self, step: int, rank: int, world: int) -> list[torch.Tensor]:
-        t = self.cfg.train
-        if t.batch_size % (world * t.grad_accum):
-            raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x {t.grad_accum} "
-                             "accumulation steps")
-        per_rank = t.batch_size // world
-        m = per_rank // t.grad_accum
-        mine = range(rank * per_rank, (rank + 1) * per_rank)
-        return [self._batch([self.sample_index(step, j) for j in mine[i:i + m]]) for i in range(0, per_rank, m)]
+        t, seed, n = self.cfg.train, self.cfg.data.seed, self.store.num_train
+        return [self._batch([sample_index(seed, n, t.batch_size, step, j) for j in group])
+                for group in micro_positions(t.batch_size, t.grad_accum, rank, world)]
 
     def val_indices(self) -> list[int]:
         start = self.store.val_start
@@ -212,11 +162,6 @@ class TokenizerObjective:
             reconstruction_picture(self.key, self.values, shown).save(folder / f"step_{step:06d}.png")
         return {**summarize_metrics(self.values, metric), **codebook_usage(hist)}
 
-    def export(self, model_state: dict[str, torch.Tensor], path) -> None:
-        model = self.build_model()
-        model.load_state_dict(model_state)
-        model.save_pretrained(path)
-
 
 def _rank_world() -> tuple[int, int]:
     import torch.distributed as torch_dist
@@ -251,7 +196,3 @@ def reconstruction_picture(key: str, values: str, pairs: list[tuple[torch.Tensor
     img = np.concatenate(rows, axis=0)
     scale = max(1, 256 // img.shape[0])
     return Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
-
-
-register_objective("tokenizer")(TokenizerObjective)
-register_objective("tokenizer_mlp")(TokenizerObjective)

@@ -1,9 +1,9 @@
 """4M training from pre-tokenized shards: ``DataConfig(source="tokens", path=...)`` or a mixture of them.
 
-`FourMObjective` hands its data to a `TokenStream` when ``data.source == "tokens"``: each step takes this rank's
-``grad_accum`` micro-batches from a `data.loader.TokenLoader` (masking in ``data.workers`` processes). The stream's
-position (batches this rank consumed) goes into every checkpoint (`Progress.data`) and a resumed run continues
-with the very batch an uninterrupted run would have used next.
+`train.objectives.FourMObjective` hands its data to a `TokenStream` when ``data.source == "tokens"``: each step
+takes this rank's ``grad_accum`` micro-batches from a `data.loader.TokenLoader` (masking in ``data.workers``
+processes). The stream's position (batches this rank consumed) goes into every checkpoint (`Progress.data`) and a
+resumed run continues with the very batch an uninterrupted run would have used next.
 
 Unlike index-addressed sources, a stream depends on the number of ranks and workers: resume with the same ones
 (a mismatch is refused). Validation reads the first ``data.val_samples`` samples (centre crops, fixed masks) of
@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from ..config import ExperimentConfig
-from ..data.batch import Batch, collate
-from ..data.loader import TokenLoader, stack_raw
-from ..data.masking import sample_batch
-from ..data.sources import TokenSource, open_source, read_token_shard
+from .batch import Batch, collate
+from .loader import TokenLoader, stack_raw
+from .masking import sample_batch
+from .order import VAL_STEP, sample_seed
+from .sources import TokenSource, open_source, read_token_shard
 
 
 def register_token_modalities(*paths: str) -> None:
@@ -31,12 +32,6 @@ def register_token_modalities(*paths: str) -> None:
     for p in paths:
         if (Path(p) / "tokens.json").exists():
             TokenSource(p)
-
-
-def _sample_seed(*parts: int) -> int:
-    from .objectives import sample_seed
-
-    return sample_seed(*parts)
 
 
 class TokenStream:
@@ -99,7 +94,7 @@ class TokenStream:
             if (k // chunk) % world != rank:
                 continue
             raw, lengths = stack_raw(samples[k:k + chunk], self.mods)
-            g = torch.Generator().manual_seed(_sample_seed(self.cfg.train.seed, 2**31 - 1, k // chunk))
+            g = torch.Generator().manual_seed(sample_seed(self.cfg.train.seed, VAL_STEP, k // chunk))
             parts.append(sample_batch(raw, self.mods, self.cfg.masking, generator=g, lengths=lengths))
         per = max(1, batch_size // chunk)
         return [collate(parts[k:k + per]) for k in range(0, len(parts), per)]
