@@ -24,6 +24,7 @@ from . import modalities
 T = TypeVar("T")
 
 # name -> (dim, encoder_depth, decoder_depth, num_heads). "test" is the real configuration every test uses.
+# ModelConfig's own defaults are the DEFAULT_SIZE row: ModelConfig(...) equals ModelConfig.preset(DEFAULT_SIZE, ...).
 MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "test": (64, 2, 2, 4),
     "tiny": (384, 6, 6, 6),
@@ -32,6 +33,7 @@ MODEL_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "L": (1024, 24, 24, 16),
     "XL": (2048, 24, 24, 32),
 }
+DEFAULT_SIZE = "B"
 
 
 class ConfigError(ValueError):
@@ -171,23 +173,27 @@ class ModelConfig:
 
     ``domains_in`` / ``domains_out`` name registered modalities. ``vocab_sizes`` overrides a modality's registered
     vocabulary (official files with shrunk vocabularies, user tokenizers of another size).
+
+    One set of defaults: 4M-21's layer choices (SwiGLU, no biases, a modality embedding per side) at the
+    `MODEL_PRESETS` size `DEFAULT_SIZE`; `preset` changes only the size. Official 4M-7 files (GELU with biases,
+    shared modality embeddings) set every field from their own config (`model.checkpoint.config_from_official`).
     """
 
     domains_in: tuple[str, ...]
     domains_out: tuple[str, ...]
-    dim: int = rule(768, ge=1)
-    encoder_depth: int = rule(12, ge=0)
-    decoder_depth: int = rule(12, ge=0)
-    num_heads: int = rule(12, ge=1)
+    dim: int = rule(MODEL_PRESETS[DEFAULT_SIZE][0], ge=1)
+    encoder_depth: int = rule(MODEL_PRESETS[DEFAULT_SIZE][1], ge=0)
+    decoder_depth: int = rule(MODEL_PRESETS[DEFAULT_SIZE][2], ge=0)
+    num_heads: int = rule(MODEL_PRESETS[DEFAULT_SIZE][3], ge=1)
     mlp_ratio: float = rule(4.0, gt=0)
-    act: str = rule("gelu", choices=("gelu", "silu"))
-    gated_mlp: bool = False  # SwiGLU when True
-    qkv_bias: bool = True
-    proj_bias: bool = True
-    mlp_bias: bool = True
-    norm_bias: bool = True
+    act: str = rule("silu", choices=("gelu", "silu"))
+    gated_mlp: bool = True  # SwiGLU when True
+    qkv_bias: bool = False
+    proj_bias: bool = False
+    mlp_bias: bool = False
+    norm_bias: bool = False
     qk_norm: bool = False
-    share_modality_embeddings: bool = True
+    share_modality_embeddings: bool = False
     # One (V, D) table serves every sequence modality of the same vocabulary as encoder embedding, decoder
     # embedding and output projection (T5-style tying). Not in official 4M files; it keeps small models small:
     # with a 4.6k vocabulary, four text-like modalities otherwise carry 12 tables.
@@ -225,15 +231,12 @@ class ModelConfig:
 
     @classmethod
     def preset(cls, size: str, *, domains_in, domains_out, **overrides) -> ModelConfig:
-        """A config of a named size (see `MODEL_PRESETS`), with 4M-21's layer choices unless overridden."""
+        """A config of a named size (see `MODEL_PRESETS`); every other field keeps its default unless overridden."""
         if size not in MODEL_PRESETS:
             raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_PRESETS)}")
         dim, enc, dec, heads = MODEL_PRESETS[size]
-        base = dict(dim=dim, encoder_depth=enc, decoder_depth=dec, num_heads=heads, act="silu", gated_mlp=True,
-                    qkv_bias=False, proj_bias=False, mlp_bias=False, norm_bias=False,
-                    share_modality_embeddings=False)
-        base.update(overrides)
-        return cls(domains_in=domains_in, domains_out=domains_out, **base)
+        sizes = dict(dim=dim, encoder_depth=enc, decoder_depth=dec, num_heads=heads)
+        return cls(domains_in=domains_in, domains_out=domains_out, **{**sizes, **overrides})
 
 
 @dataclass(frozen=True)
