@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 # Run as a script, this folder comes first on sys.path, and its tokenizers.py would shadow the `tokenizers` package
 # that both implementations import.
@@ -232,17 +233,19 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
     cpu = torch.device("cpu")
 
     def ref_step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"), record_function("phase: forward"):
             # the forward adds keys to the caller's dicts: pass copies
             loss, mod_loss = net({k: dict(v) for k, v in mod_dict.items()}, num_encoder_tokens=num_input,
                                  num_decoder_tokens=num_target, loss_type="mod")
         # Its mean runs over every output domain, a domain without targets counting 0; polymodal's over the domains
         # with targets. The check compares the latter (the per-domain losses are the same).
         value = loss.item() * len(mod_loss) / max(sum(bool(v.detach().any()) for v in mod_loss.values()), 1)
-        loss.backward()
-        ref.get_grad_norm_(net.parameters())  # its loss scaler computes the norm every step (for logging)
-        ref_opt.step()
-        ref_opt.zero_grad()
+        with record_function("phase: backward"):
+            loss.backward()
+        with record_function("phase: optimizer"):
+            ref.get_grad_norm_(net.parameters())  # its loss scaler computes the norm every step (for logging)
+            ref_opt.step()
+            ref_opt.zero_grad()
         return value
 
     # polymodal: what train/loop.py runs for one step of one process (a `train_step` would replace this).
@@ -255,13 +258,16 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
     def poly_step() -> float:
         stats = objective.step_stats([batch])
         with autocast(cpu, dtype):
-            loss, sums = objective.loss(poly, batch, stats, 1, cpu)
-            loss.backward()
+            with record_function("phase: forward"):
+                loss, sums = objective.loss(poly, batch, stats, 1, cpu)
+            with record_function("phase: backward"):
+                loss.backward()
         value = objective.summarize(sums, stats)["loss"]
-        params = [p for p in poly.parameters() if p.grad is not None]
-        poly_optim.clip_grad_norm(params, cfg.optim.clip_grad)
-        poly_opt.step()
-        poly_opt.zero_grad(set_to_none=True)
+        with record_function("phase: optimizer"):
+            params = [p for p in poly.parameters() if p.grad is not None]
+            poly_optim.clip_grad_norm(params, cfg.optim.clip_grad)
+            poly_opt.step()
+            poly_opt.zero_grad(set_to_none=True)
         return value
 
     net.train()
@@ -416,6 +422,71 @@ def in_subprocess(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# Where the time goes: an op's self time inside the optimizer phase (gradient norm, AdamW, zero_grad) counts as
+# "optimizer"; elsewhere it falls in the first category whose pattern its name contains.
+CATEGORIES = (
+    ("casts and copies", ("aten::copy_", "aten::_to_copy", "aten::to", "aten::clone", "aten::contiguous")),
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkl", "onednn", "mkldnn")),
+    ("attention kernels", ("scaled_dot_product", "flash_attention", "aten::_softmax", "aten::masked_fill")),
+    ("loss", ("cross_entropy", "log_softmax", "nll_loss", "aten::logsumexp")),
+    ("indexing", ("index", "gather", "scatter", "masked_select", "nonzero", "embedding", "aten::where", "argsort",
+                  "aten::sort", "aten::cat", "aten::stack")),
+)
+
+
+def _phase(event) -> str | None:
+    """The training phase (record_function "phase: ...") that encloses a profiler event, if any."""
+    parent = event.cpu_parent
+    while parent is not None and not parent.name.startswith("phase: "):
+        parent = parent.cpu_parent
+    return parent.name[7:] if parent is not None else None
+
+
+def profile(spec: dict, work: str, runs: int) -> None:
+    """torch.profiler over ``runs`` runs of each side of one work (after two warmup runs): wall time, op time by
+    phase and category, time outside ops, and the 15 ops with the most self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(spec["threads"])
+    random.seed(0)
+    torch.manual_seed(0)
+    ref = import_reference(spec["reference"])
+    net, poly = load_pair(ref, Path(spec["folder"]))
+    if work.startswith("train"):
+        batch = make_batch(poly.config, spec["batch"], spec["num_input"], spec["num_target"])
+        fns = train_steps(ref, net, poly, batch, num_input=spec["num_input"], num_target=spec["num_target"],
+                          dtype=work.split("_")[1])
+    else:
+        fns = generation_work(ref, net, poly, "maskgit cfg" if work.endswith("cfg") else "maskgit", spec["batch"])
+    for side, fn in zip(("reference", "polymodal"), fns):
+        fn(), fn()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            for _ in range(runs):
+                fn()
+            wall = (time.perf_counter() - t) / runs
+        events = [e for e in prof.key_averages() if not e.key.startswith("phase: ")]
+        phases = {e.key[7:]: e.cpu_time_total / runs / 1e6 for e in prof.key_averages() if e.key.startswith("phase")}
+        in_ops = sum(e.self_cpu_time_total for e in events) / runs / 1e6
+        cats = dict.fromkeys([c for c, _ in CATEGORIES] + ["optimizer", "other ops"], 0.0)
+        for e in prof.events():
+            if e.name.startswith("phase: "):
+                continue
+            cat = "optimizer" if _phase(e) == "optimizer" else \
+                next((c for c, pats in CATEGORIES if any(p in e.name for p in pats)), "other ops")
+            cats[cat] += e.self_cpu_time_total / runs / 1e6
+        print(f"\n== {side} {work}: {wall:.3f} s per run under the profiler; ops' self time {in_ops:.3f} s, outside "
+              f"ops (Python, dispatch) {wall - in_ops:.3f} s; {sum(e.count for e in events) / runs:,.0f} op calls")
+        if phases:
+            print("   phases (total time): " + ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
+        print("   self time by category: " + ", ".join(f"{k} {v:.3f} s" for k, v in cats.items() if v))
+        print(f"   {'op':48} {'calls':>7} {'self s':>8} {'% wall':>7}")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]:
+            sec = e.self_cpu_time_total / runs / 1e6
+            print(f"   {e.key[:48]:48} {e.count / runs:7.0f} {sec:8.3f} {100 * sec / wall:6.1f}%")
+
+
 # ------------------------------------------------------------------------------------------------ the table
 
 
@@ -450,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--quick", action="store_true", help="preset test, batch 4, 32 caption tokens, batch 8 only")
     p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--profile", choices=["train_fp32", "train_bf16", "maskgit", "maskgit_cfg"],
+                   help="instead of timing: profile one work of each side (--profile-batch for MaskGIT's batch)")
+    p.add_argument("--profile-runs", type=int, default=2)
+    p.add_argument("--profile-batch", type=int, default=1)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -480,6 +555,10 @@ def main(argv: list[str] | None = None) -> None:
         base = dict(reference=path, folder=str(folder), threads=args.threads, batch=args.batch,
                     num_input=args.num_input, num_target=args.num_target, train_steps=args.train_steps,
                     repeats=args.repeats, caption_tokens=args.caption_tokens)
+        if args.profile:
+            batch = args.batch if args.profile.startswith("train") else args.profile_batch
+            profile({**base, "batch": batch}, args.profile, args.profile_runs)
+            return
         specs = []
         for g in groups:
             if g.startswith("train_"):

@@ -1,0 +1,274 @@
+"""Memory at inference: 4M-21 B with all its tokenizers at their released shapes (random weights), loaded the way a
+user loads a release, running RGB -> all; L and XL from the same accounting.
+
+Two steps. ``--make DIR`` writes a release in the official layout with the reference's own classes (it needs the
+reference checkout in ``POLYMODAL_REFERENCE`` and an environment with its dependencies): ``4M-21_B/`` (its ``FM``:
+dim 768, 12 + 12 layers, the 4M-21 domains and vocabularies) and one folder per released tokenizer (its ``DiVAE`` /
+``VQVAE`` with the arguments of its tokenizer configs under ``cfgs/default/tokenization/``: ViT-B encoders, the
+patched UNet, ViT-B decoders, Bottleneck-MLP + Memcodes). The measurement needs only polymodal: one fresh process
+per dtype runs ``Pipeline.from_pretrained(DIR/4M-21_B, text_tokenizer=..., tokenizers={domain: folder})``, loads
+every tokenizer of the release (``tokenizers.require``), then ``generate({"rgb": photo}, plan="rgb_to_all")``
+(the demo's chain: every output but tok_rgb; diffusion decoders at ``--decode-steps`` DDIM steps, which do not
+change the peak) and reports, per phase, the resident memory after it and its peak (VmHWM, reset before each
+phase through /proc/self/clear_refs), tracemalloc's peak of Python allocations, and the bytes of the weights.
+
+bf16 / fp16: polymodal has no dtype argument for a release today, so the pipeline loads in float32 and is then
+cast (``model.to(dtype)``, each tokenizer ``.to(dtype)``): the "load" peak is float32's; the rows after the cast
+are what that dtype holds. L and XL: their weights counted exactly (the model built on the meta device), the
+tokenizers' and the activations' figures those of B, activations of the transformer scaled by width.
+
+    POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/release
+    python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import torch
+
+# Run as a script, this folder comes first on sys.path, and its tokenizers.py would shadow the `tokenizers` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+MODEL = "4M-21_B"
+TEXT_FILE = "text_tokenizer_4m_wordpiece_30k.json"
+DOMAINS_IN = ("caption", "t5_caption", "det", "metadata", "rgb@224", "tok_rgb@224", "tok_normal@224", "tok_depth@224",
+              "tok_semseg@224", "tok_clip@224", "human_poses", "tok_dinov2@224", "tok_dinov2_global",
+              "tok_imagebind@224", "tok_imagebind_global", "tok_sam_edge@224", "tok_canny_edge@224", "color_palette",
+              "sam_instance")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# The released tokenizers (hub.RELEASED_TOKENIZERS) as the reference's constructor arguments. From their training
+# configs: ViT-B/16 encoders (/14 for DINOv2 and ImageBind maps), lucid VQ with 32-d normalized codes and a tanh
+# MLP, DiVAE decoders "unet_patched" with x0 prediction and linear betas, ViT-B decoders, Bottleneck-MLP (6 blocks,
+# width 1024) with Memcodes. Codes per item follow the release names: 16 for the global vectors, 8 for poses.
+_VQ = dict(enc_type="vit_b_enc", post_mlp=True, quant_type="lucid", latent_dim=32, norm_codes=True,
+           sync_codebook=False, ignore_keys=[], image_size=224, patch_size=16)
+_DIVAE = dict(_VQ, dec_type="unet_patched", num_train_timesteps=1000, scheduler="ddpm", beta_schedule="linear",
+              prediction_type="sample", clip_sample=False, thresholding=True, zero_terminal_snr=True,
+              cls_free_guidance_dropout=0.0, masked_cfg=False, conditioning="concat")
+_MLP = dict(enc_type="BottleneckMLP/B_6-Wi_1024", dec_type="BottleneckMLP/B_6-Wi_1024", image_size=1, patch_size=1,
+            quant_type="memcodes", latent_dim=1024, norm_codes=True, sync_codebook=False, ignore_keys=[])
+TOKENIZERS = {  # folder -> (class, arguments, domains it serves)
+    "rgb_16k": ("DiVAE", dict(_DIVAE, n_channels=3, codebook_size=16384), ("tok_rgb@224",)),
+    "depth_8k": ("DiVAE", dict(_DIVAE, n_channels=1, codebook_size=8192), ("tok_depth@224",)),
+    "normal_8k": ("DiVAE", dict(_DIVAE, n_channels=3, codebook_size=8192), ("tok_normal@224",)),
+    "edge_8k": ("DiVAE", dict(_DIVAE, n_channels=1, codebook_size=8192), ("tok_canny_edge@224", "tok_sam_edge@224")),
+    "semseg_4k": ("VQVAE", dict(_VQ, dec_type="vit_b_dec", n_channels=64, n_labels=134, codebook_size=4096,
+                                out_conv=False), ("tok_semseg@224",)),
+    "CLIP-B16_8k": ("VQVAE", dict(_VQ, dec_type="vit_b_dec", n_channels=512, patch_proj=False, codebook_size=8192,
+                                  out_conv=False), ("tok_clip@224",)),
+    "DINOv2-B14_8k": ("VQVAE", dict(_VQ, dec_type="vit_b_dec", n_channels=768, patch_proj=False, patch_size=14,
+                                    codebook_size=8192, out_conv=False), ("tok_dinov2@224",)),
+    "ImageBind-H14_8k": ("VQVAE", dict(_VQ, dec_type="vit_b_dec", n_channels=1280, patch_proj=False, patch_size=14,
+                                       codebook_size=8192, out_conv=False), ("tok_imagebind@224",)),
+    "DINOv2-B14-global_8k_16": ("VQVAE", dict(_MLP, n_channels=768, codebook_size=8192, num_codebooks=16),
+                                ("tok_dinov2_global",)),
+    "ImageBind-H14-global_8k_16": ("VQVAE", dict(_MLP, n_channels=1024, codebook_size=8192, num_codebooks=16),
+                                   ("tok_imagebind_global",)),
+    "sam-instance_1k_64": ("VQVAE", dict(_VQ, dec_type="vit_b_dec", image_size=64, n_channels=1, latent_dim=1024,
+                                         codebook_size=1024, out_conv=True, post_mlp=False), ("sam_instance",)),
+    "human-poses_1k_8": ("VQVAE", dict(_MLP, n_channels=207, codebook_size=1024, num_codebooks=8), ("human_poses",)),
+}
+
+
+# ----------------------------------------------------------------------------------------------- --make
+
+
+def make(out: Path, reference: str) -> None:
+    """The release, random weights, written by the reference's classes (their hub mixin's save_pretrained)."""
+    sys.path.insert(0, reference)
+    from fourm.models.fm import FM
+    from fourm.vq.vqvae import VQVAE, DiVAE
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    domains_out = [d for d in DOMAINS_IN if d not in ("rgb@224", "t5_caption")]
+    config = dict(dim=768, encoder_depth=12, decoder_depth=12, num_heads=12, mlp_ratio=4, act_layer="SiLU",
+                  gated_mlp=True, qkv_bias=False, proj_bias=False, mlp_bias=False, norm_bias=False, image_size=224,
+                  patch_size=16, share_modality_embeddings=False, domains_in=list(DOMAINS_IN),
+                  domains_out=domains_out)
+    for name, build in [(MODEL, lambda: FM(config))] + [
+            (f"tokenizers/{k}", lambda c=c, a=a: {"DiVAE": DiVAE, "VQVAE": VQVAE}[c](**a))
+            for k, (c, a, _) in TOKENIZERS.items()]:
+        if (out / name / "model.safetensors").is_file():
+            continue
+        t = time.perf_counter()
+        model = build()
+        model.save_pretrained(str(out / name))
+        n = sum(p.numel() for p in model.state_dict().values())
+        print(f"{name}: {n / 1e6:.1f}M values, {time.perf_counter() - t:.0f} s", flush=True)
+        del model
+    text = Path(reference) / "fourm/utils/tokenizer/trained" / TEXT_FILE
+    (out / TEXT_FILE).write_bytes(text.read_bytes())
+
+
+# ------------------------------------------------------------------------------------------ measurement
+
+
+def _status(key: str) -> int:
+    """A /proc/self/status figure in bytes (VmRSS: resident now; VmHWM: the peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _tensor_bytes(module) -> int:
+    """Bytes of a module's parameters and buffers, each tensor counted once."""
+    seen = {}
+    for t in (*module.parameters(), *module.buffers()):
+        seen[t.data_ptr()] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+def measure(release: Path, dtype: str, decode_steps: int) -> dict:
+    """One process: the phases of a user's RGB -> all run, each with its resident memory after and its peak."""
+    tracemalloc.start()
+    phases = []
+
+    def phase(name: str, fn):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        tracemalloc.reset_peak()
+        t = time.perf_counter()
+        out = fn()
+        phases.append({"phase": name, "s": time.perf_counter() - t, "rss": _status("VmRSS"),
+                       "peak": _status("VmHWM"), "python_peak": tracemalloc.get_traced_memory()[1]})
+        return out
+
+    def imports():
+        from polymodal.pipeline import Pipeline
+
+        return Pipeline
+
+    pipeline_cls = phase("python, torch, polymodal imported", imports)
+    folders = {d: release / "tokenizers" / k for k, (_, _, domains) in TOKENIZERS.items() for d in domains}
+    pipe = phase("model loaded (float32)", lambda: pipeline_cls.from_pretrained(
+        release / MODEL, text_tokenizer=release / TEXT_FILE, tokenizers=folders))
+    phase("every tokenizer loaded", lambda: pipe.tokenizers.require(list(folders)))
+    toks = {d: pipe.tokenizers[d] for d in folders}
+    if dtype != "fp32":
+        def cast():
+            pipe.model.to(DTYPES[dtype])
+            for tok in {id(t): t for t in toks.values()}.values():
+                tok.to(DTYPES[dtype])
+        phase(f"cast to {dtype}", cast)
+    weights = {"model": _tensor_bytes(pipe.model),
+               "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
+               "tokenizers distinct": sum(_tensor_bytes(t) for t in {id(t): t for t in toks.values()}.values()),
+               "tokenizer objects": len({id(t) for t in toks.values()}), "tokenizer domains": len(toks)}
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)  # a smooth random picture: noise upsampled
+    photo = Image.fromarray(rng.integers(0, 256, (14, 14, 3), dtype=np.uint8)).resize((224, 224), Image.BILINEAR)
+    error = None
+    try:
+        from polymodal.generation import generate
+
+        conds, _, _ = pipe.prepare({"rgb": photo}, notify=lambda m: None)
+        plan = pipe.plan(plan="rgb_to_all", given=list(conds))
+        autocast = torch.autocast("cpu", dtype=DTYPES[dtype], enabled=dtype != "fp32")
+
+        def tokens():
+            with torch.no_grad(), autocast:
+                return generate(pipe.model, conds, plan, seed=0)
+        phase("RGB -> all: tokens only (the transformer)", tokens)
+
+        def everything():
+            with autocast:
+                return pipe.generate({"rgb": photo}, plan="rgb_to_all", decode_steps=decode_steps, sampler="ddim",
+                                     seed=0, notify=lambda m: None)
+        phase(f"RGB -> all: tokens + decoded values ({decode_steps} DDIM step)", everything)
+    except Exception as e:  # noqa: BLE001 - a dtype polymodal cannot run yet: report it, keep the load figures
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return {"dtype": dtype, "phases": phases, "weights": weights, "error": error,
+            "targets": list(plan.targets) if error is None else None}
+
+
+def scaled_sizes(b: dict) -> list[tuple[str, float, float, float, float]]:
+    """(size, model weights GiB, tokenizers GiB, transformer activations GiB, least memory GiB) for B, L, XL in the
+    measured dtype: weights counted on the meta device, activations of B's token phase scaled by width."""
+    from polymodal.config import ModelConfig
+    from polymodal.model import FourM
+
+    before = [p for p in b["phases"] if not p["phase"].startswith("RGB")][-1]["rss"]
+    token_phase = next(p for p in b["phases"] if p["phase"].startswith("RGB -> all: tokens only"))
+    full_phase = next(p for p in b["phases"] if p["phase"].startswith("RGB -> all: tokens +"))
+    act_tokens = token_phase["peak"] - before
+    act_decode = full_phase["peak"] - token_phase["rss"]
+    base = b["phases"][0]["rss"]  # python, torch and polymodal imported
+    bytes_per = torch.empty((), dtype=DTYPES[b["dtype"]]).element_size()
+    toks = b["weights"]["tokenizers distinct"]
+    domains_out = tuple(d for d in DOMAINS_IN if d not in ("rgb@224", "t5_caption"))
+    rows = []
+    for size, width in (("B", 768), ("L", 1024), ("XL", 2048)):
+        with torch.device("meta"):
+            model = FourM(ModelConfig.preset(size, domains_in=DOMAINS_IN, domains_out=domains_out),
+                          image_decoder_token_tables=True)
+        w = sum(p.numel() for p in (*model.parameters(), *model.buffers())) * bytes_per
+        act = max(act_tokens * width / 768, act_decode)
+        rows.append((size, w / 2**30, toks / 2**30, act_tokens * width / 768 / 2**30, (base + w + toks + act) / 2**30))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("release", nargs="?", help="the folder --make wrote")
+    p.add_argument("--make", metavar="DIR", help="write the release (needs POLYMODAL_REFERENCE and its environment)")
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
+    p.add_argument("--decode-steps", type=int, default=1)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(json.dumps(measure(Path(spec["release"]), spec["dtype"], spec["decode_steps"])))
+        return
+    if args.make:
+        ref = os.environ.get("POLYMODAL_REFERENCE")
+        if not ref:
+            print("memory_inference --make: skipped: set POLYMODAL_REFERENCE to a checkout of apple/ml-4m")
+            return
+        make(Path(args.make), ref)
+        return
+    if not args.release or not (Path(args.release) / MODEL).is_dir():
+        p.error(f"give the folder that --make wrote (with {MODEL}/ in it)")
+    gib = 2**30
+    results = []
+    for dtype in args.dtypes:
+        spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps}
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
+                               "--threads", str(args.threads)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{dtype} worker failed:\n{proc.stderr[-4000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        w = r["weights"]
+        print(f"\n== {dtype}: model weights {w['model'] / gib:.2f} GiB; tokenizers {w['tokenizers distinct'] / gib:.2f} "
+              f"GiB ({w['tokenizer domains']} domains, {w['tokenizer objects']} objects); load average "
+              f"{os.getloadavg()[0]:.1f}" + (f"; stopped: {r['error']}" if r["error"] else ""))
+        print(f"   {'phase':58} {'seconds':>8} {'RSS after':>10} {'peak RSS':>9} {'Python peak':>12}")
+        for ph in r["phases"]:
+            print(f"   {ph['phase']:58} {ph['s']:8.1f} {ph['rss'] / gib:9.2f}G {ph['peak'] / gib:8.2f}G "
+                  f"{ph['python_peak'] / 2**20:10.1f}M")
+        print("   tokenizer weights (GiB): " + ", ".join(f"{d} {b / gib:.2f}" for d, b in w["tokenizers"].items()))
+        if r["error"] is None:
+            print(f"   {'size':4} {'model':>8} {'tokenizers':>11} {'transformer act.':>17} {'least memory':>13}")
+            for size, mw, tw, act, least in scaled_sizes(r):
+                print(f"   {size:4} {mw:7.2f}G {tw:10.2f}G {act:16.2f}G {least:12.2f}G")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
