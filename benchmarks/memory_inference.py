@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
         w = r["weights"]
-        print(f"\n== {dtype}: model weights {w['model'] / gib:.2f} GiB; tokenizers {w['tokenizers distinct'] / gib:.2f} "
+        print(f"\n== {dtype}: model {w['model'] / gib:.2f} GiB; tokenizers {w['tokenizers distinct'] / gib:.2f} "
               f"GiB ({w['tokenizer domains']} domains, {w['tokenizer objects']} objects); load average "
               f"{os.getloadavg()[0]:.1f}" + (f"; stopped: {r['error']}" if r["error"] else ""))
         print(f"   {'phase':58} {'seconds':>8} {'RSS after':>10} {'peak RSS':>9} {'Python peak':>12}")
