@@ -218,9 +218,22 @@ def mod_dict_from_batch(batch, config) -> dict:
 # ------------------------------------------------------------------------------------------------- the work
 
 
+def _in_phase(fn, name: str):
+    """``fn`` inside a profiler range "phase: name" (the profile's breakdown; nothing when not profiling)."""
+    def wrapped(*args, **kwargs):
+        with record_function(f"phase: {name}"):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+def _mark_optimizer_phase(opt) -> None:
+    opt.step = _in_phase(opt.step, "optimizer")
+    opt.zero_grad = _in_phase(opt.zero_grad, "optimizer")
+
+
 def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype: str):
     """(reference step, polymodal step): closures that run one training step each and return its loss."""
-    from polymodal.config import ExperimentConfig, OptimConfig
+    from polymodal.config import ExperimentConfig, OptimConfig, TrainConfig
     from polymodal.train import optim as poly_optim
     from polymodal.train.objectives import make_objective
     from polymodal.train.parallelize import autocast
@@ -248,28 +261,40 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
             ref_opt.zero_grad()
         return value
 
-    # polymodal: what train/loop.py runs for one step of one process (a `train_step` would replace this).
-    cfg = ExperimentConfig(objective="fourm", model=poly.config, optim=OptimConfig())
+    # polymodal: the loop's own step function where it exists (train/step.py), else what train/loop.py ran for one
+    # step of one process before it did (the objective's loss, clip_grad_norm, the optimizer).
+    cfg = ExperimentConfig(objective="fourm", model=poly.config, optim=OptimConfig(),
+                           train=TrainConfig(precision=dtype))
     objective = make_objective(cfg)
     poly_opt = poly_optim.build_optimizer(poly, cfg.optim, 256)
     poly_optim.set_lr(poly_opt, lr)
     poly.train()
+    _mark_optimizer_phase(poly_opt)
+    try:
+        from polymodal.train import step as step_module
+    except ImportError:
+        step_module = None
 
     def poly_step() -> float:
         stats = objective.step_stats([batch])
+        if step_module is not None:
+            out = step_module.train_step(poly, [batch], poly_opt, objective, cfg, stats=stats, device=cpu)
+            return objective.summarize(out.sums.cpu(), stats)["loss"]
         with autocast(cpu, dtype):
             with record_function("phase: forward"):
                 loss, sums = objective.loss(poly, batch, stats, 1, cpu)
             with record_function("phase: backward"):
                 loss.backward()
         value = objective.summarize(sums, stats)["loss"]
-        with record_function("phase: optimizer"):
-            params = [p for p in poly.parameters() if p.grad is not None]
-            poly_optim.clip_grad_norm(params, cfg.optim.clip_grad)
-            poly_opt.step()
-            poly_opt.zero_grad(set_to_none=True)
+        params = [p for p in poly.parameters() if p.grad is not None]
+        poly_optim.clip_grad_norm(params, cfg.optim.clip_grad)
+        poly_opt.step()
+        poly_opt.zero_grad(set_to_none=True)
         return value
 
+    if step_module is not None:  # the profile's phases: the loss is the forward pass; clipping is the optimizer's
+        objective.loss = _in_phase(objective.loss, "forward")
+        step_module.clip_grad_norm = _in_phase(step_module.clip_grad_norm, "optimizer")
     net.train()
     return ref_step, poly_step
 
@@ -479,6 +504,8 @@ def profile(spec: dict, work: str, runs: int) -> None:
         print(f"\n== {side} {work}: {wall:.3f} s per run under the profiler; ops' self time {in_ops:.3f} s, outside "
               f"ops (Python, dispatch) {wall - in_ops:.3f} s; {sum(e.count for e in events) / runs:,.0f} op calls")
         if phases:
+            if "backward" not in phases:  # train_step's backward pass is not marked: what the others leave
+                phases["backward and the rest"] = wall - sum(phases.values())
             print("   phases (total time): " + ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
         print("   self time by category: " + ", ".join(f"{k} {v:.3f} s" for k, v in cats.items() if v))
         print(f"   {'op':48} {'calls':>7} {'self s':>8} {'% wall':>7}")
