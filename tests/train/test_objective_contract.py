@@ -1,6 +1,6 @@
 """The objective contract, run over every entry of `config.OBJECTIVES` (as timm runs one battery over every model):
 one CPU step gives a finite loss and moves the weights; a run paused and resumed ends with the weights of a run that
-never stopped; a run's config.json loads in a fresh interpreter that imported nothing else.
+never stopped; a run's config.json and its release folder load in a fresh interpreter that imported nothing else.
 """
 
 from __future__ import annotations
@@ -110,13 +110,35 @@ def test_a_paused_and_resumed_run_ends_with_the_weights_of_a_straight_run(name, 
     assert_same_weights(release_weights(straight.run_dir), release_weights(resumed.run_dir))
 
 
+# How a fresh interpreter loads each objective's release folder.
+LOAD_RELEASE = {"fourm": "from polymodal.model import FourM as C; load = C.from_pretrained",
+                "tokenizer": "from polymodal.tokenizers import load_tokenizer as load",
+                "tokenizer_mlp": "from polymodal.tokenizers import load_tokenizer as load"}
+
+
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_a_runs_config_json_loads_in_a_fresh_interpreter(name, tmp_path):
+def test_a_runs_config_json_and_release_load_in_a_fresh_interpreter(name, tmp_path):
     cfg = apply_overrides(TINY[name](tmp_path / "run"), [*RUN, "train.steps=1", "data.val_samples=0"])
-    train(cfg)
+    result = train(cfg)
     saved = tmp_path / "run" / "config.json"
     code = ("import json, sys; from polymodal.config import ExperimentConfig, load_json, to_dict; "
             "cfg = load_json(ExperimentConfig, sys.argv[1]); print(json.dumps(to_dict(cfg)))")
     proc = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == json.loads(saved.read_text())
+    code = f"import sys; {LOAD_RELEASE[name]}; print(type(load(sys.argv[1])).__name__)"
+    proc = subprocess.run([sys.executable, "-c", code, str(result.release_dir)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == type(make_objective(cfg).build_model()).__name__
+
+
+def test_every_tokenizer_class_of_the_table_is_the_class_its_name_says():
+    from polymodal.tokenizers.base import TOKENIZER_CLASSES, tokenizer_class
+
+    assert {"ViTVQVAE", "MLPTokenizer", "TextTokenizer"} <= set(TOKENIZER_CLASSES)
+    for name in TOKENIZER_CLASSES:
+        cls = tokenizer_class(name)
+        assert cls.__name__ == name and callable(cls.from_pretrained)  # save_folder writes _class_name = __name__
+    with pytest.raises(ValueError, match=r"^x: unknown tokenizer class 'Nope'; known: MLPTokenizer, "):
+        tokenizer_class("Nope", "x")
