@@ -34,7 +34,8 @@ from ..config import ModelConfig
 from ..data.batch import Batch, validate_tokens
 from ..modalities import Kind
 from ..nn import DecoderBlock, EncoderBlock, LayerCache, Segment, context_mask, key_padding_mask, pack_order, take
-from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Queries, select
+from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Embedded, Queries, select
+from .features import EncoderFeatures, encoder_features
 
 
 class TargetLogits(NamedTuple):
@@ -162,9 +163,7 @@ class FourM(nn.Module):
         summed rather than P times the largest with padding (an unconditional pass has far fewer tokens); the
         context comes back as (P * B, E', D), pass-major.
         """
-        parts = [emb(batch[name]) for name, emb in self.encoder_embeddings.items()
-                 if name in batch and batch[name].is_input.shape[1] > 0]
-        parts = [p for p in parts if p.x.shape[1] > 0]
+        parts = list(self.embed_inputs(batch).values())
         if not parts:
             return self._empty_context(batch.batch_size)
         x, emb, valid = (torch.cat(t, dim=1) for t in zip(*parts))
@@ -179,11 +178,29 @@ class FourM(nn.Module):
         mask = None if fewest == most else key_padding_mask(valid)
         return EncoderState(self._encoder(x + emb, mask) + emb, valid)
 
+    def embed_inputs(self, batch: Batch) -> dict[str, Embedded]:
+        """Each input modality of the batch that has input positions, embedded (in ``domains_in`` order)."""
+        parts = {name: emb(batch[name]) for name, emb in self.encoder_embeddings.items()
+                 if name in batch and batch[name].is_input.shape[1] > 0}
+        return {name: p for name, p in parts.items() if p.x.shape[1] > 0}
+
     def _encoder(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Encoder blocks, norm and context projection on tokens h (B, E, D) under an SDPA mask."""
+        return self.decoder_proj_context(self.encoder_states(h, mask))
+
+    def encoder_states(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Encoder blocks and ``encoder_norm`` on tokens h (B, E, D) under an SDPA mask: the encoder's own features
+        (what ml-4m's encoder-only ``FMViT`` returns), before the decoder's context projection."""
         for block in self.encoder:
             h = block(h, mask)
-        return self.decoder_proj_context(self.encoder_norm(h))
+        return self.encoder_norm(h)
+
+    def encode_features(self, batch: Batch, *, check: bool = True) -> EncoderFeatures:
+        """4M as an encoder: the features (B, N, D) of every input token of the batch, which modality and position
+        each came from, and their mean (`model.features.EncoderFeatures`); targets are ignored."""
+        if check:
+            self.check_batch(batch)
+        return encoder_features(self, batch)
 
     def _empty_context(self, batch_size: int) -> EncoderState:
         """No input token at all: one invalid context row per sample (cross-attention then reads nothing)."""
