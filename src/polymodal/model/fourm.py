@@ -342,3 +342,11 @@ class FourM(nn.Module):
         from .checkpoint import load_folder
 
         return load_folder(path_or_id, dtype=dtype, strict=strict, revision=revision)
+
+    def load_adapters(self, folder: str | Path, *, merge: bool = False) -> FourM:
+        """This model (the base) with the LoRA adapters of ``folder`` (`model.adapters.load_adapters`: refused if
+        they were trained on another base); a new FourM where the adapters add modalities. ``merge``: folded into
+        the weights, for inference."""
+        from .adapters import load_adapters
+
+        return load_adapters(self, folder, merge=merge)
