@@ -351,6 +351,27 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA adapters on the attention and MLP projections (`polymodal.nn.lora`); ``r = 0``: off (every parameter
+    trains). With ``r >= 1`` only the adapters train, plus the parameters whose names start with a prefix in
+    ``train`` (new modality embeddings and heads: ``"encoder_embeddings.<domain>"``, ``"decoder_embeddings.<domain>"``);
+    the release then holds the merged model and ``adapters/`` (`polymodal.model.adapters`)."""
+
+    r: int = rule(0, ge=0)
+    alpha: float = rule(16.0, gt=0)  # the update is scaled by alpha / r
+    dropout: float = rule(0.0, ge=0, lt=1)  # on the adapters' input only
+    # attention's qkv / proj, cross-attention's q / kv, the MLP's fc1 / fc2 / fc3 (= polymodal.nn.lora.LORA_TARGETS)
+    targets: tuple[str, ...] = rule(("qkv", "proj", "q", "kv", "fc1", "fc2", "fc3"),
+                                    choices=("qkv", "proj", "q", "kv", "fc1", "fc2", "fc3"))
+    train: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self, "lora")
+        if self.r and not self.targets:
+            raise ConfigError("lora.targets: empty; name at least one of qkv, proj, q, kv, fc1, fc2, fc3")
+
+
+@dataclass(frozen=True)
 class ObjectiveSpec:
     """What an objective name in a config stands for: the dataclass of its ``model`` section and the class that
     trains it (a `train.objectives.Objective`), each as ``"module:attribute"``. Named by path and imported only when
@@ -396,6 +417,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
