@@ -9,12 +9,14 @@ A folder (a LoRA run writes one to ``release/adapters/``)::
                            the trained model's config (``model``), and the base: ``base_fingerprint`` and ``base``
                            (where the starting weights came from, as the run named them)
 
-The base fingerprint (`fingerprint`) is a SHA-256 over the base weights the adapters were trained on: every tensor of
-the trained model's state dict except the adapters and the ``extra`` tensors (which the folder carries), in sorted
-name order; per tensor ``name``, a NUL, its shape as Python writes a tuple, a NUL, then the SHA-256 of its values'
-bytes (floating tensors as float32, little-endian, row-major; others as stored). Float32 values make it independent
-of the dtype a base was stored or loaded in where the values are the same (a float16 file loaded as float32). Loading
-onto any other weights is refused, naming both fingerprints and the base the adapters were trained on.
+The base fingerprint (`fingerprint`) is a SHA-256 over the base weights the adapters were trained on: every
+parameter of the trained model that did not train (all but the adapters and the ``extra`` tensors, which the folder
+carries; a tied parameter under each of its names; buffers, such as sin-cos position tables, are not weights), in
+sorted name order; per tensor ``name``, a NUL, its shape as Python writes a tuple, a NUL, then the SHA-256 of its
+values' bytes (floating tensors as float32, little-endian, row-major; others as stored). Float32 values make it
+independent of the dtype a base was stored or loaded in where the values are the same (a float16 file loaded as
+float32). Loading onto any other weights is refused, naming both fingerprints and the base the adapters were
+trained on.
 """
 
 from __future__ import annotations
@@ -60,32 +62,26 @@ def fingerprint(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def base_tensors(state: Mapping[str, torch.Tensor], carried: Iterable[str]) -> dict[str, torch.Tensor]:
-    """The tensors of ``state`` that make the base: all but the adapters and the ``carried`` (trained) ones."""
-    carried = set(carried)
-    return {k: v for k, v in state.items() if not _is_lora(k) and k not in carried}
-
-
 def _short(fp: str) -> str:
     return f"sha256:{fp[:16]}"
 
 
 def save_adapters(state: Mapping[str, torch.Tensor], folder: str | Path, *, lora: LoRAConfig, trained: Iterable[str],
-                  model_config: Any, objective: str = "fourm", base: str = "") -> Path:
-    """Write an adapter folder from a wrapped model's full state dict ``state`` (CPU tensors) and the names of the
-    parameters that trained (``trained``: adapters and extras). ``base`` says where the starting weights came from;
-    the fingerprint is computed here from ``state``'s frozen tensors. Files appear whole (written, then renamed),
-    the config last."""
+                  frozen: Iterable[str], model_config: Any, objective: str = "fourm", base: str = "") -> Path:
+    """Write an adapter folder from a wrapped model's full state dict ``state`` (CPU tensors), the names of the
+    parameters that trained (``trained``: adapters and extras) and of those that did not (``frozen``: the base,
+    fingerprinted here). ``base`` says where the starting weights came from. Files appear whole (written, then
+    renamed), the config last."""
     folder = Path(folder)
-    trained = list(trained)
-    missing = [k for k in trained if k not in state]
+    trained, frozen = list(trained), list(frozen)
+    missing = [k for k in trained + frozen if k not in state]
     if missing:
-        raise KeyError(f"trained parameter {missing[0]} is not in the state dict")
+        raise KeyError(f"parameter {missing[0]} is not in the state dict")
     extra = [k for k in trained if not _is_lora(k)]
     tensors = {k: state[k].detach().to("cpu").contiguous().clone() for k in trained}
     info = {"format": FORMAT, "version": VERSION, "r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout,
             "targets": list(lora.targets), "adapters": sum(_is_lora(k) for k in trained), "extra": extra,
-            "base_fingerprint": fingerprint(base_tensors(state, extra)), "base": base, "objective": objective,
+            "base_fingerprint": fingerprint({k: state[k] for k in frozen}), "base": base, "objective": objective,
             "model": config_lib.to_dict(model_config)}
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{ADAPTERS}.tmp-{os.getpid()}"
@@ -99,8 +95,9 @@ def save_adapters(state: Mapping[str, torch.Tensor], folder: str | Path, *, lora
 
 def save_model_adapters(model: torch.nn.Module, folder: str | Path, *, lora: LoRAConfig, base: str = "") -> Path:
     """`save_adapters` of a wrapped model in memory: its trainable parameters are what it carries."""
-    trained = [n for n, p in model.named_parameters() if p.requires_grad]
-    return save_adapters(model.state_dict(), folder, lora=lora, trained=trained, model_config=model.config, base=base)
+    params = list(model.named_parameters(remove_duplicate=False))
+    return save_adapters(model.state_dict(), folder, lora=lora, trained=[n for n, p in params if p.requires_grad],
+                         frozen=[n for n, p in params if not p.requires_grad], model_config=model.config, base=base)
 
 
 def read_adapters(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -148,17 +145,18 @@ def load_adapters(model, folder: str | Path, *, merge: bool = False):
     base_sd = model.state_dict()
     target = model if model.config == trained_cfg else FourM(trained_cfg).to(
         device=model.mask_token.device, dtype=model.mask_token.dtype)
-    names = [k for k in target.state_dict() if k not in extra]
-    have = {k: base_sd[k] for k in names if k in base_sd and base_sd[k].shape == target.state_dict()[k].shape}
-    now = fingerprint(have)
+    target_sd = target.state_dict()
+    usable = {k: v for k, v in base_sd.items() if k in target_sd and k not in extra and v.shape == target_sd[k].shape}
+    names = [n for n, _ in target.named_parameters(remove_duplicate=False) if n not in extra]
+    now = fingerprint({k: usable[k] for k in names if k in usable})
     if now != info["base_fingerprint"]:
-        lacking = [k for k in names if k not in have]
+        lacking = [k for k in names if k not in usable]
         why = f" (it lacks {len(lacking)} of the base's tensors, e.g. {lacking[0]})" if lacking else ""
         raise AdapterError(f"{folder}: adapters trained on base {_short(info['base_fingerprint'])} "
                            f"({info.get('base') or 'path not recorded'}); this model is {_short(now)}{why}: load "
                            "them onto the model they were trained on")
-    if target is not model:
-        target.load_state_dict(have, strict=False)
+    if target is not model:  # the base's weights and buffers; the new modalities' come from the folder below
+        target.load_state_dict(usable, strict=False)
     add_lora(target, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, targets=lora.targets)
     expected = set(lora_names(target)) | extra
     if set(tensors) != expected:

@@ -123,7 +123,8 @@ def apply_lora(model: nn.Module, cfg: LoRASettings, *, also_train: Iterable[str]
                generator: torch.Generator | None = None) -> list[str]:
     """`add_lora` with ``cfg``'s rank, alpha, dropout and targets, then freeze every parameter except the adapters
     and those whose name starts with a prefix in ``cfg.train`` or ``also_train`` (new modality embeddings and
-    heads). Returns the names of the trainable parameters; a prefix that names no parameter is refused."""
+    heads). Returns the names of the trainable parameters (a tied one under each name); a prefix that names no
+    parameter is refused."""
     add_lora(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, targets=cfg.targets, generator=generator)
     prefixes = tuple(cfg.train) + tuple(also_train)
     names = [n for n, _ in model.named_parameters()]
@@ -132,13 +133,13 @@ def apply_lora(model: nn.Module, cfg: LoRASettings, *, also_train: Iterable[str]
         tops = sorted({n.split(".")[0] for n in names})
         raise ValueError(f"lora.train: {', '.join(map(repr, unused))} names no parameter of this model; parameter "
                          f"names start with {', '.join(tops)} (e.g. encoder_embeddings.<domain>)")
-    trainable = []
-    for n, p in model.named_parameters():
-        keep = _is_lora(n) or any(n == q or n.startswith(q.rstrip(".") + ".") for q in prefixes)
-        p.requires_grad_(keep)
-        if keep:
-            trainable.append(n)
-    return trainable
+    every = list(model.named_parameters(remove_duplicate=False))  # a tied parameter under each of its names
+    # Decided per parameter: a tied table trains if any of its names is named.
+    keep = {id(p) for n, p in every if _is_lora(n) or any(n == q or n.startswith(q.rstrip(".") + ".")
+                                                           for q in prefixes)}
+    for _, p in every:
+        p.requires_grad_(id(p) in keep)
+    return [n for n, p in every if id(p) in keep]
 
 
 def _is_lora(name: str) -> bool:
