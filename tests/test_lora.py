@@ -11,14 +11,19 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from polymodal.cli import main
 from polymodal.config import ConfigError, LoRAConfig, ModelConfig, OptimConfig
 from polymodal.model import FourM
 from polymodal.model.adapters import AdapterError, fingerprint, load_adapters, save_model_adapters
 from polymodal.nn import CrossAttention, Mlp, SelfAttention
 from polymodal.nn.lora import LORA_TARGETS, LoRALinear, add_lora, apply_lora, lora_names, merge_lora, merged_state_dict
+from polymodal.pipeline import Pipeline
 from polymodal.train.optim import build_optimizer
 
 from .conftest import TINY_IN, TINY_OUT, random_batch, tiny_config
+from .shipped import shipped_registry
+
+shipped = pytest.fixture(shipped_registry)
 
 
 def _model(seed: int = 0, **overrides) -> FourM:
@@ -210,3 +215,36 @@ def test_a_tied_table_trains_when_any_of_its_names_is_named():
     table = model.decoder_embeddings["seq@test"].to_logits.weight
     assert table is model.encoder_embeddings["seq@test"].token_emb.weight and table.requires_grad
     assert "encoder_embeddings.seq@test.token_emb.weight" in trainable
+
+
+def test_the_default_models_adapter_file_at_r8(shipped, tmp_path):
+    model = Pipeline.from_pretrained(shipped).model
+    apply_lora(model, LoRAConfig(r=8))
+    c = model.config
+    d, h = c.dim, c.mlp_hidden
+    enc = (d + 3 * d) + (d + d) + 3 * (d + h)  # r x (in + out) per layer: qkv, proj, fc1, fc2, fc3
+    dec = enc + (d + d) + (d + 2 * d) + (d + d)  # and cross-attention's q, kv, proj
+    per_rank = c.encoder_depth * enc + c.decoder_depth * dec
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 8 * per_rank
+    folder = save_model_adapters(model, tmp_path / "adapters", lora=LoRAConfig(r=8))
+    size = (folder / "adapters.safetensors").stat().st_size
+    assert 4 * 8 * per_rank < size < 4 * 8 * per_rank + 16_384  # float32 values and the header
+    assert size < (shipped / "model" / "model.safetensors").stat().st_size / 10
+
+
+def test_pipeline_merges_adapters_and_generate_refuses_another_bases(shipped, tmp_path, capsys):
+    model = Pipeline.from_pretrained(shipped).model
+    apply_lora(model, LoRAConfig(r=2))
+    _randomize_adapters(model)
+    folder = save_model_adapters(model, tmp_path / "adapters", lora=LoRAConfig(r=2), base="shipped")
+    expect = merge_lora(model).state_dict()
+    got = Pipeline.from_pretrained(shipped, adapters=folder).model.state_dict()
+    assert set(got) == set(expect) and all(torch.equal(got[k], v) for k, v in expect.items())
+    _, tiny = _trained(tmp_path)
+    out = tmp_path / "out"
+    code = main(["generate", "--model", str(shipped), "--adapters", str(tiny), "--from", "caption=a red cube",
+                 "--to", "depth", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith(f"polymodal generate: {tiny}: adapters trained on base sha256:")
+    assert "(tiny seed 0); this model is sha256:" in err

@@ -431,7 +431,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         check_decode_settings(args.decode_steps, args.sampler, prefix="--")
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
-                                        tokenizers=args.tokenizer, device=args.device)
+                                        tokenizers=args.tokenizer, device=args.device, adapters=args.adapters)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
                             guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice,
                             decode_steps=args.decode_steps, sampler=args.sampler, progress=sys.stderr.isatty())
@@ -501,6 +501,8 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--no-resize", action="store_true", help="refuse images of another size instead of resizing")
     p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
+    p.add_argument("--adapters", metavar="FOLDER", help="LoRA adapters trained on --model (a LoRA run's "
+                                                         "release/adapters), merged into it")
     p.add_argument("--decode-steps", type=int, help="diffusion steps of a released model's RGB/depth/normal/edge "
                                                     "decoders, 1 to 1000 (default 25; edges 10)")
     p.add_argument("--sampler", help="their sampler: ddpm (the reference's, default) or ddim (better at few steps)")

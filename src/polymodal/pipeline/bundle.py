@@ -116,7 +116,8 @@ class Pipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
                         tokenizers: Iterable[str | Path] | Mapping[str, str | Path] = (),
-                        device: str | torch.device = "cpu", revision: str | None = None) -> Pipeline:
+                        device: str | torch.device = "cpu", revision: str | None = None,
+                        adapters: str | Path | None = None) -> Pipeline:
         """A bundle folder, or a FourM / official 4M folder with ``text_tokenizer`` and extra tokenizer folders
         (registered before the model loads, so a model over their token modalities loads too). Each of them may
         be a Hub repo id (``owner/name[@revision]``; ``revision`` applies to ``path``), resolved through the Hub
@@ -124,12 +125,16 @@ class Pipeline:
 
         A released 4M-7 / 4M-21 model (``EPFL-VILAB/4M-21_XL``) gets the release's tokenizer of each token domain,
         loaded when first needed (`pipeline.official`); ``tokenizers`` then maps a domain to a folder that
-        replaces the release's (``{"tok_depth@224": DIR}``, or ``["tok_depth@224=DIR"]``)."""
+        replaces the release's (``{"tok_depth@224": DIR}``, or ``["tok_depth@224=DIR"]``).
+
+        ``adapters``: a LoRA adapter folder (a LoRA run's ``release/adapters``) trained on this model, merged into it
+        (`FourM.load_adapters`); adapters of another base are refused."""
         path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
         if not (path / BUNDLE_FILE).is_file() and is_official_model(path):
             overrides = split_overrides(tokenizers)  # checked before the model loads
             text = text_tokenizer_of(path, text_tokenizer)
             model = FourM.from_pretrained(path).to(device)
+            model = model.load_adapters(adapters, merge=True) if adapters else model
             return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text))
         toks: dict[str, Any] = {}
         info: dict = {}
@@ -155,6 +160,8 @@ class Pipeline:
                 raise
             raise PipelineError(f"{model_dir}: {text}; a model over tokenizer modalities loads with their tokenizer "
                                 "folders (tokenizers=..., --tokenizer DIR ...) or from a bundle") from None
+        if adapters:
+            model = model.load_adapters(adapters, merge=True)
         plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
         return cls(model, toks, pixels=info.get("pixels"), plans=plans)
 
