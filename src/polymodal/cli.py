@@ -531,6 +531,52 @@ def _add_generate_parser(sub) -> None:
     p.set_defaults(func=_cmd_bundle)
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import time
+
+    from .pipeline import Pipeline
+    from .pipeline.demo import default_model
+    from .pipeline.embed import embed_folder, list_images
+
+    _set_threads(args.threads)
+    start, notices = time.perf_counter(), {}
+    try:
+        list_images(args.images)  # an empty or absent folder fails before the model loads
+        model = default_model(args.model)
+        pipe = Pipeline.from_pretrained(model, tokenizers=args.tokenizer, device=args.device)
+        r = embed_folder(pipe, args.images, args.out, batch_size=args.batch_size, tokens=args.tokens,
+                         progress=not args.quiet, notify=lambda m: notices.setdefault(m, None), model_name=str(model))
+    except (ValueError, KeyError, OSError) as e:
+        return _fail("embed", e)
+    for message in notices:  # a resize notice once per size, not once per image
+        _notice(message)
+    shapes = f"features ({len(r.files)}, {r.dim})" + (" and tokens" if args.tokens else "")
+    print(f"embedded {len(r.files)} images ({r.files[0]} ... {r.files[-1]}) -> {r.path}: {shapes} in "
+          f"{time.perf_counter() - start:.1f} s")
+    if r.skipped:
+        print(f"skipped {len(r.skipped)} unreadable image{'s' if len(r.skipped) > 1 else ''}:")
+        for _, why in r.skipped:  # each reason names its file
+            print(f"  {why}")
+    return 0
+
+
+def _add_embed_parser(sub) -> None:
+    """``polymodal embed``: 4M as an image encoder (src/polymodal/pipeline/embed.py)."""
+    p = sub.add_parser("embed", help="a folder of images -> the encoder's features (safetensors: pooled features, "
+                                     "optionally the tokens, and the file names in order)")
+    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
+                                    "src/polymodal/weights/default)")
+    p.add_argument("--images", required=True, help="folder of JPEG/PNG images (searched recursively, sorted by path)")
+    p.add_argument("--out", required=True, help="safetensors file to write (features (N, D); metadata: files)")
+    p.add_argument("--tokens", action="store_true", help="also write every image's token features (N, T, D)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
+    p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_embed)
+
+
 def _add_serve_parser(sub) -> None:
     """``polymodal serve``: the local web demo (src/polymodal/serve; needs the ``serve`` extra)."""
 
@@ -576,7 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.command import add_parser as add_eval_parser  # here: `polymodal info` needs none of it
 
     add_eval_parser(sub)
+    from .eval.probe import add_parser as add_probe_parser
+
+    add_probe_parser(sub)
     _add_generate_parser(sub)
+    _add_embed_parser(sub)
     _add_serve_parser(sub)
     return parser
 

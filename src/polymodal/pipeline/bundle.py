@@ -25,6 +25,7 @@ from .. import hub, modalities
 from ..data.pretokenize import modality_spec
 from ..generation import Plan, generate
 from ..modalities import Kind, Modality
+from ..model.features import EncoderFeatures
 from ..model.fourm import FourM
 from ..tokenizers import load_tokenizer
 from ..tokenizers.text import TextTokenizer
@@ -264,6 +265,14 @@ class Pipeline:
                    notify: Callable[[str], None] | None = None, paths: bool = True) -> dict[str, Any]:
         """User values (images, texts, boxes, dicts, vectors; see `pipeline.inputs`) -> conditions by domain."""
         return self.prepare(values, resize=resize, notify=notify, paths=paths)[0]
+
+    def embed(self, inputs: Mapping[str, Any], *, resize: bool = True, notify: Callable[[str], None] | None = None,
+              paths: bool = True) -> EncoderFeatures:
+        """4M as an encoder: the encoder's token features (B, N, D), which modality each token came from, and
+        their mean (B, D), of user ``inputs`` (values as `generate` takes them; `pipeline.embed`)."""
+        from .embed import embed
+
+        return embed(self, inputs, resize=resize, notify=notify, paths=paths)
 
     # ---------------------------------------------------------------------------------------- generation
 
