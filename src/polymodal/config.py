@@ -371,6 +371,61 @@ class LoRAConfig:
             raise ConfigError("lora.targets: empty; name at least one of qkv, proj, q, kv, fc1, fc2, fc3")
 
 
+# Parameter groups of a 4M model that `FinetuneConfig.freeze` names (`finetune_groups`; `train.finetune` maps them
+# to parameters): the encoder's input embeddings, the encoder, the decoder (context projection, blocks, norm, mask
+# token) and the output heads (``decoder_embeddings``: each target's query embeddings and its vocabulary projection).
+FINETUNE_GROUPS = ("embeddings", "encoder", "decoder", "heads")
+
+
+def finetune_groups(model: ModelConfig) -> tuple[str, ...]:
+    """Every group name `FinetuneConfig.freeze` may use for ``model``: the four of `FINETUNE_GROUPS`, then
+    ``embeddings.<domain>`` per input and ``heads.<domain>`` per output."""
+    return (*FINETUNE_GROUPS, *(f"embeddings.{d}" for d in model.domains_in),
+            *(f"heads.{d}" for d in model.domains_out))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Start from trained weights instead of a fresh model (`train.finetune`). A resumed run may change none of it.
+
+    ``init_from``: a polymodal model or bundle folder, a training checkpoint (``RUN/checkpoints/step_N``), an
+    official 4M-7/4M-21 folder or Hub id; empty: a fresh model. Tensors load by name where the shapes match; the
+    recipe's domains that the weights lack start fresh (as in a new model with the same seed), the weights' domains
+    the recipe lacks are ignored. ``reinit``: domains that start fresh although the weights hold them (another
+    vocabulary or grid: without it that is an error). ``freeze``: groups of `finetune_groups` held fixed (no
+    gradient, no optimizer state). ``loaded_lr_scale``: the learning rate of loaded parameters, as a fraction of the
+    schedule's (new ones take the schedule's). ``reinit`` and ``loaded_lr_scale`` without ``init_from`` are
+    refused when the run starts (not here: command-line overrides apply one field at a time).
+    """
+
+    init_from: str = ""
+    reinit: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
+    loaded_lr_scale: float = rule(1.0, gt=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "finetune")
+
+    def check_model(self, model: Any, objective: str) -> None:
+        """The fields against the run's model config: domains and groups it has (one line naming the field)."""
+        if self == FinetuneConfig():
+            return
+        if not isinstance(model, ModelConfig):
+            raise ConfigError(f"finetune applies to 4M models (objective 'fourm'), not to objective {objective!r}")
+        domains = tuple(dict.fromkeys(model.domains_in + model.domains_out))
+        for name in self.reinit:
+            if name not in domains:
+                raise ConfigError(f"finetune.reinit: {name!r} is not a domain of the model (domains: "
+                                  f"{', '.join(domains)})")
+        groups = finetune_groups(model)
+        for name in self.freeze:
+            if name not in groups:
+                close = difflib.get_close_matches(name, groups, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"finetune.freeze: no parameter group {name!r}{hint}; the groups are: "
+                                  f"{', '.join(groups)}")
+
+
 @dataclass(frozen=True)
 class ObjectiveSpec:
     """What an objective name in a config stands for: the dataclass of its ``model`` section and the class that
@@ -418,6 +473,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
@@ -426,6 +482,7 @@ class ExperimentConfig:
             object.__setattr__(self, "model", from_dict(cls, self.model, source="model"))
         elif not isinstance(self.model, cls):
             raise ConfigError(f"objective {self.objective!r} needs a {cls.__name__}, got {type(self.model).__name__}")
+        self.finetune.check_model(self.model, self.objective)
 
 
 # ------------------------------------------------------------------------------------------ JSON round trip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,12 @@ import torch
 
 from .. import config as config_lib
 from ..config import ExperimentConfig
+from ..model.adapters import save_adapters
+from ..nn.lora import apply_lora, merged_state_dict
 from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
 from .files import write_text_atomic
+from .finetune import prepare as prepare_finetune
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
 from .optim import build_optimizer, lr_at, peak_lr, set_lr
@@ -152,6 +156,31 @@ def _check_sparse_embeddings(cfg: ExperimentConfig, info) -> None:
             "processes: set optim.sparse_embeddings=false")
 
 
+def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config_dict: dict) -> Path | None:
+    """The newest checkpoint that verifies and that ``cfg`` may resume (None: a fresh start); refuses (after
+    shutting the process group down) a folder whose checkpoints all fail to verify, or were written with settings
+    that a resumed run cannot change."""
+    latest, skipped = ckpt.latest_verified()
+    if latest is None and skipped:
+        dist.shutdown()
+        raise CheckpointMismatch(f"no checkpoint in {ckpt.dir} verifies ({'; '.join(skipped)}); move them away to "
+                                 "start over, or use a new train.out_dir")
+    if latest is not None:
+        saved = json.loads((latest / "config.json").read_text())
+        # A section the checkpoint lacks was added to polymodal after it was written (lora, issue 19): the run
+        # trained as that section's defaults do, so defaults resume it and anything else is named as a difference.
+        defaults = config_lib.to_dict(ExperimentConfig(objective=cfg.objective, model=cfg.model))
+        for section, value in config_dict.items():
+            if section not in saved and value == defaults.get(section):
+                saved[section] = value
+        try:
+            _check_compatible(saved, config_dict, latest)
+        except CheckpointMismatch:
+            dist.shutdown()
+            raise
+    return latest
+
+
 def train(cfg: ExperimentConfig) -> TrainResult:
     info = dist.init_distributed(cfg.train.device)
     t = cfg.train
@@ -159,25 +188,41 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     run_dir = Path(t.out_dir)
     torch.manual_seed(t.seed)  # identical initial weights on every rank and every rerun
     objective = make_objective(cfg)
-    model = objective.build_model().to(info.device)
-    trained = parallelize(model, info, mode=t.parallel, activation_checkpointing=t.activation_checkpointing,
-                          compile=t.compile)
-    optimizer = build_optimizer(model, cfg.optim, t.batch_size)
     ckpt = CheckpointManager(run_dir, keep_last=t.keep_last, is_main=info.is_main)
     config_dict = config_lib.to_dict(cfg)
+    latest = _resumable_checkpoint(ckpt, cfg, config_dict)  # checked before anything is built or loaded
+    model = objective.build_model()
+    try:  # starting weights (a resumed run only plans them: its checkpoint holds its weights), frozen groups
+        ft = prepare_finetune(model, cfg, load=latest is None)
+    except config_lib.ConfigError:
+        dist.shutdown()
+        raise
+    if info.is_main and ft.table:
+        print(ft.table, file=sys.stderr)
+    # LoRA (issue 19) wraps the starting weights: after they load, before the optimizer is built and before a
+    # checkpoint (which holds the adapters) loads. The adapters' A is drawn from the run's seed, so a rerun builds
+    # the same ones before resuming. Besides the adapters, the parameters that start fresh (new domains) train.
+    trained_names = None
+    if cfg.lora.r:
+        params = dict(model.named_parameters())
+        fresh = [n for n in sorted(ft.plan.fresh) if n in params and n not in ft.frozen] if ft.plan else []
+        try:
+            trained_names = apply_lora(model, cfg.lora, also_train=fresh,
+                                       generator=torch.Generator().manual_seed(t.seed))
+        except ValueError as e:  # a lora.train prefix that names nothing, no target in this model
+            dist.shutdown()
+            raise config_lib.ConfigError(str(e)) from None
+        if info.is_main:
+            n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            print(f"lora: r={cfg.lora.r}, alpha={cfg.lora.alpha:g} on {', '.join(cfg.lora.targets)}: {n:,} trainable "
+                  f"parameters of {sum(p.numel() for p in model.parameters()):,}", file=sys.stderr)
+    model = model.to(info.device)
+    trained = parallelize(model, info, mode=t.parallel, activation_checkpointing=t.activation_checkpointing,
+                          compile=t.compile)
+    optimizer = build_optimizer(model, cfg.optim, t.batch_size, lr_scales=ft.lr_scale)
 
     progress = Progress()
-    latest, skipped = ckpt.latest_verified()
-    if latest is None and skipped:
-        dist.shutdown()
-        raise CheckpointMismatch(f"no checkpoint in {ckpt.dir} verifies ({'; '.join(skipped)}); move them away to "
-                                 "start over, or use a new train.out_dir")
     if latest is not None:
-        try:
-            _check_compatible(json.loads((latest / "config.json").read_text()), config_dict, latest)
-        except CheckpointMismatch:
-            dist.shutdown()
-            raise
         progress = ckpt.load(latest, model, optimizer)
         if progress.data is not None:
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
@@ -263,7 +308,13 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     state = gather_model_state(model)
     if info.is_main:
         release = run_dir / "release"
-        objective.export(state, release)
+        if cfg.lora.r:  # the merged model (loads as any release does) and the adapters apart, with their base
+            objective.export(merged_state_dict(state, cfg.lora.alpha / cfg.lora.r), release)
+            frozen = [n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad]
+            save_adapters(state, release / "adapters", lora=cfg.lora, trained=trained_names, frozen=frozen,
+                          model_config=cfg.model, objective=cfg.objective, base=cfg.finetune.init_from)
+        else:
+            objective.export(state, release)
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
     logger.close()
     # Free the model, its FSDP/DDP state and the optimizer while the interpreter is alive: gloo work objects kept in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -24,18 +25,26 @@ def no_weight_decay(name: str, param: torch.Tensor, module: nn.Module | None, *,
     return name.split(".")[-1] in _EMBEDDING_SUFFIXES or isinstance(module, (nn.Embedding, nn.LayerNorm))
 
 
-def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False,
+                 lr_scales: Mapping[nn.Parameter, float] | None = None) -> list[dict]:
+    """The trainable parameters (frozen ones get no group, hence no optimizer state) in groups: decayed, then not
+    decayed. ``lr_scales`` (keyed by the parameter itself: names change when a module is wrapped) gives some
+    parameters a fraction of the schedule's learning rate (fine-tuning's loaded parameters): they form their own
+    pair of groups after those two, with ``lr_scale`` that `set_lr` applies."""
     owners = {}
     for mod_name, mod in model.named_modules():
         for p_name, _ in mod.named_parameters(recurse=False):
             owners[f"{mod_name}.{p_name}" if mod_name else p_name] = mod
-    decay, no_decay = [], []
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, False): [], (1.0, True): []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         exempt = no_weight_decay(name, p, owners.get(name), decay_embeddings=decay_embeddings)
-        (no_decay if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        scale = float(lr_scales.get(p, 1.0)) if lr_scales else 1.0
+        groups.setdefault((scale, exempt), []).append(p)
+    # The unscaled pair always (a run without scales keeps the two groups its checkpoints were written with).
+    return [{"params": ps, "weight_decay": 0.0 if exempt else weight_decay, **({"lr_scale": s} if s != 1.0 else {})}
+            for (s, exempt), ps in groups.items() if ps or s == 1.0]
 
 
 def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
@@ -43,10 +52,11 @@ def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
     return cfg.base_lr * global_batch / 256
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
-    """AdamW over `param_groups`; with ``cfg.sparse_embeddings`` the embedding tables get row-sparse gradients and
-    `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
-    groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings)
+def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int, *,
+                    lr_scales: Mapping[nn.Parameter, float] | None = None) -> torch.optim.Optimizer:
+    """AdamW over `param_groups` (``lr_scales``: see there); with ``cfg.sparse_embeddings`` the embedding tables
+    get row-sparse gradients and `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
+    groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings, lr_scales=lr_scales)
     kw = dict(lr=peak_lr(cfg, global_batch), betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.sparse_embeddings:
         sparse_embedding_grads(model)
@@ -95,8 +105,9 @@ def lr_at(progress: float, warmup: float, total: float, *, peak: float, final: f
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's rate ``lr`` on every group, times the group's ``lr_scale`` where it has one."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 # ---------------------------------------------------------------------------------- row-sparse embeddings
