@@ -22,6 +22,7 @@ from .. import hub
 from ..config import ConfigError, ModelConfig
 from ..modalities import Kind
 from ..modalities import get as get_modality
+from ..nn.lora import merged_state_dict
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -200,6 +201,9 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
             raise CheckpointError(f"{folder}: a checkpoint of a {raw['objective']!r} run, not of a 4M model")
         # Tied tables stored once there are filled by `adapt_state_dict`, as in any model folder.
         cfg = config_lib.from_dict(ModelConfig, raw["model"], source=f"{folder / CONFIG} (model)")
+        lora = raw.get("lora") or {}
+        if lora.get("r"):  # a LoRA run's checkpoint reads as its merged model, as its release holds it
+            sd = merged_state_dict(sd, float(lora["alpha"]) / lora["r"])
     elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=str(folder))
     else:
