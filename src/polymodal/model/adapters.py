@@ -151,9 +151,12 @@ def load_adapters(model, folder: str | Path, *, merge: bool = False):
     now = fingerprint({k: usable[k] for k in names if k in usable})
     if now != info["base_fingerprint"]:
         lacking = [k for k in names if k not in usable]
-        why = f" (it lacks {len(lacking)} of the base's tensors, e.g. {lacking[0]})" if lacking else ""
+        why = (f" ({len(lacking)} of the base's {len(names)} weights are missing or of another shape here, e.g. "
+               f"{lacking[0]})" if lacking else "")
+        # This model named by its own weights (every parameter): what another folder's base_fingerprint shows.
+        own = fingerprint(dict(model.named_parameters(remove_duplicate=False)))
         raise AdapterError(f"{folder}: adapters trained on base {_short(info['base_fingerprint'])} "
-                           f"({info.get('base') or 'path not recorded'}); this model is {_short(now)}{why}: load "
+                           f"({info.get('base') or 'path not recorded'}); this model is {_short(own)}{why}: load "
                            "them onto the model they were trained on")
     if target is not model:  # the base's weights and buffers; the new modalities' come from the folder below
         target.load_state_dict(usable, strict=False)
