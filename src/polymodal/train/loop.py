@@ -312,7 +312,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
             objective.export(merged_state_dict(state, cfg.lora.alpha / cfg.lora.r), release)
             frozen = [n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad]
             save_adapters(state, release / "adapters", lora=cfg.lora, trained=trained_names, frozen=frozen,
-                          model_config=cfg.model, objective=cfg.objective, base=cfg.finetune.init_from)
+                          model_config=cfg.model, objective=cfg.objective,
+                          base=cfg.finetune.init_from or f"a fresh model, train.seed={t.seed}")
         else:
             objective.export(state, release)
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
