@@ -10,12 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from polymodal.cli import main
+from polymodal.config import ModelConfig
+from polymodal.data import synthetic
 from polymodal.model import FourM
 from polymodal.model.adapters import fingerprint
 from polymodal.train.checkpoint import CheckpointManager
 from polymodal.train.loop import train
 from polymodal.train.objectives import make_objective
 
+from ..conftest import TINY_MODS
 from .helpers import BASE, RECIPE, assert_same_weights, release_weights, tiny_experiment
 
 # dropout > 0: its draws come from the checkpointed random state, so resuming stays exact with it.
@@ -75,3 +78,26 @@ def test_a_lora_train_prefix_naming_nothing_is_refused(tmp_path, capsys):
     assert err.startswith("polymodal train: lora.train: 'heads.x' names no parameter of this model; parameter names "
                           "start with decoder, decoder_embeddings, decoder_norm, decoder_proj_context, ")
     assert err.count("\n") == 1 and not (tmp_path / "r" / "config.json").exists()
+
+
+def test_lora_from_starting_weights_trains_the_added_head_and_loads_back_onto_that_base(tmp_path):
+    # The start lacks the recipe's labels@syn head (added: it trains beside the adapters) and has tok_a@test (dropped).
+    extra = TINY_MODS[1].name
+    torch.manual_seed(123)
+    src = FourM(ModelConfig.preset("test", domains_in=(*synthetic.MODALITIES, extra),
+                                   domains_out=("tok_shape@syn", "tok_depth@syn", extra)))
+    src.save_pretrained(tmp_path / "src")
+    run = tmp_path / "run"
+    train(tiny_experiment(run, f"finetune.init_from={tmp_path / 'src'}", "lora.r=4", "train.steps=2"))
+    info = json.loads((run / "release" / "adapters" / "adapter_config.json").read_text())
+    assert info["base"] == str(tmp_path / "src") and info["extra"]
+    assert all(n.startswith("decoder_embeddings.labels@syn.") for n in info["extra"])
+    loaded = FourM.from_pretrained(tmp_path / "src").load_adapters(run / "release" / "adapters", merge=True)
+    release = FourM.from_pretrained(run / "release")
+    assert loaded.config == release.config
+    for k, v in release.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=0, atol=1e-6)
+    # What LoRA does not wrap and the run did not add is the start's, bit for bit.
+    wrapped = {k[: -len(".lora_A")] + ".weight" for k in _adapters(run) if k.endswith(".lora_A")}
+    kept = [k for k in release.state_dict() if k in src.state_dict() and k not in wrapped]
+    assert kept and all(torch.equal(release.state_dict()[k], src.state_dict()[k]) for k in kept)
