@@ -602,6 +602,7 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             rows += in_subprocess(spec)["rows"]
             print(f"  {spec['group']}: {time.perf_counter() - t:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+            print("\n".join("    " + line for line in table(rows, peaks0).splitlines()[2:]), flush=True)  # so far
     peaks1 = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     peaks = {k: max(peaks0[k], peaks1[k]) for k in peaks0}
     load1 = os.getloadavg()
