@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from polymodal.cli import main
-from polymodal.config import ConfigError, ModelConfig
+from polymodal.config import ConfigError, ModelConfig, apply_overrides
 from polymodal.data import synthetic
 from polymodal.model import FourM
 from polymodal.train import finetune as ft_mod
@@ -20,6 +20,7 @@ from polymodal.train.loop import CheckpointMismatch, train
 from polymodal.train.optim import build_optimizer, set_lr
 
 from ..conftest import FIXTURES, fixtures_missing
+from ..data.helpers import GRID  # registers tok_a@data
 from .helpers import BASE, RECIPE, assert_same_weights, release_weights, tiny_experiment
 
 SYN = synthetic.MODALITIES  # tok_shape@syn, tok_depth@syn, labels@syn: the tiny recipe's domains, in and out
@@ -27,6 +28,7 @@ SYN = synthetic.MODALITIES  # tok_shape@syn, tok_depth@syn, labels@syn: the tiny
 # modalities of conftest) that the recipe drops.
 SRC_IN, SRC_OUT = (*SYN, "tok_a@test"), ("tok_shape@syn", "tok_depth@syn", "tok_a@test")
 NEW_PREFIX = "decoder_embeddings.labels@syn."
+DEFAULT_MODEL = RECIPE.parents[1] / "src" / "polymodal" / "weights" / "default"
 
 
 def _source(path, *, seed: int = 123, **overrides) -> FourM:
@@ -71,6 +73,22 @@ def test_a_bundle_loads_through_its_model_folder(tmp_path):
     assert ft.plan.kind == "bundle" and ft.plan.source == tmp_path / "bundle" / "model"
     assert torch.equal(model.encoder[0].attn.qkv.weight,
                        FourM.from_pretrained(tmp_path / "bundle" / "model").encoder[0].attn.qkv.weight)
+
+
+def test_a_training_checkpoint_loads_and_a_run_folder_is_named_as_such(tmp_path):
+    first = train(tiny_experiment(tmp_path / "first", "train.steps=4"))
+    step = first.run_dir / "checkpoints" / "step_00000004"
+    cfg = tiny_experiment(tmp_path / "run", f"finetune.init_from={step}", "train.seed=9")
+    _, model, ft = _fresh_and_prepared(cfg)
+    assert ft.plan.kind == "training checkpoint" and not ft.plan.fresh and not ft.plan.ignored
+    released = release_weights(first.run_dir)
+    computed = {n: t for n, t in model.state_dict().items() if n not in released}  # sin-cos tables: left out
+    assert computed and all(n.endswith(".pos_emb") for n in computed)
+    assert_same_weights(model.state_dict(), released | computed)
+    with pytest.raises(InitMismatch) as e:
+        _fresh_and_prepared(tiny_experiment(tmp_path / "run", f"finetune.init_from={first.run_dir}"))
+    assert str(e.value) == (f"finetune.init_from: {first.run_dir} is a run folder; name its release/ or one of its "
+                            "checkpoints/step_N folders")
 
 
 def test_other_vocabulary_is_one_line_per_tensor_with_both_shapes_unless_reinit(tmp_path):
@@ -121,6 +139,12 @@ def test_bad_starting_weights_and_fields_are_one_line(tmp_path):
         _fresh_and_prepared(tiny_experiment(tmp_path / "run", 'finetune.reinit=["labels@syn"]'))
     with pytest.raises(ConfigError, match=r"finetune.reinit: 'caption' is not a domain of the model \(domains: "):
         tiny_experiment(tmp_path / "run", "finetune.init_from=x", 'finetune.reinit=["caption"]')
+    from polymodal.cli import load_recipe
+
+    tokenizer = load_recipe(str(RECIPE.parent / "tokenizer_edges_world64.py"))
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(tokenizer, ['finetune.freeze=["encoder"]'])
+    assert str(e.value) == "finetune applies to 4M models (objective 'fourm'), not to objective 'tokenizer'"
 
 
 def test_unknown_group_lists_the_groups(tmp_path):
@@ -225,24 +249,76 @@ def test_an_official_4m21_folder_starts_a_run_with_a_domain_dropped_and_one_adde
     assert checked >= 3
 
 
+def _default_like_tokens(path, new: str) -> ModelConfig:
+    """A token dataset over the shipped default model's domains (its vocabularies) plus ``new``; returns the
+    default model's config."""
+    import numpy as np
+
+    from polymodal import modalities
+    from polymodal.data.pretokenize import write_tokens
+
+    default = ft_mod.source_config(str(DEFAULT_MODEL))  # registers the bundle's tok_*@64 modalities
+    mods = {n: default.modality(n) for n in dict.fromkeys(default.domains_in + default.domains_out)}
+    mods[new] = modalities.get(new)
+    rng = np.random.default_rng(0)
+
+    def sample(i):
+        out = {"__key__": f"{i:06d}"}
+        for n, m in mods.items():
+            out[n] = (rng.integers(0, m.vocab_size, (1, m.num_tokens)) if m.is_grid else
+                      np.array([[*rng.integers(204, m.vocab_size, 5), 3]]))
+        return out
+
+    write_tokens(path, (sample(i) for i in range(4)), mods, shard_size=4)
+    return default
+
+
 def test_the_recipe_adds_one_modality_to_the_shipped_default_model(tmp_path, monkeypatch):
     from polymodal.cli import load_recipe
 
-    from ..data.helpers import index_dataset
-
-    index_dataset(tmp_path / "tokens", 8, shard_size=4, crops=1)
+    default = _default_like_tokens(tmp_path / "tokens", GRID.name)
     monkeypatch.setenv("POLYMODAL_TOKENS", str(tmp_path / "tokens"))
     monkeypatch.setenv("POLYMODAL_NEW_MODALITY", "tok_a@data")
-    cfg = load_recipe(str(RECIPE.parent / "finetune_world64.py"))
-    default = json.loads((ft_mod.resolve_source(cfg.finetune.init_from)[0] / "config.json").read_text())
-    assert cfg.model.domains_in == tuple(default["domains_in"])
-    assert cfg.model.domains_out == (*default["domains_out"], "tok_a@data")
+    recipe = str(RECIPE.parent / "finetune_world64.py")
+    cfg = load_recipe(recipe)
+    assert cfg.finetune.init_from == str(DEFAULT_MODEL) and cfg.finetune.loaded_lr_scale == 0.1
+    assert cfg.model.domains_in == default.domains_in
+    assert cfg.model.domains_out == (*default.domains_out, "tok_a@data")
     assert cfg.masking.input_alphas == {"tok_a@data": 0.0}  # an output only: never given
     torch.manual_seed(0)
     model = FourM(cfg.model)
-    ft = prepare(model, cfg, load=True)
+    ft = prepare(model, cfg, load=True)  # the shipped weights fit the recipe: only the new head starts fresh
     assert ft.plan.kind == "bundle" and ft.plan.ignored == set()
     assert ft.plan.fresh == {n for n in model.state_dict() if n.startswith("decoder_embeddings.tok_a@data.")}
+    monkeypatch.setenv("POLYMODAL_NEW_ROLE", "in")  # a new input, given and never predicted
+    cfg = load_recipe(recipe)
+    assert (cfg.model.domains_in, cfg.model.domains_out) == ((*default.domains_in, "tok_a@data"), default.domains_out)
+    assert cfg.masking.target_alphas == {"tok_a@data": 0.0} and cfg.masking.input_alphas == {}
     monkeypatch.setenv("POLYMODAL_NEW_ROLE", "sideways")
     with pytest.raises(SystemExit, match="POLYMODAL_NEW_ROLE: 'sideways' is not one of out, in, both"):
-        load_recipe(str(RECIPE.parent / "finetune_world64.py"))
+        load_recipe(recipe)
+    monkeypatch.setenv("POLYMODAL_NEW_ROLE", "out")
+    monkeypatch.setenv("POLYMODAL_NEW_MODALITY", "tok_b@data")
+    with pytest.raises(SystemExit, match="POLYMODAL_NEW_MODALITY: 'tok_b@data' is not in the token dataset"):
+        load_recipe(recipe)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_fine_tune_as_one(tmp_path, mode):
+    """Frozen groups and the loaded parameters' rate under DDP and FSDP2 (which replaces the parameter objects)."""
+    from .test_multiprocess import _torchrun
+
+    torch.manual_seed(5)  # modalities a fresh interpreter knows (no conftest): labels@syn's head is added
+    FourM(ModelConfig.preset("test", domains_in=SYN, domains_out=SYN[:2])).save_pretrained(tmp_path / "src")
+    args = (f"finetune.init_from={tmp_path / 'src'}", 'finetune.freeze=["encoder"]', "finetune.loaded_lr_scale=0.2",
+            "train.steps=6")
+    _torchrun(1, tmp_path / "one", *args)
+    _torchrun(2, tmp_path / "two", *args, f"train.parallel={mode}")
+    one, two = release_weights(tmp_path / "one"), release_weights(tmp_path / "two")
+    assert_same_weights(one, two, atol=2e-5)
+    src = load_file(str(tmp_path / "src" / "model.safetensors"))
+    assert all(torch.equal(two[n], src[n]) for n in two if n.startswith("encoder."))
+    # Without the scale the run ends far from there (more than the tolerance above): the scale reached FSDP's groups.
+    plain = release_weights(train(tiny_experiment(tmp_path / "plain", *args[:2], "train.steps=6")).run_dir)
+    assert (plain["decoder.0.mlp.fc1.weight"] - two["decoder.0.mlp.fc1.weight"]).abs().max() > 1e-3

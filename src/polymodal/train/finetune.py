@@ -73,11 +73,11 @@ class InitPlan:
 @dataclass
 class Finetune:
     """What `prepare` did to the model: the plan (None without ``init_from``), the frozen names, and the learning
-    rate scale of the loaded parameters for `optim.build_optimizer` (None: all at the schedule's rate)."""
+    rate scale of the loaded parameters by name for `optim.build_optimizer` (None: all at the schedule's rate)."""
 
     plan: InitPlan | None
     frozen: set[str]
-    lr_scale: dict[nn.Parameter, float] | None
+    lr_scale: dict[str, float] | None
     table: str
 
 
@@ -137,13 +137,16 @@ def resolve_source(init_from: str) -> tuple[Path, str]:
     except (OSError, ValueError) as e:
         raise InitMismatch(f"finetune.init_from: {e}") from None
     if path.is_dir() and (path / BUNDLE_FILE).is_file():
-        info = read_bundle_file(path / BUNDLE_FILE)
-        register_specs(info.get("modalities", {}), str(path))
+        try:  # a damaged pipeline.json, a modality it defines otherwise than this process
+            info = read_bundle_file(path / BUNDLE_FILE)
+            register_specs(info.get("modalities", {}), str(path))
+        except ValueError as e:
+            raise InitMismatch(f"finetune.init_from: {e}") from None
         return path / info.get("model", "model"), "bundle"
     if path.is_dir() and not any(path.glob("*.safetensors")) and (path / "checkpoints").is_dir():
         raise InitMismatch(f"finetune.init_from: {path} is a run folder; name its release/ or one of its "
                            "checkpoints/step_N folders")
-    kind = "model folder"
+    kind = "safetensors file" if path.is_file() else "model folder"
     if path.is_dir() and (path / "config.json").is_file():
         try:
             raw = json.loads((path / "config.json").read_text())
@@ -302,7 +305,7 @@ def prepare(model: nn.Module, cfg: ExperimentConfig, *, load: bool) -> Finetune:
     plan = load_init(model, ft.init_from, reinit=ft.reinit, copy=load) if ft.init_from else None
     frozen = freeze(model, ft.freeze)
     scale = None
-    if plan is not None and ft.loaded_lr_scale != 1.0:  # keyed by the parameter: LoRA may wrap (rename) it
-        scale = {p: ft.loaded_lr_scale for n, p in model.named_parameters() if n in plan.loaded}
+    if plan is not None and ft.loaded_lr_scale != 1.0:
+        scale = {n: ft.loaded_lr_scale for n, _ in model.named_parameters() if n in plan.loaded}
     table = summary(model, plan, frozen, loaded_lr_scale=ft.loaded_lr_scale, resumed=not load)
     return Finetune(plan, frozen, scale, table)

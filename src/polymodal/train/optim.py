@@ -26,11 +26,11 @@ def no_weight_decay(name: str, param: torch.Tensor, module: nn.Module | None, *,
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = False,
-                 lr_scales: Mapping[nn.Parameter, float] | None = None) -> list[dict]:
+                 lr_scales: Mapping[str, float] | None = None) -> list[dict]:
     """The trainable parameters (frozen ones get no group, hence no optimizer state) in groups: decayed, then not
-    decayed. ``lr_scales`` (keyed by the parameter itself: names change when a module is wrapped) gives some
-    parameters a fraction of the schedule's learning rate (fine-tuning's loaded parameters): they form their own
-    pair of groups after those two, with ``lr_scale`` that `set_lr` applies."""
+    decayed. ``lr_scales`` (by parameter name: FSDP2 replaces the parameter objects but keeps their names) gives
+    some parameters a fraction of the schedule's learning rate (fine-tuning's loaded parameters): they form their
+    own pair of groups after those two, with ``lr_scale`` that `set_lr` applies."""
     owners = {}
     for mod_name, mod in model.named_modules():
         for p_name, _ in mod.named_parameters(recurse=False):
@@ -40,7 +40,7 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
         if not p.requires_grad:
             continue
         exempt = no_weight_decay(name, p, owners.get(name), decay_embeddings=decay_embeddings)
-        scale = float(lr_scales.get(p, 1.0)) if lr_scales else 1.0
+        scale = float(lr_scales.get(name, 1.0)) if lr_scales else 1.0
         groups.setdefault((scale, exempt), []).append(p)
     # The unscaled pair always (a run without scales keeps the two groups its checkpoints were written with).
     return [{"params": ps, "weight_decay": 0.0 if exempt else weight_decay, **({"lr_scale": s} if s != 1.0 else {})}
@@ -53,7 +53,7 @@ def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int, *,
-                    lr_scales: Mapping[nn.Parameter, float] | None = None) -> torch.optim.Optimizer:
+                    lr_scales: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
     """AdamW over `param_groups` (``lr_scales``: see there); with ``cfg.sparse_embeddings`` the embedding tables
     get row-sparse gradients and `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
     groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings, lr_scales=lr_scales)
