@@ -79,6 +79,15 @@ decoder states are mixed before one vocabulary projection, and greedy MaskGIT pr
 same amount, so it raises the ratio from ~1.42x to ~1.48x). Left: approximations (reusing the unconditional
 pass across steps, as some samplers do) would change tokens; on a GPU at batch 1 the second pass mostly fills
 idle parallelism (not measured: no device in this task).
+
+2026-12-06, generation moved onto FourM's own entry points (issue 20: no copy of the encoder, blocks or
+attention in generation/): same tokens (greedy and seeded sampling), same speed. This script, tiny, 3 runs of
+each version alternating (load 4.7-7.6 on the 2 shared cores; absolute times swing 2x with it), medians
+before -> after: ar cached 5.57 -> 3.25 s, ar uncached 29.8 -> 24.0 s, maskgit 8 2.11 -> 2.72 s, maskgit 8 cfg
+3.19 -> 4.23 s, maskgit 16 4.79 -> 5.11 s, maskgit 16 cfg 8.71 -> 8.95 s: the load, not the code. Both versions
+in one process instead (the previous commit imported as a second package, same weights, calls alternating, load
+7-10), after/before per-round medians: ar 256 cached 1.03 (0.97-1.26, n=8), maskgit 8 0.99 (0.72-1.25, n=10),
+maskgit 8 cfg 0.99 (0.95-1.13, n=8), maskgit 16 cfg 1.03 (0.87-1.32, n=8).
 """
 
 from __future__ import annotations
