@@ -127,6 +127,15 @@ def test_another_architecture_names_each_field(tmp_path):
         _fresh_and_prepared(cfg)
     assert str(e.value).splitlines()[1:] == ["  model.dim: 32 in the starting weights, 64 in the recipe",
                                              "  model.num_heads: 2 in the starting weights, 4 in the recipe"]
+    # Tied tables in the recipe, separate ones in the weights: refused; the other way round they load.
+    _source(tmp_path / "src")
+    with pytest.raises(InitMismatch, match="model.tie_sequence_tables: False in the starting weights, True in"):
+        _fresh_and_prepared(tiny_experiment(tmp_path / "run", f"finetune.init_from={tmp_path / 'src'}",
+                                            "model.tie_sequence_tables=true"))
+    _source(tmp_path / "src", tie_sequence_tables=True, share_modality_embeddings=True)
+    _, model, ft = _fresh_and_prepared(cfg)
+    enc, dec = model.encoder_embeddings["tok_depth@syn"], model.decoder_embeddings["tok_depth@syn"]
+    assert enc.mod_emb is not dec.mod_emb and torch.equal(enc.mod_emb, dec.mod_emb)  # the weights' one, twice
 
 
 def test_bad_starting_weights_and_fields_are_one_line(tmp_path):
@@ -322,3 +331,25 @@ def test_two_processes_fine_tune_as_one(tmp_path, mode):
     # Without the scale the run ends far from there (more than the tolerance above): the scale reached FSDP's groups.
     plain = release_weights(train(tiny_experiment(tmp_path / "plain", *args[:2], "train.steps=6")).run_dir)
     assert (plain["decoder.0.mlp.fc1.weight"] - two["decoder.0.mlp.fc1.weight"]).abs().max() > 1e-3
+
+
+def test_a_tied_table_loads_through_any_of_its_names(tmp_path):
+    """A new text domain on a tied table: its embedding and head share the loaded table (not fresh, scaled)."""
+    kw = dict(tie_sequence_tables=True, vocab_sizes={"labels@syn": 40})
+    torch.manual_seed(3)
+    src = FourM(ModelConfig.preset("test", domains_in=("tok_shape@syn", "labels@syn"), domains_out=("tok_shape@syn",),
+                                   **kw))
+    src.save_pretrained(tmp_path / "src")
+    cfg = tiny_experiment(tmp_path / "run", f"finetune.init_from={tmp_path / 'src'}", "finetune.loaded_lr_scale=0.5")
+    model_cfg = ModelConfig.preset("test", domains_in=("tok_shape@syn", "labels@syn", "seq@test"),
+                                   domains_out=("tok_shape@syn", "seq@test"), **kw)
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    torch.manual_seed(0)
+    model = FourM(model_cfg)
+    ft = prepare(model, cfg, load=True)
+    table = "encoder_embeddings.labels@syn.token_emb.weight"
+    assert torch.equal(model.head("seq@test").weight, src.state_dict()[table])
+    tied = {"encoder_embeddings.seq@test.token_emb.weight", "decoder_embeddings.seq@test.token_emb.weight",
+            "decoder_embeddings.seq@test.to_logits.weight"}
+    assert not tied & ft.plan.fresh and "encoder_embeddings.seq@test.mod_emb" in ft.plan.fresh
+    assert ft.lr_scale[table] == 0.5 and "encoder_embeddings.seq@test.mod_emb" not in ft.lr_scale

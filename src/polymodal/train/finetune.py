@@ -12,16 +12,19 @@ training checkpoints ``RUN/checkpoints/step_N``, official 4M-7/4M-21 folders and
 ``model/``, so every tensor is compared in polymodal's layout (shared modality embeddings filled, zero biases of
 bias-free official files dropped).
 
-Refused, one line per problem: an architecture field that differs (``dim``, depths, heads, MLP, biases), and a
-tensor of a domain both have whose shape differs (another vocabulary, another grid), unless the domain is listed
-in ``finetune.reinit``, which starts it fresh.
+Refused, one line per problem: an architecture field that differs (``dim``, depths, heads, MLP, biases; tied
+tables or shared modality embeddings in the recipe but not in the weights), and a tensor of a domain both have
+whose shape differs (another vocabulary, another grid), unless the domain is listed in ``finetune.reinit``, which
+starts it fresh.
 
-A resumed run reads the starting weights' names and shapes again to rebuild the same parameter groups, but copies
-nothing from them: its weights are its checkpoint's. Groups (`config.finetune_groups`): ``embeddings`` (encoder
-input embeddings), ``encoder`` (blocks and norm), ``decoder`` (context projection, blocks, norm, mask token),
-``heads`` (``decoder_embeddings``: target query embeddings and vocabulary projections), and per domain
-``embeddings.<domain>`` / ``heads.<domain>``. A tensor shared by several names (tied sequence tables serve the
-encoder embedding and the head) is frozen when any of its names is.
+A resumed run reads the starting weights again (so they must still be there, as the data must) to rebuild the same
+plan and parameter groups, but copies nothing from them: its weights are its checkpoint's.
+
+Groups (`config.finetune_groups`): ``embeddings`` (encoder input embeddings), ``encoder`` (blocks and norm),
+``decoder`` (context projection, blocks, norm, mask token), ``heads`` (``decoder_embeddings``: target query
+embeddings and vocabulary projections), and per domain ``embeddings.<domain>`` / ``heads.<domain>``. A tensor
+shared by several names (tied sequence tables serve the encoder embedding and the head) is frozen when any of its
+names is.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from ..config import FINETUNE_GROUPS, ConfigError, ExperimentConfig, ModelConfig
 # Fields of the model config that change what a loaded tensor computes: they must be the starting weights'.
 ARCHITECTURE = ("dim", "encoder_depth", "decoder_depth", "num_heads", "mlp_ratio", "act", "gated_mlp", "qkv_bias",
                 "proj_bias", "mlp_bias", "norm_bias", "qk_norm")
+# Tensors the recipe's model shares (tied text tables, one modality embedding per domain) that the starting weights
+# keep apart would load one of several different values: refused when the recipe has the field and they do not.
+SHARING = ("tie_sequence_tables", "share_modality_embeddings")
 # The top-level modules of `FourM` and the group each belongs to (embeddings and heads split further by domain).
 _TOP_GROUPS = {"encoder_embeddings": "embeddings", "decoder_embeddings": "heads", "encoder": "encoder",
                "encoder_norm": "encoder", "decoder_proj_context": "decoder", "decoder": "decoder",
@@ -58,7 +64,8 @@ class InitPlan:
     """Which of the model's state-dict names come from the starting weights.
 
     ``loaded``: names copied (same name and shape); ``fresh``: the model's names that keep their initialization
-    (domains the weights lack, domains under ``reinit``); ``ignored``: the weights' names the model lacks
+    (domains the weights lack, domains under ``reinit``; not the names of a tied table that loads through another
+    name); ``ignored``: the weights' names the model lacks
     (dropped domains, official decoder token tables); ``source``: the folder read, ``kind`` what it was.
     """
 
@@ -168,7 +175,8 @@ def load_source(init_from: str) -> tuple[nn.Module, Path, str]:
         try:
             source = FourM.from_pretrained(path)
         except (OSError, ValueError, KeyError) as e:  # CheckpointError, ConfigError, an unknown modality
-            raise InitMismatch(f"finetune.init_from={init_from}: {e.args[0] if e.args else e}") from None
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # str() of a KeyError quotes it
+            raise InitMismatch(f"finetune.init_from: {msg}") from None
     return source, path, kind
 
 
@@ -185,13 +193,15 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
 def plan_init(model: nn.Module, source: nn.Module, *, reinit: Iterable[str] = (), path: Path = Path("."),
               kind: str = "model folder") -> InitPlan:
     """Match ``model``'s state dict against ``source``'s by name and shape; raises `InitMismatch` listing every
-    architecture field that differs, or else every tensor of a shared domain whose shape differs (domains in
+    architecture field that differs, or else every tensor of a domain both have whose shape differs (domains in
     ``reinit`` excepted: they start fresh)."""
     reinit = tuple(reinit)
     mine, theirs = model.config, source.config
     where = f"finetune.init_from {path}"
     lines = [f"model.{f}: {getattr(theirs, f)!r} in the starting weights, {getattr(mine, f)!r} in the recipe"
              for f in ARCHITECTURE if getattr(mine, f) != getattr(theirs, f)]
+    lines += [f"model.{f}: False in the starting weights, True in the recipe (their separate tensors cannot load "
+              "into one)" for f in SHARING if getattr(mine, f) and not getattr(theirs, f)]
     if lines:
         raise InitMismatch(f"{where} has another architecture than the recipe's model:\n  " + "\n  ".join(lines))
     ours, src = model.state_dict(), source.state_dict()
@@ -215,6 +225,10 @@ def plan_init(model: nn.Module, source: nn.Module, *, reinit: Iterable[str] = ()
         raise InitMismatch(f"{where} does not fit the recipe's model (list a domain under finetune.reinit to start "
                            "it fresh):\n  " + "\n  ".join(bad[:_MAX_LINES]) + more)
     plan.ignored = set(src) - set(ours)
+    # A tensor with several names (a tied text table) loads through any one of them: none of its names is fresh.
+    for names in _param_names(model).values():
+        if any(n in plan.loaded for n in names):
+            plan.fresh.difference_update(names)
     return plan
 
 
@@ -259,7 +273,7 @@ def summary(model: nn.Module, plan: InitPlan | None, frozen: set[str], *, loaded
         row = rows[group_of(names[0])[0]]
         row[0] += 1
         row[1] += p.numel()
-        is_loaded = plan is not None and names[0] in plan.loaded
+        is_loaded = plan is not None and any(n in plan.loaded for n in names)
         row[2] += p.numel() if is_loaded else 0
         row[3] += 0 if is_loaded else p.numel()
         row[4] += p.numel() if names[0] in frozen else 0
@@ -306,6 +320,7 @@ def prepare(model: nn.Module, cfg: ExperimentConfig, *, load: bool) -> Finetune:
     frozen = freeze(model, ft.freeze)
     scale = None
     if plan is not None and ft.loaded_lr_scale != 1.0:
-        scale = {n: ft.loaded_lr_scale for n, _ in model.named_parameters() if n in plan.loaded}
+        scale = {n: ft.loaded_lr_scale for names in _param_names(model).values() if not plan.fresh.intersection(names)
+                 for n in names}
     table = summary(model, plan, frozen, loaded_lr_scale=ft.loaded_lr_scale, resumed=not load)
     return Finetune(plan, frozen, scale, table)
