@@ -121,6 +121,14 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
+def _meminfo(key: str) -> int:
+    """A /proc/meminfo figure in bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
 def _tensor_bytes(module) -> int:
     """Bytes of a module's parameters and buffers, each tensor counted once."""
     seen = {}
@@ -244,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args.release or not (Path(args.release) / MODEL).is_dir():
         p.error(f"give the folder that --make wrote (with {MODEL}/ in it)")
     gib = 2**30
+    # Every weight is held in float32 at least once (no dtype on load yet): refuse to start where that cannot fit,
+    # rather than push a shared machine into the OOM killer.
+    need = sum(f.stat().st_size for f in Path(args.release).rglob("*.safetensors"))
+    avail = _meminfo("MemAvailable")
+    if avail < 1.15 * need:
+        print(f"memory_inference: skipped: the weights alone are {need / gib:.1f} GiB and only {avail / gib:.1f} GiB "
+              "is available (MemAvailable); run it when the machine has room")
+        return
     results = []
     for dtype in args.dtypes:
         spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps}
