@@ -9,7 +9,16 @@ import torch
 
 from polymodal.cli import main
 from polymodal.data.world import OBJECT_CLASSES, render_sample
-from polymodal.eval.probe import average_precision, macro_f1, pixel_features, probe, region_means, world_scenes
+from polymodal.eval.probe import (
+    Scenes,
+    average_precision,
+    chance,
+    macro_f1,
+    pixel_features,
+    probe,
+    region_means,
+    world_scenes,
+)
 
 
 def test_average_precision_by_hand():
@@ -79,6 +88,17 @@ def test_world_labels_match_the_detections():
         assert [OBJECT_CLASSES[c] for c in s.classes[i].nonzero()[:, 0].tolist()] == [
             c for c in OBJECT_CLASSES if c in present]
     assert pixel_features(s.rgb, 8).shape == (6, 3 * 8 * 8)
+
+
+def test_chance_row_by_hand():
+    rgb = np.zeros((4, 1, 1, 3), np.uint8)
+    train = Scenes(rgb, torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]), torch.tensor([2, 3, 3, 1]))
+    test = Scenes(rgb, torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]]), torch.tensor([3, 3, 2, 5]))
+    r = chance(train, test)
+    # mAP: the test frequency of each class (3/4, 1/4); F1: class 0 (train frequency 3/4) marked everywhere ->
+    # tp 3, fp 1 -> 6/7, class 1 (1/4) never marked -> 0; count: the train majority 3 -> acc 2/4, MAE (0+0+1+2)/4
+    assert r["classes"]["test"] == pytest.approx({"mAP": 0.5, "F1": (6 / 7 + 0) / 2})
+    assert r["count"]["test"] == pytest.approx({"acc": 0.5, "MAE": 0.75})
 
 
 def test_probe_command_refuses_too_few_scenes(tmp_path, capsys):

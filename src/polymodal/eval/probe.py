@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,9 @@ import torch
 from torch.nn import functional as F
 
 from ..data.world.scene import MAX_OBJECTS
+from .bootstrap import intervals, paired_gaps
 
-DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # L2 penalty (times 1/2 ||W||^2) on the mean loss
+DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # L2 penalty (times 1/2 ||W||^2) on the mean loss
 VAL_FRACTION = 0.2
 PIXEL_SIDE = 16
 TRAIN_SEED, TEST_SEED = 0, 1
@@ -111,7 +111,11 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, *, multilabel: bool, decay: flo
 def scores(probe: Linear, x: torch.Tensor, y: torch.Tensor, *, multilabel: bool) -> dict[str, float]:
     """``{"mAP", "F1"}`` (multi-label) or ``{"acc", "MAE"}`` (class ids, MAE in classes) of the probe on (x, y)."""
     with torch.no_grad():
-        logits = probe.logits(x)
+        return score_logits(probe.logits(x), y, multilabel=multilabel)
+
+
+def score_logits(logits: torch.Tensor, y: torch.Tensor, *, multilabel: bool) -> dict[str, float]:
+    """`scores` of given logits (n, K) against y (n, K) 0/1 or (n,) class ids."""
     if multilabel:
         s, t = logits.numpy(), y.numpy()
         return {"mAP": float(np.nanmean(average_precision(s, t))), "F1": macro_f1(s > 0, t)}
@@ -123,7 +127,8 @@ def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, te
           multilabel: bool, decays=DECAYS, val_fraction: float = VAL_FRACTION, steps: int = 300,
           num_classes: int | None = None) -> dict:
     """Choose the penalty on the last ``val_fraction`` of the train rows (by mAP or accuracy), refit on every
-    train row, score on the test rows: ``{"test": scores, "decay": chosen, "val": {decay: its score}}``."""
+    train row, score on the test rows: ``{"test": scores, "decay": chosen, "val": {decay: its score},
+    "test_logits": (n_test, K)}`` (the logits let a bootstrap rescore subsets of the test rows)."""
     n_val = max(1, round(len(train_x) * val_fraction))
     fit_x, fit_y, val_x, val_y = train_x[:-n_val], train_y[:-n_val], train_x[-n_val:], train_y[-n_val:]
     key = "mAP" if multilabel else "acc"
@@ -132,7 +137,10 @@ def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, te
            for d in decays}
     best = max(decays, key=lambda d: (val[d], d))  # ties: the stronger penalty
     final = fit_linear(train_x, train_y, decay=best, **fit)
-    return {"test": scores(final, test_x, test_y, multilabel=multilabel), "decay": best, "val": val}
+    with torch.no_grad():
+        logits = final.logits(test_x)
+    return {"test": score_logits(logits, test_y, multilabel=multilabel), "decay": best, "val": val,
+            "test_logits": logits}
 
 
 # ----------------------------------------------------------------------------------------------- the world
@@ -206,9 +214,11 @@ def _bar(items, title: str | None, unit: str):
 
 
 def run_probe(model: str | None = None, *, train: int = 2000, test: int = 500, res: int = 64, batch_size: int = 64,
-              seed: int = 0, progress: bool = False) -> dict:
+              seed: int = 0, bootstrap: int = 0, progress: bool = False) -> dict:
     """Probe the model's encoder, a randomly initialized one of its config, raw pixels and chance (module doc);
-    returns the table's rows, the setup and the seconds each phase took."""
+    returns the table's rows, the setup and the seconds each phase took. ``bootstrap`` > 0: each row's 95%
+    intervals over ``bootstrap`` resamplings of the test scenes (``ci95``), and ``gaps``: the first row's paired
+    relative gap in mAP and count accuracy to every other probed row (`bootstrap.paired_gaps`)."""
     from ..model.fourm import FourM
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
@@ -216,6 +226,8 @@ def run_probe(model: str | None = None, *, train: int = 2000, test: int = 500, r
 
     if train < 10 or test < 1:
         raise ValueError(f"need at least 10 train scenes and 1 test scene, got --train {train} --test {test}")
+    if bootstrap < 0:
+        raise ValueError(f"--bootstrap takes a number of rounds >= 0, got {bootstrap}")
     path = str(default_model(model))
     pipe = _load(path)
     torch.manual_seed(seed)
@@ -239,16 +251,35 @@ def run_probe(model: str | None = None, *, train: int = 2000, test: int = 500, r
         feature_sets[f"{title}: mean of tokens"] = (ptr, pte)
         feature_sets[f"{title}: 2x2 region means"] = (rtr, rte)
     feature_sets[f"pixels {PIXEL_SIDE}x{PIXEL_SIDE} RGB"] = (pixel_features(tr.rgb), pixel_features(te.rgb))
-    rows = {}
+    rows, rescore = {}, {}
     for title, (ftr, fte) in feature_sets.items():
         classes = timed("fit", probe, ftr, tr.classes, fte, te.classes, multilabel=True)
         count = timed("fit", probe, ftr, tr.counts, fte, te.counts, multilabel=False, num_classes=MAX_OBJECTS + 1)
+        rescore[title] = _rescorer(classes.pop("test_logits"), count.pop("test_logits"), te)
         rows[title] = {"dim": int(ftr.shape[1]), "classes": classes, "count": count}
+    gaps = {}
+    if bootstrap:
+        for title, row in rows.items():
+            row["ci95"] = intervals(rescore[title], test, rounds=bootstrap, seed=seed)
+        first, *others = rows
+        higher = lambda f: lambda idx: {m: v for m, v in f(idx).items() if m in ("mAP", "acc")}  # noqa: E731
+        gaps = {o: paired_gaps(higher(rescore[first]), higher(rescore[o]), test, rounds=bootstrap, seed=seed)
+                for o in others}
     rows["chance (label prior)"] = chance(tr, te)
     setup = {"model": path, "train": f"world seed {TRAIN_SEED}, scenes 0..{train - 1}",
              "test": f"world seed {TEST_SEED}, scenes 0..{test - 1}", "res": res, "decays": list(DECAYS),
-             "val_fraction": VAL_FRACTION, "threads": torch.get_num_threads()}
-    return {"rows": rows, "setup": setup, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+             "val_fraction": VAL_FRACTION, "bootstrap": bootstrap, "threads": torch.get_num_threads()}
+    return {"rows": rows, "gaps": gaps, "setup": setup, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+
+def _rescorer(class_logits: torch.Tensor, count_logits: torch.Tensor, test: Scenes):
+    """Test indices -> both tasks' scores on those scenes (for `bootstrap.intervals` and `paired_gaps`)."""
+    def rescore(idx: np.ndarray) -> dict[str, float]:
+        i = torch.as_tensor(idx)
+        return {**score_logits(class_logits[i], test.classes[i], multilabel=True),
+                **score_logits(count_logits[i], test.counts[i], multilabel=False)}
+
+    return rescore
 
 
 
@@ -265,14 +296,22 @@ def chance(train: Scenes, test: Scenes) -> dict:
 
 
 def markdown(results: dict) -> str:
-    """The probe table (test scores; the penalty chosen on validation in brackets)."""
+    """The probe table (test scores, with 95% intervals after a bootstrap; the L2 penalties chosen on validation)
+    and, after a bootstrap, the first row's paired relative gaps to the others."""
     lines = ["| features | dim | classes mAP | classes F1 | count acc | count MAE | L2 (classes, count) |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for title, r in results["rows"].items():
-        c, n = r["classes"]["test"], r["count"]["test"]
+        got, ci = r["classes"]["test"] | r["count"]["test"], r.get("ci95", {})
+        cells = [f"{got[m]:{f}}" + (f" ({ci[m][0]:{f}}–{ci[m][1]:{f}})" if m in ci else "")
+                 for m, f in (("mAP", ".3f"), ("F1", ".3f"), ("acc", ".3f"), ("MAE", ".2f"))]
         decays = f"{r['classes']['decay']:g}, {r['count']['decay']:g}" if "decay" in r["classes"] else "-"
-        lines.append(f"| {title} | {r['dim'] or '-'} | {c['mAP']:.3f} | {c['F1']:.3f} | {n['acc']:.3f} | "
-                     f"{n['MAE']:.2f} | {decays} |")
+        lines.append(f"| {title} | {r['dim'] or '-'} | {' | '.join(cells)} | {decays} |")
+    if results.get("gaps"):
+        first = next(iter(results["rows"]))
+        lines += ["", f"| {first}, relative to | mAP gap (95%) | count acc gap (95%) |", "|---|---:|---:|"]
+        for other, g in results["gaps"].items():
+            cells = [f"{g[m]['gap']:+.1%} ({g[m]['lo']:+.1%} to {g[m]['hi']:+.1%})" for m in ("mAP", "acc")]
+            lines.append(f"| {other} | {cells[0]} | {cells[1]} |")
     s = results["setup"]
     took = ", ".join(f"{k} {v}" for k, v in results["seconds"].items())
     lines.append(f"\ntrain: {s['train']} ({s['val_fraction']:.0%} of them validate the L2 penalty); test: "
@@ -285,8 +324,7 @@ def write(results: dict, out: str | Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "probe.md", out / "probe.json"
     md.write_text(markdown(results))
-    js.write_text(json.dumps(results, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v)
-                             else str(v)) + "\n")
+    js.write_text(json.dumps(results, indent=1) + "\n")
     return md, js
 
 
@@ -300,16 +338,21 @@ def add_parser(sub) -> None:
     p.add_argument("--test", type=int, default=500, help="test scenes, world seed 1 (500)")
     p.add_argument("--res", type=int, default=64, help="resolution the scenes are rendered at (64)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init encoder (0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-init encoder and the bootstrap (0)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="ROUNDS",
+                   help="95%% intervals from ROUNDS resamplings of the test scenes, and the model's paired gaps to "
+                        "the other rows (e.g. 500; 0: none)")
     p.add_argument("--out", default="runs/probe", help="folder for probe.md and probe.json (runs/probe)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    torch.set_num_threads(max(1, args.threads))
     try:
         results = run_probe(args.model, train=args.train, test=args.test, res=args.res, batch_size=args.batch_size,
-                            seed=args.seed, progress=not args.quiet)
+                            seed=args.seed, bootstrap=args.bootstrap, progress=not args.quiet)
     except (ValueError, OSError) as e:  # no default model, an unreadable bundle, a bad count or resolution
         print(f"polymodal probe: {e}", file=sys.stderr)
         return 2
