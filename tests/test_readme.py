@@ -125,6 +125,9 @@ COMMANDS: dict[str, Step] = {
     # Its base recipe (the default model's) reads data/world64_tokens: the tokens written by the tokenize command.
     'POLYMODAL_SPECIALIST=depth polymodal train configs/specialist_world64.py': Step(
         extra=f"{SHORT_TRAINING} data.workers=1", slow=True),
+    'polymodal embed [--model MODEL] --images photos/ --out features.safetensors [--tokens]': Step(),
+    'polymodal probe --model MODEL --train 2000 --test 500 --bootstrap 500 --out runs/probe': Step(
+        extra="--train 20 --test 5", slow=True),
 }
 # Commands with optional parts that also run bare: a newcomer's first try relies on the defaults.
 BARE = {
@@ -132,6 +135,7 @@ BARE = {
     '[--steps 8 --temperature 0.5 --guidance 2 --seed 0 --no-resize]',
     'polymodal retrieve --model BUNDLE --index runs/gallery --from rgb=img.png [--from caption="two red cubes"] '
     '[--k 5 --out matches.png]',
+    'polymodal embed [--model MODEL] --images photos/ --out features.safetensors [--tokens]',
 }
 
 
