@@ -12,7 +12,8 @@ caption grammar parsed back, scored against exact labels), `tasks` (what each ta
 checks), `predictors` (the predictor protocol, the oracle, tokenizer ceilings), `pipeline_adapter` (a `Pipeline`
 as a predictor), `runner` (`evaluate`, test sets), `bootstrap` (intervals over test scenes, paired gaps between
 models), `report` and `examples` (Markdown, JSON, bar chart, example pictures), `specialists` (single-task
-baselines from a 4M recipe), `command` (``polymodal eval``).
+baselines from a 4M recipe), `command` (``polymodal eval``), `probe` (``polymodal probe``: linear probes on frozen
+encoder features of world scenes).
 """
 
 from .bootstrap import intervals, paired_gaps

@@ -34,6 +34,9 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
   inputs are lists (or batched tensors); a text both given and asked for is filled in where it holds sentinels
   (``"a [S_1] cube"``); ``decode_steps``/``sampler``: a released model's diffusion decoders.
 - ``pipe.decode(ids, *, decode_steps=None, sampler=None, seed=0) -> (values, kinds)``.
+- ``pipe.embed(inputs, *, resize=True, notify=None, paths=True) -> model.features.EncoderFeatures``: 4M as an
+  encoder, the encoder's token features (B, N, D) of any inputs with each token's modality and position, and their
+  mean (B, D); `pipeline.embed.embed_folder` is ``polymodal embed`` (a folder of images -> features.safetensors).
 - ``Outputs``: ``ids``, ``values``, ``kinds``, ``inputs`` (shown input values), ``plan``, ``notices``; ``grid()``,
   ``tiles(b)``, ``save(out_dir)`` (files: `pipeline.outputs`).
 - ``pipeline.demo.run_demo(model=None, *, image=None, out="demo", scenes=2, seed=0)``: `polymodal demo`.
