@@ -16,7 +16,9 @@ masking), on the same batches for the same steps; only the starting point and wh
 - ``lora``: the same start, rank-8 adapters on every attention and MLP projection, only they and the new domain's
   embeddings and head train (``lora.r``, ``lora.train``);
 - ``scratch``: the specialist of `specialist_world64.py` (the same size, RGB tokens -> SAM edges only), from a
-  fresh model at the default recipe's own learning rate.
+  fresh model.
+
+All three: batch 16, peak learning rate 2e-3 (the default model's), 5% warmup, cosine; a checkpoint every 25 steps.
 
 The full and LoRA models keep every domain of the default model, so what they forget of the others is measured
 with `polymodal eval` on their bundles (README, "Fine-tune"). Steps, batch and checkpoints: ``train.*`` overrides

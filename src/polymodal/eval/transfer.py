@@ -149,17 +149,25 @@ def plot(files: Sequence[str | Path], out: str | Path, *, metric: str = "edge_f1
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for f in files:
         rows = json.loads(Path(f).read_text())
-        ax.plot([r["step"] for r in rows], [r[metric] for r in rows], marker="o", label=Path(f).parent.name)
+        name = Path(f).parent.name
+        ax.plot([r["step"] for r in rows], [r[metric] for r in rows], marker="o", label=name)
+        log = Path(f).parent / "metrics.jsonl"  # the run's training loss beside it, where the run logged one
+        loss = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+        loss = [r for r in loss if f"train/loss_tok_{KEY}@64" in r]
+        ax2.plot([r["step"] for r in loss], [r[f"train/loss_tok_{KEY}@64"] for r in loss], label=name)
     if ceiling is not None:
         ax.axhline(ceiling, color="gray", ls="--", label="tokenizer ceiling")
-    ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel(metric)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{metric} (held-out)")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel(f"training loss, tok_{KEY}@64")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+        a.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
