@@ -7,7 +7,7 @@
 #   bash scripts/transfer_world64.sh [STEPS] [STOP_AT]   # STEPS: schedule length (200); STOP_AT: pause there
 #                                                         # (0: run to STEPS); rerun with a larger one to go on
 #
-# Times and figures measured: README, "Fine-tune".
+# Times and figures measured: docs/transfer.md (README, "Fine-tune", in short).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${1:-200}
@@ -43,26 +43,35 @@ for kind in full lora scratch; do
       > "$L/train_$kind.log" 2>&1 &
 done
 wait
+# 3b. The fine-tuning recipe itself (configs/finetune_world64.py: 4M-21's mixture over every domain, the new one
+#     an output), at the same steps, batch and peak learning rate: fine-tuning with the old tasks replayed.
+POLYMODAL_TOKENS=data/world64_sam_tokens t train_full_mix polymodal train configs/finetune_world64.py \
+    train.steps="$STEPS" train.stop_at="$STOP" train.batch_size=16 optim.base_lr=0.032 \
+    train.out_dir=runs/transfer/full_mix train.save_every=25 train.keep_last=20 train.eval_every=0 \
+    train.progress=false > "$L/train_full_mix.log" 2>&1
 
 # 4. The new modality's metric on held-out scenes at every checkpoint.
 TOKS="$(ls -d $W/*) $TOK/release"
-for kind in full lora scratch; do
+for kind in full lora scratch full_mix; do
   t "curve_$kind" python -m polymodal.eval.transfer curve "runs/transfer/$kind" --tokenizer $TOKS \
       --data data/world64_val --n "$N_EVAL" --out "runs/transfer/$kind/curve.json" \
       --ceiling runs/transfer/ceiling.json
 done
-python -m polymodal.eval.transfer plot runs/transfer/{full,lora,scratch}/curve.json --out docs/transfer_curves.png \
+python -m polymodal.eval.transfer plot runs/transfer/{full,lora,scratch,full_mix}/curve.json --out docs/transfer_curves.png \
     --ceiling runs/transfer/ceiling.json --title "RGB -> SAM edges, 100 held-out scenes"
 
 # 5. What is forgotten: the default model's tasks before and after (bundles of the fine-tuned releases).
 [ -n "$STOP" ] && [ "$STOP" != 0 ] && exit 0   # paused runs have no release yet
-for kind in full lora; do
+for kind in full lora full_mix; do
   [ -f "runs/transfer/${kind}_bundle/pipeline.json" ] || polymodal bundle --model "runs/transfer/$kind/release" \
       --tokenizer $(ls -d $W/tok_*) "$TOK/release" --text-tokenizer $W/text --out "runs/transfer/${kind}_bundle"
 done
 [ -f runs/transfer/eval/results.json ] || t eval polymodal eval --data data/world64_val \
     --tasks depth,normal,semseg,caption --n "$N_EVAL" --bootstrap 200 --compare full=runs/transfer/full_bundle \
     --compare lora=runs/transfer/lora_bundle --out runs/transfer/eval --quiet
+[ -f runs/transfer/eval_mix/results.json ] || t eval_mix polymodal eval --data data/world64_val \
+    --tasks depth,normal,semseg,caption --n "$N_EVAL" --bootstrap 200 --compare full_mix=runs/transfer/full_mix_bundle \
+    --out runs/transfer/eval_mix --quiet
 du -b runs/transfer/lora/release/adapters/* | tee -a "$L/times.txt"
 
 # 6. A new input modality: SAM edges given beside RGB for segmentation, against RGB alone (fine-tuned from the

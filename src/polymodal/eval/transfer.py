@@ -165,9 +165,11 @@ def plot(files: Sequence[str | Path], out: str | Path, *, metric: str = "edge_f1
     ax.set_title(title)
     ax2.set_xlabel("training step")
     ax2.set_ylabel(f"training loss, tok_{KEY}@64")
+    ax.set_ylim(bottom=-0.02)
+    ax.legend(loc="center right", fontsize=8)
+    ax2.legend(fontsize=8)
     for a in (ax, ax2):
         a.grid(alpha=0.3)
-        a.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
