@@ -75,15 +75,16 @@ done
 du -b runs/transfer/lora/release/adapters/* | tee -a "$L/times.txt"
 
 # 6. A new input modality: SAM edges given beside RGB for segmentation, against RGB alone (fine-tuned from the
-#    default model, INPUT_STEPS each), scored on the same held-out scenes.
+#    default model, INPUT_STEPS each: 100 and 300 measured), scored on the same held-out scenes.
 INPUT_STEPS=${INPUT_STEPS:-100}
 for kind in with without; do
-  POLYMODAL_INPUT=$kind POLYMODAL_TOKENS=data/world64_sam_tokens t "train_input_$kind" polymodal train \
+  POLYMODAL_INPUT=$kind POLYMODAL_TOKENS=data/world64_sam_tokens t "train_input${INPUT_STEPS}_$kind" polymodal train \
       configs/transfer_input_world64.py train.steps="$INPUT_STEPS" train.progress=false \
-      > "$L/train_input_$kind.log" 2>&1 &
+      "train.out_dir=runs/transfer/input${INPUT_STEPS}_$kind" > "$L/train_input${INPUT_STEPS}_$kind.log" 2>&1 &
 done
 wait
-[ -f runs/transfer/input.json ] || t eval_input python -m polymodal.eval.transfer given \
-    input_with=runs/transfer/input_with/release input_without=runs/transfer/input_without/release \
+[ -f "runs/transfer/input$INPUT_STEPS.json" ] || t "eval_input$INPUT_STEPS" python -m polymodal.eval.transfer given \
+    input_with="runs/transfer/input${INPUT_STEPS}_with/release" \
+    input_without="runs/transfer/input${INPUT_STEPS}_without/release" \
     default=src/polymodal/weights/default/model --tokenizer $TOKS --data data/world64_val --n "$N_EVAL" \
-    --out runs/transfer/input.json
+    --out "runs/transfer/input$INPUT_STEPS.json"
