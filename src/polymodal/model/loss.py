@@ -39,24 +39,31 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits = F.linear(xc.float(), wc.float()).to(torch.bfloat16)  # see polymodal.nn.gemm
             else:
                 logits = F.linear(xc, wc)  # faster than xc @ wc.t() at small widths
-        if logits.dtype not in (torch.float32, torch.float64):
-            logits = logits.float()  # softmax in float32 (a copy of the bf16 product); in place from here
         rows = torch.arange(targets.shape[0], device=x.device)
-        target_logit = logits[rows, targets]
-        m = logits.amax(dim=1, keepdim=True)
-        logits.sub_(m).exp_()
-        s = logits.sum(dim=1, keepdim=True)
-        loss = (s.log() + m).squeeze(1).sub_(target_logit).sum()
-        grad = logits.div_(s)
+        if logits.dtype in (torch.float32, torch.float64):
+            # in place in the product's own buffer: no (n, V) allocation
+            target_logit = logits[rows, targets]
+            m = logits.amax(dim=1, keepdim=True)
+            logits.sub_(m).exp_()
+            s = logits.sum(dim=1, keepdim=True)
+            loss = (s.log() + m).squeeze(1).sub_(target_logit).sum()
+            grad = logits.div_(s)
+        else:
+            # A low-precision product: softmax in float32 by one fused kernel that reads the bf16 logits (row by
+            # row, in cache) instead of a float32 copy and five passes over it (max, subtract, exp, sum, divide)
+            logp = torch.log_softmax(logits, dim=1, dtype=torch.float32)
+            loss = logp[rows, targets].sum().neg()
+            grad = logp.exp_()
         grad[rows, targets] -= 1.0
-        ctx.save_for_backward(grad, xc, wc)
+        # saved in the products' dtype: the backward pass casts it there anyway, and the float32 buffer is freed
+        # now rather than held until the backward pass (n x V x 4 bytes per output modality)
+        ctx.save_for_backward(grad.to(xc.dtype), xc, wc)
         ctx.dtypes = (x.dtype, w.dtype)
         return loss
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         grad, xc, wc = ctx.saved_tensors
-        grad = grad.to(xc.dtype)
         dx = dw = None
         if ctx.needs_input_grad[0]:
             dx = _mm(grad, wc).mul_(g).to(ctx.dtypes[0])
