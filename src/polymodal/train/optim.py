@@ -101,6 +101,30 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     return total
 
 
+def clip_and_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """`clip_grad_norm` then ``optimizer.step()``; returns the total norm before clipping.
+
+    With torch's fused AdamW over plain dense gradients, the clipping factor goes to the kernel as its
+    ``grad_scale`` (the gradients divided by it inside the update, and stored so), instead of a separate
+    multiply pass over every gradient: the same update up to float rounding (1/coef as a divisor). Anything else
+    (row-sparse gradients, FSDP2's DTensors, another optimizer) clips first, then steps."""
+    grads = [p.grad for p in params if p.grad is not None]
+    fused = type(optimizer) in (torch.optim.AdamW, torch.optim.Adam) and all(
+        g.get("fused") for g in optimizer.param_groups)
+    if not grads or not fused or any(type(g) is not torch.Tensor or g.is_sparse for g in grads):
+        total = clip_grad_norm(params, max_norm) if grads else torch.zeros(())
+        optimizer.step()
+        return total
+    total = torch.nn.utils.get_total_norm(grads)
+    # torch's clip_grad_norm_ multiplies by coef = min(max_norm / (total + 1e-6), 1); the kernel divides by 1/coef
+    optimizer.grad_scale = ((total + 1e-6) / max_norm).clamp(min=1.0)
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale
+    return total
+
+
 def lr_at(progress: float, warmup: float, total: float, *, peak: float, final: float,
           schedule: str = "cosine") -> float:
     """Learning rate at ``progress`` (steps or tokens, same unit as ``warmup`` and ``total``).

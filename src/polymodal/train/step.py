@@ -21,7 +21,7 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..nn.gemm import bf16_gemm_in_fp32
 from .objectives import Objective
-from .optim import clip_grad_norm
+from .optim import clip_and_step, clip_grad_norm  # noqa: F401 (benchmarks/vs_reference.py wraps the name)
 from .parallelize import autocast, no_sync
 
 
@@ -62,7 +62,6 @@ def train_step(model: nn.Module, micro: list, optimizer: torch.optim.Optimizer, 
         sums = s if sums is None else sums + s
     params = [p for p in model.parameters() if p.grad is not None]
     max_norm = cfg.optim.clip_grad if cfg.optim.clip_grad > 0 else float("inf")
-    grad_norm = clip_grad_norm(params, max_norm) if params else torch.zeros(())
-    optimizer.step()
+    grad_norm = clip_and_step(optimizer, params, max_norm)
     optimizer.zero_grad(set_to_none=True)
     return StepOutput(sums, grad_norm)
