@@ -87,9 +87,11 @@ def model_scores(model_dir: str | Path, tokenizers: dict, samples: Sequence[dict
 
 
 def given_scores(model_dir: str | Path, tokenizers: dict, samples: Sequence[dict], *, task: str = "semseg",
-                 given: Sequence[str] = ("rgb", KEY), batch: int = 50) -> dict[str, float]:
+                 given: Sequence[str] = ("rgb", KEY), batch: int = 50, rescore: list | None = None
+                 ) -> dict[str, float]:
     """`eval.tasks` scores of ``task`` (its targets) predicted from the ``given`` world keys (an input modality
-    the task does not name, e.g. SAM edges beside RGB for segmentation)."""
+    the task does not name, e.g. SAM edges beside RGB for segmentation). ``rescore``: a list that receives the
+    `eval.bootstrap` rescorer of these predictions (scores of a subset of the scenes)."""
     from ..model.fourm import FourM
     from ..pipeline import Pipeline
     from .pipeline_adapter import pipeline_predictor
@@ -103,6 +105,10 @@ def given_scores(model_dir: str | Path, tokenizers: dict, samples: Sequence[dict
             out = predict({k: [s[k] for s in samples[i:i + batch]] for k in given}, targets)
             for t in targets:
                 preds[t] += out[t]
+    if rescore is not None:
+        rescore.append(lambda idx: {k: v for k, v in score(task, {t: [preds[t][i] for i in idx] for t in targets},
+                                                           [samples[i] for i in idx]).items()
+                                    if not isinstance(v, dict)})
     return {k: v for k, v in score(task, preds, samples).items() if not isinstance(v, dict)}
 
 
@@ -192,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     g.add_argument("--n", type=int, default=100)
     g.add_argument("--task", default="semseg")
     g.add_argument("--given", default=f"rgb,{KEY}", help="world keys given to models whose name ends in 'with'")
+    g.add_argument("--bootstrap", type=int, default=200, help="resamplings of the scenes for 95%% intervals")
     g.add_argument("--out", required=True)
     p = sub.add_parser("plot")
     p.add_argument("files", nargs="+")
@@ -209,12 +216,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .tasks import TASKS
 
         samples = load_samples(a.data, a.n, extra=TASKS[a.task].targets)
-        rows = {}
+        from .bootstrap import intervals, paired_gaps
+
+        rows, rescorers = {}, {}
         for item in a.model:
             name, path = item.split("=", 1)
             given = a.given.split(",") if name.endswith("with") else ["rgb"]
-            rows[name] = given_scores(path, toks, samples, task=a.task, given=given)
+            keep: list = []
+            rows[name] = given_scores(path, toks, samples, task=a.task, given=given, rescore=keep)
+            rescorers[name] = keep[0]
+            rows[name]["ci95"] = intervals(keep[0], len(samples), rounds=a.bootstrap)
             print(name, json.dumps(rows[name]), flush=True)
+        names = list(rows)
+        rows["gaps"] = {f"{x} vs {y}": paired_gaps(rescorers[x], rescorers[y], len(samples), rounds=a.bootstrap)
+                        for i, x in enumerate(names) for y in names[i + 1:]}
+        print(json.dumps(rows["gaps"]), flush=True)
         Path(a.out).write_text(json.dumps(rows, indent=1))
         return
     samples = load_samples(a.data, a.n)
