@@ -76,7 +76,7 @@ du -b runs/transfer/lora/release/adapters/* | tee -a "$L/times.txt"
 
 # 6. A new input modality: SAM edges given beside RGB for segmentation, against RGB alone (fine-tuned from the
 #    default model, INPUT_STEPS each: 100 and 300 measured), scored on the same held-out scenes.
-INPUT_STEPS=${INPUT_STEPS:-100}
+INPUT_STEPS=${INPUT_STEPS:-300}
 for kind in with without; do
   POLYMODAL_INPUT=$kind POLYMODAL_TOKENS=data/world64_sam_tokens t "train_input${INPUT_STEPS}_$kind" polymodal train \
       configs/transfer_input_world64.py train.steps="$INPUT_STEPS" train.progress=false \
