@@ -8,6 +8,7 @@ import json
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from polymodal import modalities
@@ -26,6 +27,7 @@ from polymodal.config import (
     save_json,
     to_dict,
 )
+from polymodal.data.pretokenize import write_tokens
 from polymodal.modalities import Kind, Modality
 from polymodal.tokenizers.mlp import MLPTokenizerConfig
 from polymodal.tokenizers.vqvae import VQVAEConfig
@@ -136,9 +138,20 @@ def test_every_recipe_validates_and_round_trips(tmp_path, monkeypatch):
         "    return ExperimentConfig('fourm', ModelConfig.preset('test', domains_in=names, domains_out=names))\n")
     monkeypatch.setenv("POLYMODAL_BASE_RECIPE", str(tmp_path / "base.py"))
     monkeypatch.setenv("POLYMODAL_NEW_MODALITY", "tok_a@data")  # finetune_world64's new domain: one the data holds
+    # The transfer recipes build on the world's own domains: a small token dataset of them (ids only).
+    world = ("tok_rgb@64", "tok_semseg@64", "tok_sam_edge@64")
+    for name in world:
+        monkeypatch.setitem(modalities._REGISTRY, name, Modality(name, Kind.IMAGE_TOKENS, vocab_size=64, grid=(8, 8)))
+    rng = np.random.default_rng(0)
+    write_tokens(tmp_path / "world_tokens", ({"__key__": f"{i:03d}", **{n: rng.integers(0, 64, (1, 64)) for n in world}}
+                                             for i in range(4)), {n: modalities.get(n) for n in world}, shard_size=4)
     recipes = sorted(CONFIGS.glob("*.py"))
     assert len(recipes) >= 10
     for recipe in recipes:
+        if recipe.name.startswith("transfer_"):
+            monkeypatch.setenv("POLYMODAL_TOKENS", str(tmp_path / "world_tokens"))
+        else:
+            monkeypatch.setenv("POLYMODAL_TOKENS", str(tmp_path / "tokens"))
         cfg = load_recipe(str(recipe))
         assert isinstance(cfg, ExperimentConfig), recipe.name
         assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg, recipe.name
