@@ -274,8 +274,10 @@ class FourM(nn.Module):
             h = self.run_decoder(x, enc, self_mask=self._packed_mask(mod, valid, causal), cache=cache)
             rows = {n: h[(mod == i) & valid] for i, n in enumerate(names)}
         if not logits:
-            return {n: TargetLogits(None, q.targets, q.valid, q.positions, rows[n], self.head(n).weight)
-                    for n, q in queries.items()}
+            # The head weight through a view: an autograd node, so a walk of the graph from the outputs (DDP's
+            # search for used parameters) reaches the parameter; the bare leaf was marked unused there.
+            return {n: TargetLogits(None, q.targets, q.valid, q.positions, rows[n], self.head(n).weight.view_as(
+                self.head(n).weight)) for n, q in queries.items()}
         return {n: TargetLogits(self.logits(n, rows[n]), q.targets, q.valid, q.positions)
                 for n, q in queries.items()}
 

@@ -215,10 +215,7 @@ class FourMObjective(Objective):
         ``train.fused_loss`` the model returns its last hidden states and the loss projects them fused with the
         cross-entropy (`model.loss.linear_cross_entropy`): the same values without (n, V) logits.
         """
-        # Not under DDP: it finds the parameters a forward pass used by walking the autograd graph back from the
-        # outputs, and the head weight that forward(logits=False) returns is itself a leaf, so the walk misses it,
-        # DDP marks it unused and then fails when its gradient arrives ("marked as ready twice"). FSDP is fine.
-        fused = self.cfg.train.fused_loss and not isinstance(model, nn.parallel.DistributedDataParallel)
+        fused = self.cfg.train.fused_loss
         outputs = model(batch.to(device), check=False, logits=not fused)
         names = self.cfg.model.domains_out
         parts = modality_losses(outputs)
