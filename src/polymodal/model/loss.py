@@ -22,10 +22,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """Sum over rows of cross_entropy(x @ w.T, t), with the gradient of the logits made in the forward pass.
 
     The plain path writes the logits, their log-softmax, a one-hot gradient and the softmax gradient, each a
-    (n, V) tensor (V up to 30,000); here the logits buffer becomes softmax - onehot in place (one exp per
-    element) and the backward pass is the two matrix products, scaled on the (n, D) side. The products run in the
-    dtype of the forward's product (bf16 under autocast, as autocast runs a linear's backward), the softmax in
-    float32, as autocast does for cross-entropy.
+    (n, V) tensor (V up to 30,000); here a float32 product's buffer becomes softmax - onehot in place (one exp
+    per element), a bf16 product's softmax is one float32 log_softmax kernel over it, and the gradient is kept in
+    the products' dtype; the backward pass is the two matrix products, scaled on the (n, D) side. The products run
+    in the dtype of the forward's product (bf16 under autocast, as autocast runs a linear's backward), the softmax
+    in float32, as autocast does for cross-entropy.
     """
 
     @staticmethod
