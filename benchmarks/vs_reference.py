@@ -13,8 +13,10 @@ on the machine hits both alike), median of the timed rounds after one warmup rou
   the domains). The reference steps the way its training loop does (``run_training_4m.py``: ``FM.forward`` with
   the token budgets, the loss scaler's ``get_grad_norm_``, ``torch.optim.AdamW`` over its ``create_optimizer``
   groups); polymodal the way its loop does (``train/loop.py``: the objective's ``loss``, ``clip_grad_norm``, the
-  optimizer of ``build_optimizer`` with the default ``OptimConfig``). bf16 is CPU autocast on both sides (the
-  reference's own ``torch.cuda.amp.autocast`` does nothing on a CPU).
+  optimizer of ``build_optimizer`` with the default ``OptimConfig``): ``train.step.train_step`` where it exists,
+  else the same calls written out. bf16 is CPU autocast on both sides (the reference's own
+  ``torch.cuda.amp.autocast`` does nothing on a CPU). The check column compares the first losses (the reference's
+  mean rescaled to the domains that have targets: it also counts the domains without any as 0).
 - ``caption``: RGB -> caption, greedy, ``--caption-tokens`` tokens (default 256: the start sentinel and 255
   decoded), batch 1; ``maskgit``: RGB -> tok_depth@224, 8 steps, greedy; ``maskgit cfg``: the same with
   guidance 2 on RGB; and the MaskGIT pair at ``--batches`` (8 and 32) and the caption at ``--caption-batches``.
@@ -27,6 +29,11 @@ and after; the higher is used). fp32 work against the fp32 peak, bf16 against th
 
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py                 # the config (tiny)
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --quick         # ~2 min: dim 64, 2+2 layers
+    POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --only train_bf16 --threads 1
+    POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --profile train_bf16   # where the time goes
+
+On a machine that other jobs share, use ``--threads 1``: two OpenMP threads on two busy cores spin against the other
+jobs, and a run took ~10x longer than at one thread (the ratios are still alternated, the fractions of peak not).
 
 Run it in an environment that has both the reference's dependencies and polymodal (``pip install --no-deps -e .``);
 without ``POLYMODAL_REFERENCE`` it prints why and exits 0. ``--domains bench`` uses benchmarks/train_step.py's
