@@ -33,7 +33,8 @@ and after; the higher is used). fp32 work against the fp32 peak, bf16 against th
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --profile train_bf16   # where the time goes
 
 On a machine that other jobs share, use ``--threads 1``: two OpenMP threads on two busy cores spin against the other
-jobs, and a run took ~10x longer than at one thread (the ratios are still alternated, the fractions of peak not).
+jobs (at load ~7-10 the caption and MaskGIT group had not finished after 35 min at two threads; at one thread it
+took 5 min). The ratios stay fair (alternated); the fractions of peak are only as good as the load allows.
 
 Run it in an environment that has both the reference's dependencies and polymodal (``pip install --no-deps -e .``);
 without ``POLYMODAL_REFERENCE`` it prints why and exits 0. ``--domains bench`` uses benchmarks/train_step.py's
