@@ -56,7 +56,9 @@ def test_head_and_logits_are_the_forward_projection(model):
         full, hidden = model(batch), model(batch, logits=False)
     for name in TINY_OUT:
         assert model.head(name) is model.decoder_embeddings[name].to_logits
-        assert hidden[name].head is model.head(name).weight
+        # the head weight itself, through a view (an autograd node DDP's graph walk can follow to the parameter)
+        head = hidden[name].head
+        assert head._base is model.head(name).weight and torch.equal(head, model.head(name).weight)
         assert torch.allclose(model.logits(name, hidden[name].hidden), full[name].logits, atol=1e-6)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from polymodal import modalities
 from polymodal.config import ModelConfig
 from polymodal.data.world import render_sample, text_embed
 from polymodal.model import FourM
@@ -50,7 +51,17 @@ def serve_pipeline(tmp_path_factory) -> Pipeline:
     return Pipeline(FourM(model_cfg), toks)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package", autouse=True)
+def _registry_after_serve_tests():
+    """The toy ``tok_minilm_global`` registered here (overwrite) goes with these tests: later tests load the shipped
+    model, whose own ``tok_minilm_global`` (4x4, 256 codes) is refused beside another definition."""
+    saved = dict(modalities._REGISTRY)
+    yield
+    modalities._REGISTRY.clear()
+    modalities._REGISTRY.update(saved)
+
+
+@pytest.fixture(scope="package")
 def serve_pipe(tmp_path_factory) -> Pipeline:
     return serve_pipeline(tmp_path_factory)
 
