@@ -126,8 +126,21 @@ def test_weights_of_another_shape_than_the_config(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(str(folder / "model.safetensors"))
-    assert msg.endswith(f"tensor quantize._codebook.cluster_size has shape (64,), the config ({folder}/config.json) "
-                        "gives (128,)")
+    # The one check of every tokenizer folder (`tokenizers.base.checked_state`), worded as for polymodal's own.
+    assert msg == (f"{folder}/model.safetensors: tensor quantize._codebook.cluster_size has shape (64,) in the file, "
+                   f"the config ({folder}/config.json) expects (128,)")
+
+
+def test_a_tensor_the_config_has_not_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = _copy("ml4m-tokenizers/semseg", tmp_path)
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({**state, "decoder.extra": torch.zeros(2)}, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError) as e:
+        load_official_tokenizer(folder)
+    assert str(e.value) == (f"{folder}/model.safetensors: the tensors do not match the config ({folder}/config.json): "
+                            "unexpected (1): decoder.extra")
 
 
 def test_missing_tensor_is_named(tmp_path):

@@ -27,6 +27,7 @@ input or output is refused with a line naming the file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -105,6 +106,7 @@ class ReleaseTokenizers(Mapping):
                                     f"model (its tokenized domains: {', '.join(served) or 'none'})")
             self.sources[domain] = folder
         self._loaded: dict[str, Any] = {} if text is None else {TEXT: text}
+        self._folders: dict[Path, Any] = {}  # each folder read once, whatever the domains it serves
         for domain, tok in (given or {}).items():
             if domain not in served:
                 raise PipelineError(f"{domain} is not a tokenized domain of this model (its tokenized domains: "
@@ -117,7 +119,7 @@ class ReleaseTokenizers(Mapping):
             return self._loaded[name]
         if name not in self.sources:
             raise KeyError(name)
-        tok = load_domain_tokenizer(name, self.sources[name], self.cfg.modality(name))
+        tok = load_domain_tokenizer(name, self.sources[name], self.cfg.modality(name), loaded=self._folders)
         self._loaded[name] = tok
         return tok
 
@@ -175,31 +177,47 @@ def _what(tok: Any) -> str:
     return _a(type(tok).__name__)
 
 
-def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality) -> Any:
+def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality, *,
+                          loaded: dict[Path, Any] | None = None) -> Any:
     """The tokenizer of ``source`` (a folder or a Hub repo id) for ``domain``, checked by `check_fit`; a
-    `PipelineError` naming the domain and the folder when it does not fit, a `hub.HubError` when it is not there."""
+    `PipelineError` naming the domain and the folder when it does not fit, a `hub.HubError` when it is not there.
+
+    ``loaded``: folder -> tokenizer read so far; a folder serving a second domain (4M-21's one edge DiVAE for
+    canny and SAM edges) is not read again: the domain gets a copy sharing its weights, named for the domain."""
     folder = hub.resolve(source, allow_patterns=_HUB_FILES, what="tokenizer folder")
     family, values = FAMILIES[base_name(domain)]
+    if loaded is not None and folder in loaded and loaded[folder].cfg.values == values:
+        tok = for_domain(loaded[folder], domain)
+        check_fit(domain, tok, mod, source)
+        return tok
     args = _reference_args(folder)
     try:
         if args is None:
             tok = load_tokenizer(folder)  # a polymodal tokenizer folder; its misfit is found below
-        elif str(args["dec_type"]).startswith(("unet", "uvit")):
-            channels = args.get("n_channels")
-            if family != "DiVAE":
+        else:
+            divae, channels = str(args["dec_type"]).startswith(("unet", "uvit")), args.get("n_channels")
+            if divae and family != "DiVAE":
                 raise PipelineError(f"{domain}: tokenizer {source} is a DiVAE (a diffusion decoder of images), "
                                     f"{domain} takes {_a(values)} {family}")
-            if channels is not None and int(channels) != CHANNELS[values]:
+            if divae and channels is not None and int(channels) != CHANNELS[values]:
                 raise PipelineError(f"{domain}: tokenizer {source} reads {channels}-channel images, {domain} takes "
                                     f"{_a(values)} DiVAE of {CHANNELS[values]} channels")
-            tok = DiVAE.from_official(folder, values=values)
-            tok.cfg = dataclasses.replace(tok.cfg, name=domain)  # for its messages; the folder may be a hash
-        else:
             tok = load_official_tokenizer(folder, name=domain, image_size=domain_size(domain))
     except (KeyError, TypeError) as e:  # a folder whose arguments miss or mistype what its family needs
         raise PipelineError(f"{domain}: tokenizer {source} cannot be read ({e})") from None
     check_fit(domain, tok, mod, source)
+    if loaded is not None:
+        loaded[folder] = tok
     return tok
+
+
+def for_domain(tok: Any, domain: str) -> Any:
+    """``tok`` under the name of another domain: a shallow copy whose modules and weights are ``tok``'s own."""
+    if not dataclasses.is_dataclass(getattr(tok, "cfg", None)) or not hasattr(tok.cfg, "name"):
+        return tok
+    twin = copy.copy(tok)
+    twin.cfg = dataclasses.replace(tok.cfg, name=domain)
+    return twin
 
 
 def check_fit(domain: str, tok: Any, mod: Modality, source: str | Path = "") -> None:

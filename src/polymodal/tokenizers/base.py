@@ -119,24 +119,31 @@ def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: 
 
 
 def read_weights(path: Path, model: torch.nn.Module, *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of ``path/model.safetensors``, checked against ``model``'s state dict (names and shapes), so
-    that `load_state_dict` cannot fail with a multi-line RuntimeError; every problem is a `TokenizerLoadError`."""
+    """The tensors of ``path/model.safetensors``, checked against ``model`` by `checked_state`; every problem is a
+    `TokenizerLoadError`."""
     file = path / WEIGHTS
     try:
         sd = load_file(str(file), device=map_location)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type (and OSError) for a damaged file
         raise TokenizerLoadError(f"tokenizer folder {path}: {WEIGHTS} is truncated or corrupt ({e})") from e
-    expected = model.state_dict()
-    for key, t in sd.items():
+    return checked_state(model, sd, path)
+
+
+def checked_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``state`` if its names and shapes are ``model``'s, so that `load_state_dict` cannot fail with a multi-line
+    RuntimeError; else a one-line `TokenizerLoadError` naming ``path/model.safetensors``, its config and the tensor.
+    The one check of every tokenizer folder: polymodal's (`read_weights`) and the released ones (`ml4m.folder`)."""
+    file, expected = path / WEIGHTS, model.state_dict()
+    for key, t in state.items():
         if key in expected and tuple(t.shape) != tuple(expected[key].shape):
             raise TokenizerLoadError(f"{file}: tensor {key} has shape {tuple(t.shape)} in the file, the config "
                                      f"({path / CONFIG}) expects {tuple(expected[key].shape)}")
-    missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
         parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:5])}"] if unexpected else []
         raise TokenizerLoadError(f"{file}: the tensors do not match the config ({path / CONFIG}): {'; '.join(parts)}")
-    return sd
+    return state
 
 
 def load_tokenizer(path: str | Path):

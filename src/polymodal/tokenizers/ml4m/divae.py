@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..base import TokenizerInputError, TokenizerLoadError, check_finite, check_token_ids
+from ..base import TokenizerInputError, TokenizerLoadError, check_finite, check_token_ids, checked_state
 from . import diffusion
-from .folder import checked_state, read_official_folder
+from .folder import read_official_folder
 from .quantizers import LucidVQ
 from .unet import PatchedUNet, UNetConfig, config_from_official, official_state_dict
 from .vit import ViTEncoder, vit_shape
@@ -233,18 +233,21 @@ class DiVAE(nn.Module):
     # ------------------------------------------------------------------------------------ loading
 
     @classmethod
-    def from_official(cls, folder: str | Path, *, values: str | None = None, map_location: str = "cpu",
-                      decoder_dtype: torch.dtype = torch.float32) -> DiVAE:
+    def from_official(cls, folder: str | Path, *, values: str | None = None, name: str = "",
+                      map_location: str = "cpu", decoder_dtype: torch.dtype = torch.float32) -> DiVAE:
         """A released DiVAE folder (``config.json`` = the reference's constructor arguments + ``model.safetensors``).
 
-        ``values`` names the modality (rgb, depth, normal, edge); by default it is read from the folder's name
-        (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``; a Hub snapshot's repo), else "raw" (model units in
-        and out). Every size is read from the weights. ``decoder_dtype`` torch.bfloat16 runs the UNet in bfloat16
-        (about twice as fast on CPUs with AVX-512 BF16; benchmarks/divae_decode.py), the encoder stays float32."""
+        ``name`` is the domain it serves (``tok_canny_edge@224``; default: the folder's name when it is one);
+        ``values`` names the modality (rgb, depth, normal, edge); by default it is read from ``name``, else from
+        the folder's name (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``; a Hub snapshot's repo), else
+        "raw" (model units in and out). Every size is read from the weights. ``decoder_dtype`` torch.bfloat16 runs
+        the UNet in bfloat16 (about twice as fast on CPUs with AVX-512 BF16; benchmarks/divae_decode.py), the
+        encoder stays float32."""
         folder = Path(folder).expanduser()
         raw, state = read_official_folder(folder)
-        cfg = config_from_official_divae(raw, state, values=values or _values_from_path(folder), source=folder,
-                                         name=folder.name if folder.name.startswith("tok_") else "")
+        name = name or (folder.name if folder.name.startswith("tok_") else "")
+        values = values or (_values_in(name) if name else None) or _values_from_path(folder)
+        cfg = config_from_official_divae(raw, state, values=values, source=folder, name=name)
         model = cls(cfg)
         renamed = {k: v for k, v in state.items() if not k.startswith("decoder.")}
         renamed.update({"decoder." + k: v for k, v in official_state_dict(
@@ -259,11 +262,12 @@ def _values_from_path(folder: Path) -> str:
     (``models--EPFL-VILAB--4M_tokenizers_depth_8k_224-448``, two levels up); "raw" when neither does."""
     folder = folder.resolve()
     names = [folder.name] + ([folder.parent.parent.name] if folder.parent.name == "snapshots" else [])
-    for name in names:
-        for kind in ("depth", "normal", "edge", "rgb"):
-            if kind in name.lower():
-                return kind
-    return "raw"
+    return next((v for v in map(_values_in, names) if v), "raw")
+
+
+def _values_in(name: str) -> str | None:
+    """The DiVAE modality a domain or folder name says (``tok_sam_edge@224`` -> edge), None when it says none."""
+    return next((kind for kind in ("depth", "normal", "edge", "rgb") if kind in name.lower()), None)
 
 
 def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, values: str = "raw",

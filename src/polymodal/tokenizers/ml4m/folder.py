@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..base import CONFIG, WEIGHTS, TokenizerLoadError
+from ..base import CONFIG, WEIGHTS, TokenizerLoadError, checked_state
 from .mlp import mlp_shape
 from .vit import vit_shape
 from .vqvae import OfficialVQVAE, OfficialVQVAEConfig
@@ -55,6 +55,17 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tupl
     Raises FileNotFoundError / TokenizerLoadError naming what is missing or damaged.
     """
     path = Path(path).expanduser()
+    args = read_official_args(path)
+    try:
+        state = load_file(str(path / WEIGHTS), device=map_location)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise TokenizerLoadError(f"{path / WEIGHTS}: truncated or corrupt ({e})") from None
+    return args, state
+
+
+def read_official_args(path: Path) -> dict:
+    """The reference's arguments of a released folder whose weights file is there (not read: a DiVAE's loader
+    reads it once itself); FileNotFoundError / TokenizerLoadError naming what is missing."""
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer {path}: no such folder")
     weights, has_config = path / WEIGHTS, (path / CONFIG).is_file()
@@ -68,31 +79,25 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tupl
                                  "(and no _class_name of a polymodal tokenizer)")
     if not weights.is_file():
         raise FileNotFoundError(f"{path} is not a complete tokenizer folder: {CONFIG} but no {WEIGHTS}")
-    try:
-        state = load_file(str(weights), device=map_location)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
-        raise TokenizerLoadError(f"{weights}: truncated or corrupt ({e})") from None
-    return args, state
+    return args
 
 
 def load_official_tokenizer(path: str | Path, *, name: str = "", image_size: int | None = None,
                             map_location: str = "cpu"):
-    """The tokenizer of a released folder: an `OfficialVQVAE`, or the DiVAE class's ``from_official(path)``.
+    """The tokenizer of a released folder: an `OfficialVQVAE`, or a DiVAE (`DiVAE.from_official`).
 
-    ``name`` is the domain it serves (default: the folder's name when it is a domain, ``tok_*``); ``image_size``
-    the size `encode` / `decode` work at (default: the config's; the positions are resized to it).
+    ``name`` is the domain it serves, for every family (default: the folder's name when it is a domain, ``tok_*``):
+    a DiVAE takes its modality from it (``tok_sam_edge@224``: edge), as a Hub snapshot's folder name says nothing;
+    ``image_size`` the size a VQ-VAE's `encode` / `decode` work at (default: the config's; the positions are
+    resized to it; a DiVAE is given its size at each decode).
     """
     path = Path(path).expanduser()
-    args, state = read_official_folder(path, map_location=map_location)
+    args = read_official_args(path)
     if str(args["dec_type"]).startswith(("unet", "uvit")) or "beta_schedule" in args:
-        try:
-            from .divae import DiVAE
-        except ImportError:
-            DiVAE = None  # noqa: N806 - the class, when its module is there
-        if DiVAE is None or not hasattr(DiVAE, "from_official"):
-            raise TokenizerLoadError(f"{path}: a DiVAE tokenizer (dec_type {args['dec_type']!r}), and this polymodal "
-                                     "has no DiVAE loader (polymodal.tokenizers.ml4m.divae.DiVAE.from_official)")
-        return DiVAE.from_official(path)
+        from .divae import DiVAE  # here: that module imports this one
+
+        return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location)
+    args, state = read_official_folder(path, map_location=map_location)
     cfg = official_vqvae_config(args, state, source=path, name=name or _domain_name(path), image_size=image_size)
     model = OfficialVQVAE(cfg)
     model.load_state_dict(checked_state(model, state, path), strict=True)
@@ -140,23 +145,6 @@ def official_vqvae_config(args: dict, state: dict[str, torch.Tensor], *, source:
         latent_dim=int(args.get("latent_dim", 32)), codebook_size=int(args.get("codebook_size", 16384)),
         quantizer=quant, num_codebooks=int(args.get("num_codebooks", 1)), norm_codes=bool(args.get("norm_codes", True)),
         pos_grid=(e.grid[0] if family == "vit" else 0), reference=tuple(args.items()), **sizes)
-
-
-def checked_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
-    """``state`` if its names and shapes are ``model``'s, else a one-line TokenizerLoadError naming the tensor."""
-    expected = model.state_dict()
-    file = source / WEIGHTS
-    for key, t in state.items():
-        if key in expected and tuple(t.shape) != tuple(expected[key].shape):
-            raise TokenizerLoadError(f"{file}: tensor {key} has shape {tuple(t.shape)}, the config "
-                                     f"({source / CONFIG}) gives {tuple(expected[key].shape)}")
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = [f"missing {', '.join(missing[:4])}" + (" ..." if len(missing) > 4 else "")] if missing else []
-        parts += [f"unexpected {', '.join(unexpected[:4])}" + (" ..." if len(unexpected) > 4 else "")
-                  ] if unexpected else []
-        raise TokenizerLoadError(f"{file}: the tensors do not fit the config ({source / CONFIG}): {'; '.join(parts)}")
-    return state
 
 
 def save_official(model: OfficialVQVAE, path: str | Path) -> Path:
