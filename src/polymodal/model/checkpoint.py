@@ -22,6 +22,7 @@ from .. import hub
 from ..config import ConfigError, ModelConfig
 from ..modalities import Kind
 from ..modalities import get as get_modality
+from ..nn.loading import assign_state, parameters_on_meta, read_safetensors, safetensors_shapes, target_dtypes
 from ..nn.lora import merged_state_dict
 
 WEIGHTS = "model.safetensors"
@@ -137,23 +138,22 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
                      source: str) -> dict[str, torch.Tensor]:
     """Fit a file's tensors to ``model``: fill a shared modality embedding stored once, drop the all-zero
     LayerNorm biases of bias-free 4M models, keep the file's own position tables; then check names and shapes."""
-    expected = model.state_dict()
+    expected = model.state_dict(keep_vars=True)  # the parameters themselves: they may be on meta (no storage)
     sd = dict(sd)
     # A tensor the model shares (modality embeddings, tied sequence tables) may be stored under one name only.
-    by_storage: dict[int, list[str]] = {}
+    by_tensor: dict[int, list[str]] = {}
     for key, t in expected.items():
-        by_storage.setdefault(t.data_ptr(), []).append(key)
+        by_tensor.setdefault(id(t), []).append(key)
     for key in expected:
         if key not in sd:
-            twin = next((k for k in by_storage[expected[key].data_ptr()] if k in sd
-                         and expected[k].shape == expected[key].shape and expected[k].numel()), None)
+            twin = next((k for k in by_tensor[id(expected[key])] if k in sd), None)
             if twin is not None:
                 sd[key] = sd[twin]
     # Our folders leave out sin-cos position tables equal to the ones the model computes (`computed_tables`).
     params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     for key in expected:
         if key.endswith(".pos_emb") and key not in sd and key not in params:
-            sd[key] = expected[key]
+            sd[key] = expected[key].detach()
     for key in [k for k in sd if k not in expected and k.endswith(".bias")]:
         if key[:-5] + ".weight" in expected and not bool(sd[key].float().abs().max() > 0):
             del sd[key]  # a bias-free LayerNorm stored with zeros
@@ -178,45 +178,60 @@ def _damaged(weights: Path, e: BaseException) -> str:
     return f"{where} is truncated or corrupt ({str(e).strip() or type(e).__name__})"
 
 
-def read_tensors(weights: Path) -> dict[str, torch.Tensor]:
+def read_tensors(weights: Path, dtypes: dict[str, torch.dtype] | None = None) -> dict[str, torch.Tensor]:
+    """The file's tensors, each cast to ``dtypes[name]`` as it is read (`polymodal.nn.loading.read_safetensors`)."""
     try:
-        with safe_open(str(weights), "pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+        return read_safetensors(weights, dtypes)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise CheckpointError(_damaged(weights, e)) from e
+
+
+def _shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        return safetensors_shapes(weights)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise CheckpointError(_damaged(weights, e)) from e
 
 
 def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, strict: bool = True,
                 revision: str | None = None):
-    """A model from a folder, a ``.safetensors`` file or a Hub repo id (``owner/name[@revision]``, see `hub`)."""
+    """A model from a folder, a ``.safetensors`` file or a Hub repo id (``owner/name[@revision]``, see `hub`).
+
+    ``dtype`` (e.g. torch.bfloat16) is the dtype of the floating weights, read straight into it: the model is
+    built with its parameters on the meta device and each tensor is cast as it is read, so no float32 copy of the
+    model exists on the way (`polymodal.nn.loading`); default float32."""
     from .fourm import FourM
 
     folder = hub.resolve(path_or_id, revision=revision, allow_patterns=_HUB_FILES, what="folder or file")
     weights = _weights_path(folder)
     raw = read_config(folder, weights)
-    sd = read_tensors(weights)
-    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    shapes = _shapes(weights)
+    lora = (raw.get("lora") or {}) if is_run_config(raw) else {}
     if is_run_config(raw):  # a training checkpoint (checkpoints/step_*): its run's config holds the model's
         if raw["objective"] != "fourm":
             raise CheckpointError(f"{folder}: a checkpoint of a {raw['objective']!r} run, not of a 4M model")
         # Tied tables stored once there are filled by `adapt_state_dict`, as in any model folder.
         cfg = config_lib.from_dict(ModelConfig, raw["model"], source=f"{folder / CONFIG} (model)")
-        lora = raw.get("lora") or {}
-        if lora.get("r"):  # a LoRA run's checkpoint reads as its merged model, as its release holds it
-            sd = merged_state_dict(sd, float(lora["alpha"]) / lora["r"])
     elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=str(folder))
     else:
         cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
                                    source=str(folder / CONFIG))
     tables = any(k.startswith("decoder_embeddings.") and k.endswith(".token_emb.weight")
-                 and get_modality(k.split(".")[1]).kind is Kind.IMAGE_TOKENS for k in sd)
-    model = FourM(cfg, image_decoder_token_tables=tables)
+                 and get_modality(k.split(".")[1]).kind is Kind.IMAGE_TOKENS for k in shapes)
+    with parameters_on_meta():
+        model = FourM(cfg, image_decoder_token_tables=tables)
+    if lora.get("r"):  # a LoRA run's checkpoint reads as its merged model (merged in the file's dtype, then cast)
+        sd = merged_state_dict(read_tensors(weights), float(lora["alpha"]) / lora["r"])
+        sd = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in sd.items()}
+    else:
+        sd = read_tensors(weights, target_dtypes(model, dtype))
     sd = adapt_state_dict(model, sd, strict=strict, source=str(weights))
-    model.load_state_dict(sd, strict=strict)
-    if dtype is not None:
-        model = model.to(dtype)
-    return model
+    if not strict and set(model.state_dict()) - set(sd):  # tensors the file lacks keep their initial values
+        model = FourM(cfg, image_decoder_token_tables=tables)
+        model.load_state_dict(sd, strict=False)
+        return model.to(dtype) if dtype is not None else model
+    return assign_state(model, sd, strict=strict, dtype=dtype)
 
 
 def state_dict_for_file(model: torch.nn.Module, *, dedupe: bool = False) -> dict[str, torch.Tensor]:
