@@ -103,6 +103,10 @@ COMMANDS: dict[str, Step] = {
     'polymodal generate --model EPFL-VILAB/4M-21_XL --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
     '--from caption="a red bus on a city street" --plan caption_to_all --decode-steps 25 --sampler ddim --out out/':
         Step(skip="downloads 4M-21_XL and its tokenizers"),
+    'polymodal generate --model EPFL-VILAB/4M-21_XL --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
+    '--from rgb=photo.jpg --plan rgb_to_all --index runs/dinov2_gallery --k 5 --out out/':
+        Step(skip="downloads 4M-21_XL and its tokenizers (tests/pipeline/test_official_captions.py runs it on the "
+                  "fixture release)"),
     # The fixture release's depth tokenizer stands for the released one; 2 diffusion steps keep it short.
     'polymodal generate --model path/to/4M-21_B --text-tokenizer text_tokenizer_4m_wordpiece_30k.json '
     '--tokenizer tok_depth@224=path/to/depth_tokenizer --from rgb=img.png --to depth,caption --out out/': Step(

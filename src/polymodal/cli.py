@@ -432,12 +432,23 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device, adapters=args.adapters)
+        galleries = {}
+        if args.index:  # checked before generation: a wrong gallery costs no minutes, writes nothing
+            from .retrieval.captions import caption_galleries, nearest_captions, summary_lines, write_captions
+
+            given = list(pipe.resolve_inputs(inputs).values())
+            run = pipe.plan(args.to, plan=args.plan, steps=args.steps, given=given).targets
+            galleries = caption_galleries(pipe, args.index, outputs=run, k=args.k)
         out = pipe.generate(inputs, args.to, plan=args.plan, steps=args.steps, temperature=args.temperature,
                             guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice,
                             decode_steps=args.decode_steps, sampler=args.sampler, progress=sys.stderr.isatty())
+        nearest = nearest_captions(out.values, galleries, k=args.k) if galleries else {}
         paths = out.save(args.out)
+        paths[-1:-1] = write_captions(args.out, nearest, galleries) if galleries else []
     except (ValueError, KeyError, OSError) as e:
         return _fail("generate", e)
+    for line in summary_lines(nearest) if galleries else []:
+        print(line)
     print(f"{', '.join(out.plan.targets)} from {', '.join(out.inputs) or 'nothing'}: {len(paths)} files in "
           f"{args.out} (grid: {paths[-1]})")
     return 0
@@ -506,6 +517,11 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--decode-steps", type=int, help="diffusion steps of a released model's RGB/depth/normal/edge "
                                                     "decoders, 1 to 1000 (default 25; edges 10)")
     p.add_argument("--sampler", help="their sampler: ddpm (the reference's, default) or ddim (better at few steps)")
+    p.add_argument("--index", action="append", metavar="[DOMAIN=]FOLDER",
+                   help="a gallery index (polymodal retrieve build, or GalleryIndex keyed by captions) of a global "
+                        "vector output, e.g. dinov2_global: its k nearest captions are written beside the vector "
+                        "(DOMAIN_captions.json) and printed (repeatable)")
+    p.add_argument("--k", type=int, default=5, help="nearest captions per global vector with --index (default 5)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
     p.set_defaults(func=_cmd_generate)

@@ -7,7 +7,8 @@ once: every request's inputs become model conditions through `conditions`, which
 ``paths=False`` (no string of any modality is resolved as a path there). Before that, `user_inputs` takes images as
 ``data:`` URLs or bare base64 only (decoded in memory), boxes/metadata/palettes as JSON values or JSON text (never a
 bare string: the pipeline's text form of them is not offered here), vectors as lists of finite numbers as wide
-as the domain's tokenizer reads (`takes_vectors`: an MLP tokenizer's domain, a released model's ``tok_*_global``).
+as the domain's tokenizer reads (`retrieval.captions.is_vector_domain`: an MLP tokenizer's domain, a released
+model's ``tok_*_global``).
 
 Bodies are parsed by `parse_json`: nesting deeper than ``MAX_DEPTH``, NaN/Infinity and numbers past ``MAX_NUMBER``
 are refused, so nothing after it meets a value that recursion or float conversion cannot take.
@@ -30,10 +31,9 @@ from PIL import Image, UnidentifiedImageError
 from ..modalities import Kind
 from ..pipeline import Pipeline, PipelineError
 from ..pipeline.inputs import sequence_items
-from ..pipeline.official import FAMILIES, ReleaseTokenizers
 from ..pipeline.settings import SettingError
 from ..pipeline.settings import check as check_setting
-from ..tokenizers.mlp import MLPTokenizer
+from ..retrieval.captions import is_vector_domain, vector_width
 from ..viz.decode import base_name
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # an uploaded image file; the model sees 64-224 px, so this is generous
@@ -225,21 +225,12 @@ def user_inputs(pipe: Pipeline, body: Any) -> dict[str, Any]:
                 values[name] = v
             else:
                 values[name] = _structured(name, base, v)
-        elif mod.kind is Kind.SEQUENCE_EMB or takes_vectors(pipe, name):
+        elif mod.kind is Kind.SEQUENCE_EMB or is_vector_domain(pipe, name):
             values[name] = _vector(pipe, name, v)
         else:  # depth, normals, segmentation maps: a flat JSON list cannot hold a map, and files are not taken
             raise RequestError(f"{name}: this demo does not take it as an input (it takes images for rgb and edges, "
                                "texts, boxes, metadata, palettes, and vectors as lists of numbers)")
     return values
-
-
-def takes_vectors(pipe: Pipeline, name: str) -> bool:
-    """Whether ``name`` is a global-vector domain: an `MLPTokenizer`'s, or a released model's ``tok_*_global``
-    (a Bottleneck-MLP VQ-VAE; decided from the domain, so a request for another domain loads no tokenizer)."""
-    if isinstance(pipe.tokenizers, ReleaseTokenizers):
-        return (FAMILIES.get(base_name(name)) == ("VQ-VAE", "vector") and name in pipe.tokenizers
-                and pipe.model.config.modality(name).kind is Kind.IMAGE_TOKENS)
-    return isinstance(pipe.tokenizers.get(name), MLPTokenizer)
 
 
 def _vector(pipe: Pipeline, name: str, v: Any) -> list:
@@ -249,12 +240,11 @@ def _vector(pipe: Pipeline, name: str, v: Any) -> list:
     bad = sum(not math.isfinite(x) for x in v)
     if bad:
         raise RequestError(f"{name}: the vector holds {bad} NaN or infinite value(s); send finite numbers")
-    if takes_vectors(pipe, name):
-        try:
-            tok = pipe.tokenizers[name]  # a released model's loads here: the job needs it to encode the vector
+    if is_vector_domain(pipe, name):
+        try:  # a released model's tokenizer loads here: the job needs it to encode the vector
+            width = vector_width(pipe, name)
         except ValueError as e:  # not in the Hub cache, or a misfit: the server's setup, said in one line
             raise RequestError(str(e)) from None
-        width = tok.cfg.in_dim if isinstance(tok, MLPTokenizer) else tok.cfg.in_channels
         if len(v) != width:
             raise RequestError(f"{name}: send a vector of {width} numbers, got {len(v)}")
     return v
