@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 from einops import rearrange
 from torch import nn
-from torch.nn import functional as F
 
 from .kv_cache import ContextKV, KVCache
+from .low_precision import attend
 
 
 @dataclass(frozen=True)
@@ -108,16 +108,16 @@ class SelfAttention(nn.Module):
             if n > 1:  # one new token may attend to everything cached; several attend causally among themselves
                 causal = (torch.arange(start + n, device=x.device)[None, :]
                           <= torch.arange(start, start + n, device=x.device)[:, None])
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
+            out = attend(q, k, v, attn_mask=causal)
         elif segments is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+            out = attend(q, k, v, attn_mask=key_mask)
         else:
             # split (not slicing): its backward concatenates, where a slice's backward fills a full-size zero
             # gradient per segment, which dominated the decoder's backward pass.
             sizes = [s.end - s.start for s in segments]
             if segments[0].start != 0 or sum(sizes) != x.shape[1]:
                 raise ValueError("decoder segments must tile the query axis in order")
-            parts = [F.scaled_dot_product_attention(qs, ks, vs, is_causal=s.causal)
+            parts = [attend(qs, ks, vs, is_causal=s.causal)
                      for s, qs, ks, vs in zip(segments, q.split(sizes, 2), k.split(sizes, 2), v.split(sizes, 2))]
             out = torch.cat(parts, dim=2)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
@@ -150,7 +150,7 @@ class CrossAttention(nn.Module):
             k, v, key_mask = cache
         else:
             k, v = self._keys_values(self.kv(context))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if key_mask is None else key_mask.mask)
+        out = attend(q, k, v, attn_mask=None if key_mask is None else key_mask.mask)
         if key_mask is not None and key_mask.empty is not None:
             out = out.masked_fill(key_mask.empty, 0.0)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
