@@ -152,6 +152,8 @@ def sample(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | float
         ids = flat.argmax(dim=-1)
         conf = torch.ones(ids.shape, dtype=torch.float32, device=ids.device)
     else:
+        # bf16 weights give bf16 logits: filter and sample in float32 (the same draws as float32 logits would get)
+        flat = flat.float()
         probs = F.softmax(filter_top_p(filter_top_k(flat, top_k), top_p) / temperature, dim=-1)
         ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
         conf = probs.gather(1, ids[:, None])[:, 0].float()

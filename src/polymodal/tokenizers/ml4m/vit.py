@@ -131,8 +131,19 @@ class _Trunk(nn.Module):
             x = block(x)
         if self.post_mlp is not None:
             # The released models run this MLP in float32 even under autocast; so do we.
-            x = x.float() + self.post_mlp(self.norm_mlp(x.float()))
+            x = self._post_mlp(x)
         return x
+
+    def _post_mlp(self, x: torch.Tensor) -> torch.Tensor:
+        norm, mlp = self.norm_mlp, self.post_mlp
+        if norm.weight.dtype == torch.float32:
+            return x.float() + mlp(norm(x.float()))
+        # Weights held in bf16 (``tokenizer.to(torch.bfloat16)``): a float32 input would meet bf16 norm weights
+        # ("mixed dtype (CPU)"), so the weights are read in float32 and the result goes back to the trunk's dtype.
+        f = lambda t: None if t is None else t.float()  # noqa: E731
+        h = F.layer_norm(x.float(), norm.normalized_shape, f(norm.weight), f(norm.bias), norm.eps)
+        h = F.linear(torch.tanh(F.linear(h, f(mlp.fc1.weight), f(mlp.fc1.bias))), f(mlp.fc2.weight), f(mlp.fc2.bias))
+        return (x.float() + h).to(x.dtype)
 
 
 class ViTEncoder(_Trunk):
