@@ -119,7 +119,7 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.world import ShardError, iter_samples
-    from .data.world.preview import grid
+    from .viz.world import grid
 
     out = Path(args.out) if args.out else Path(args.dir) / "preview.png"
     try:

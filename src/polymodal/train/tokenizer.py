@@ -172,7 +172,7 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _world_format(values: str, x: torch.Tensor) -> np.ndarray:
-    """One item of tokenizer input or output -> the world's array layout (for `preview.colorize`)."""
+    """One item of tokenizer input or output -> the world's array layout (for `viz.world.colorize`)."""
     if values in ("rgb", "normal"):
         a = x.permute(1, 2, 0).float().numpy()
         return (np.clip(a, 0, 1) * 255).astype(np.uint8) if values == "rgb" and x.dtype != torch.uint8 else \
@@ -188,7 +188,7 @@ def reconstruction_picture(key: str, values: str, pairs: list[tuple[torch.Tensor
     """A PIL image: originals in the top row, their reconstructions below."""
     from PIL import Image
 
-    from ..data.world.preview import colorize
+    from ..viz.world import colorize
 
     name = "canny_edge" if values == "edge" else values
     rows = [np.concatenate([colorize(name, _world_format(values, t)) for t, _ in pairs], axis=1),

@@ -5,8 +5,8 @@ outputs as PNG (`inputs_outputs_grid`, `tile_grid`).
     kinds = {m: value_kind(m, tokenizers) for m in ids} | {"rgb@64": "rgb"}
     save_png(inputs_outputs_grid({"rgb@64": rgb}, values, kinds), "out.png")
 
-The built-in world's own preview (`polymodal.data.world.preview`, every stored modality of a few samples) stays in
-data/: data sits below viz in the import table and cannot call it.
+The built-in world's preview (`viz.world`, every stored modality of a few samples: ``polymodal data show``)
+colours depth and classes with `colors`, as every other picture.
 """
 
 from .colors import class_colors, colormap, depth_rgb, feature_pca_rgb, normal_rgb, robust_range, semseg_rgb

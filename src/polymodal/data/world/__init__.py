@@ -7,7 +7,7 @@
 Sample ``i`` of world ``seed`` depends on ``(seed, i)`` only. Files: `scene` (sampling scene descriptions),
 `person` (the articulated body), `shapes` (ray intersections), `solids` (objects -> primitives), `render` (ray
 casting and shading), `labels` and `caption` (derived modalities), `sample` (one sample, every modality),
-`codec` (bytes of each modality), `store` (shards: write, resume, read), `preview` (a PNG grid of every modality),
+`codec` (bytes of each modality), `store` (shards: write, resume, read) (its PNG preview grid: `viz.world`),
 `text_embed` (caption embeddings from an offline sentence encoder, the optional extra ``polymodal[text]``;
 importing the package registers their modalities, ``minilm_global`` and ``minilm_caption``, and loads nothing).
 """

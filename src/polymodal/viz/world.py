@@ -1,31 +1,29 @@
-"""A PNG grid of every modality of a few world samples, to look at.
+"""A PNG grid of every modality of a few world samples, to look at (``polymodal data show``).
 
-One row per sample, one column per modality: RGB, boxes with class labels, depth (inverse, turbo colours), normals
-(x, y, z -> R, G, B), semantic classes, instances, Canny edges, SAM edges, the person skeletons over a dimmed
-RGB, and the colour palette; the caption is printed under each row. Images are upscaled with nearest neighbour
-so that pixels stay pixels.
+One row per sample, one column per modality: RGB, boxes with class labels, depth, normals (x, y, z -> R, G, B),
+semantic classes, instances, Canny edges, SAM edges, the person skeletons over a dimmed RGB, and the colour
+palette; the caption is printed under each row. Images are upscaled with nearest neighbour so that pixels stay
+pixels. Depth and classes are coloured as every other picture of polymodal colours them (`colors.depth_rgb`:
+inverse depth through viridis over the map's robust range, near bright, sky black, as the released model's
+relative depth in `viz.official`; `colors.class_colors`), so a world sample and a prediction of it compare at a
+glance. Here in viz, not in data/world: data sits below viz in the import table.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .person import BONES, JOINT_NAMES
-from .scene import SEMSEG_CLASSES
+from ..data.world.person import BONES, JOINT_NAMES
+from ..data.world.scene import SEMSEG_CLASSES
+from . import colors
 
 COLUMNS = ("rgb", "det", "depth", "normal", "semseg", "instance", "canny_edge", "sam_edge", "human_poses",
            "color_palette")
-# Stuff in muted tones, object classes in saturated ones.
-SEMSEG_COLORS = np.array([
-    (135, 190, 235), (150, 140, 120), (90, 90, 90),
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    (240, 50, 230),
-], np.uint8)
-assert len(SEMSEG_COLORS) == len(SEMSEG_CLASSES)
+# Stuff in muted tones, object classes in saturated ones: the first colours of the palette every picture uses.
+SEMSEG_COLORS = colors.class_colors(len(SEMSEG_CLASSES))
 
 
 def _font(size: int):
@@ -46,15 +44,8 @@ def colorize(modality: str, value) -> np.ndarray:
     """An (H, W, 3) uint8 picture of an image modality."""
     if modality == "rgb":
         return value
-    if modality == "depth":
-        d = value.astype(np.float64)
-        inv = np.where(d > 0, 1.0 / np.maximum(d, 1e-6), 0.0)
-        valid = d > 0
-        lo, hi = (inv[valid].min(), inv[valid].max()) if valid.any() else (0.0, 1.0)
-        x = np.clip((inv - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
-        out = cv2.applyColorMap(x, cv2.COLORMAP_TURBO)[..., ::-1].copy()
-        out[~valid] = 0
-        return out
+    if modality == "depth":  # metres, 0 = sky; min-max stretched before, so one stray flattened every surface
+        return colors.depth_rgb(value)
     if modality == "normal":
         sky = np.abs(value).sum(-1) < 1e-3
         out = np.clip((value + 1) / 2 * 255, 0, 255).astype(np.uint8)
