@@ -112,3 +112,39 @@ def test_bf16_load_makes_no_float32_copy_of_the_model(tmp_path):
     # float32 model built then cast, or the float32 file in memory (or mapped) at once, each add fp32_bytes (129 MB):
     # the loader before this change peaked at 268 MB.
     assert r["peak"] < r["bytes"] + 0.6 * fp32_bytes, (r, fp32_bytes)
+
+
+# ------------------------------------------------------------------------------------------------ tokenizers
+
+
+def _assert_same_cast(full: torch.nn.Module, half: torch.nn.Module) -> None:
+    a, b = full.state_dict(), half.state_dict()
+    assert set(a) == set(b)
+    for k in a:
+        assert b[k].dtype == (torch.bfloat16 if a[k].is_floating_point() else a[k].dtype), k
+        assert torch.equal(b[k], a[k].to(b[k].dtype)), k
+    # Non-persistent buffers (pixel means, sin-cos tables) are not in the file: cast too, and real.
+    assert all(t.device.type == "cpu" and (t.dtype == torch.bfloat16 or not t.dtype.is_floating_point)
+               for t in (*half.parameters(), *half.buffers()))
+
+
+@pytest.mark.parametrize("folder", ["ml4m-tokenizers/semseg", "ml4m-tokenizers/dinov2-global",
+                                    "ml4m-tokenizers/depth"])
+def test_released_tokenizers_in_bf16_equal_fp32_cast(folder):
+    from polymodal.tokenizers.ml4m.folder import load_official_tokenizer
+    from tests.conftest import fixtures_dir
+
+    path = fixtures_dir(*folder.split("/"))
+    _assert_same_cast(load_official_tokenizer(path), load_official_tokenizer(path, dtype=torch.bfloat16))
+
+
+def test_polymodal_tokenizer_folder_in_bf16_equals_fp32_cast(tmp_path):
+    from polymodal.tokenizers.base import load_folder
+    from polymodal.tokenizers.vqvae import ViTVQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    folder = ViTVQVAE(VQVAEConfig("rgb", image_size=32, patch_size=8, dim=32, encoder_depth=1, decoder_depth=1,
+                                  codebook_size=64, code_dim=8)).save_pretrained(tmp_path / "tok")
+    full = load_folder(ViTVQVAE, VQVAEConfig, folder)
+    _assert_same_cast(full, load_folder(ViTVQVAE, VQVAEConfig, folder, dtype=torch.bfloat16))
+    assert all(p.dtype == torch.float32 for p in full.parameters())  # no dtype: the module's own, as before

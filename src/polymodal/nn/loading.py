@@ -72,9 +72,10 @@ def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = None, *, device: str = "cpu",
-                     keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, each cast to ``dtypes[name]`` (names not in it keep the file's dtype)
-    right after it is read: the file's float32 version of a tensor is gone before the next one is read.
+                     keys: Iterable[str] | None = None, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, each cast to ``dtypes[name]`` (names not in it: floating tensors to
+    ``dtype`` when given, others keep the file's dtype) right after it is read: the file's float32 version of a
+    tensor is gone before the next one is read.
 
     Read with plain file reads into fresh tensors, not through a memory map of the file: a map puts every page of
     the file read so far into the process's resident memory until it closes (the whole float32 file, for a load in
@@ -98,7 +99,7 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
                     raw.seek(start + begin)
                     if t.numel() and raw.readinto(t.reshape(-1).view(torch.uint8).numpy()) != end - begin:
                         raise ValueError(f"{path}: tensor {k} ends past the end of the file")
-                want = dtypes.get(k, t.dtype)
+                want = dtypes.get(k, dtype if dtype is not None and t.is_floating_point() else t.dtype)
                 out[k] = t if want == t.dtype and device == "cpu" else t.to(device=device, dtype=want)
                 del t
     return out

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import config as config_lib
 from .. import hub
+from ..nn.loading import assign_state, parameters_on_meta, read_safetensors, target_dtypes
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -103,27 +104,33 @@ def read_config(path: str | Path) -> dict:
     return data
 
 
-def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: str = "cpu"):
-    """Build ``cls(config)`` from a folder (or a Hub repo id) and load its weights strictly; returns it in eval mode."""
+def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: str = "cpu",
+                dtype: torch.dtype | None = None):
+    """Build ``cls(config)`` from a folder (or a Hub repo id) and load its weights strictly; returns it in eval mode.
+
+    ``dtype`` (e.g. torch.bfloat16): the floating weights are read straight into it, with no float32 copy of the
+    model on the way (built with its parameters on meta, `polymodal.nn.loading`); default the module's own."""
     path = hub.resolve(path, allow_patterns=HUB_FILES)
     data = read_config(path)
     if data["_class_name"] != cls.__name__:
         raise ValueError(f"{path} holds a {data['_class_name']}, not a {cls.__name__} (use load_tokenizer)")
     cfg = config_lib.from_dict(config_cls, {k: v for k, v in data.items() if not k.startswith("_")},
                                source=str(path / CONFIG))
-    model = cls(cfg)
     if not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path}: no {WEIGHTS}")
-    model.load_state_dict(read_weights(path, model, map_location=map_location), strict=True)
-    return model.eval()
+    with parameters_on_meta():
+        model = cls(cfg)
+    state = read_weights(path, model, map_location=map_location, dtype=dtype)
+    return assign_state(model, state, dtype=dtype).to(map_location).eval()
 
 
-def read_weights(path: Path, model: torch.nn.Module, *, map_location: str = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of ``path/model.safetensors``, checked against ``model`` by `checked_state`; every problem is a
-    `TokenizerLoadError`."""
+def read_weights(path: Path, model: torch.nn.Module, *, map_location: str = "cpu",
+                 dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``path/model.safetensors`` in ``model``'s dtypes (floating ones in ``dtype`` when given),
+    each cast as it is read, checked against ``model`` by `checked_state`; every problem is a `TokenizerLoadError`."""
     file = path / WEIGHTS
     try:
-        sd = load_file(str(file), device=map_location)
+        sd = read_safetensors(file, target_dtypes(model, dtype), device=map_location)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type (and OSError) for a damaged file
         raise TokenizerLoadError(f"tokenizer folder {path}: {WEIGHTS} is truncated or corrupt ({e})") from e
     return checked_state(model, sd, path)

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...nn.loading import assign_state, parameters_on_meta
 from ..base import TokenizerInputError, TokenizerLoadError, check_finite, check_token_ids, checked_state
 from . import diffusion
 from .folder import read_official_folder
@@ -234,26 +235,30 @@ class DiVAE(nn.Module):
 
     @classmethod
     def from_official(cls, folder: str | Path, *, values: str | None = None, name: str = "",
-                      map_location: str = "cpu", decoder_dtype: torch.dtype = torch.float32) -> DiVAE:
+                      map_location: str = "cpu", dtype: torch.dtype | None = None,
+                      decoder_dtype: torch.dtype | None = None) -> DiVAE:
         """A released DiVAE folder (``config.json`` = the reference's constructor arguments + ``model.safetensors``).
 
         ``name`` is the domain it serves (``tok_canny_edge@224``; default: the folder's name when it is one);
         ``values`` names the modality (rgb, depth, normal, edge); by default it is read from ``name``, else from
         the folder's name (``4M_tokenizers_depth_8k_224-448``, ``tok_depth@224``; a Hub snapshot's repo), else
-        "raw" (model units in and out). Every size is read from the weights. ``decoder_dtype`` torch.bfloat16 runs
-        the UNet in bfloat16 (about twice as fast on CPUs with AVX-512 BF16; benchmarks/divae_decode.py), the
-        encoder stays float32."""
+        "raw" (model units in and out). Every size is read from the weights. ``dtype`` (default float32): the
+        weights are read straight into it (no float32 copy on the way, `polymodal.nn.loading`); ``decoder_dtype``
+        (default ``dtype``) torch.bfloat16 runs the UNet alone in bfloat16 (about twice as fast on CPUs with
+        AVX-512 BF16; benchmarks/divae_decode.py)."""
         folder = Path(folder).expanduser()
-        raw, state = read_official_folder(folder)
+        raw, state = read_official_folder(folder, map_location=map_location, dtype=dtype)
         name = name or (folder.name if folder.name.startswith("tok_") else "")
         values = values or (_values_in(name) if name else None) or _values_from_path(folder)
         cfg = config_from_official_divae(raw, state, values=values, source=folder, name=name)
-        model = cls(cfg)
+        with parameters_on_meta():
+            model = cls(cfg)
         renamed = {k: v for k, v in state.items() if not k.startswith("decoder.")}
         renamed.update({"decoder." + k: v for k, v in official_state_dict(
             {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}).items()})
-        model.load_state_dict(checked_state(model, renamed, folder), strict=True)
-        model.decoder.to(decoder_dtype)
+        model = assign_state(model, checked_state(model, renamed, folder), dtype=dtype)
+        if decoder_dtype is not None:
+            model.decoder.to(decoder_dtype)
         return model.to(map_location).eval()
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from ...nn.loading import assign_state, parameters_on_meta, read_safetensors
 from ..base import CONFIG, WEIGHTS, TokenizerLoadError, checked_state
 from .mlp import mlp_shape
 from .vit import vit_shape
@@ -48,8 +49,10 @@ def official_tokenizer_types() -> tuple[type, ...]:
     return OfficialVQVAE, DiVAE
 
 
-def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tuple[dict, dict[str, torch.Tensor]]:
-    """(the reference's arguments, the state dict) of a released folder.
+def read_official_folder(path: str | Path, *, map_location: str = "cpu",
+                         dtype: torch.dtype | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(the reference's arguments, the state dict) of a released folder; its floating tensors in ``dtype``
+    (default float32, what a module built here holds), each cast as it is read (`polymodal.nn.loading`).
 
     The arguments come from config.json, or from the weights' header when the folder has only the weights.
     Raises FileNotFoundError / TokenizerLoadError naming what is missing or damaged.
@@ -57,7 +60,7 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu") -> tupl
     path = Path(path).expanduser()
     args = read_official_args(path)
     try:
-        state = load_file(str(path / WEIGHTS), device=map_location)
+        state = read_safetensors(path / WEIGHTS, device=map_location, dtype=dtype or torch.float32)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
         raise TokenizerLoadError(f"{path / WEIGHTS}: truncated or corrupt ({e})") from None
     return args, state
@@ -83,25 +86,26 @@ def read_official_args(path: Path) -> dict:
 
 
 def load_official_tokenizer(path: str | Path, *, name: str = "", image_size: int | None = None,
-                            map_location: str = "cpu"):
+                            map_location: str = "cpu", dtype: torch.dtype | None = None):
     """The tokenizer of a released folder: an `OfficialVQVAE`, or a DiVAE (`DiVAE.from_official`).
 
     ``name`` is the domain it serves, for every family (default: the folder's name when it is a domain, ``tok_*``):
     a DiVAE takes its modality from it (``tok_sam_edge@224``: edge), as a Hub snapshot's folder name says nothing;
     ``image_size`` the size a VQ-VAE's `encode` / `decode` work at (default: the config's; the positions are
-    resized to it; a DiVAE is given its size at each decode).
+    resized to it; a DiVAE is given its size at each decode). ``dtype`` (e.g. torch.bfloat16): the weights are read
+    straight into it, no float32 copy of the tokenizer on the way; default float32.
     """
     path = Path(path).expanduser()
     args = read_official_args(path)
     if str(args["dec_type"]).startswith(("unet", "uvit")) or "beta_schedule" in args:
         from .divae import DiVAE  # here: that module imports this one
 
-        return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location)
-    args, state = read_official_folder(path, map_location=map_location)
+        return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location, dtype=dtype)
+    args, state = read_official_folder(path, map_location=map_location, dtype=dtype)
     cfg = official_vqvae_config(args, state, source=path, name=name or _domain_name(path), image_size=image_size)
-    model = OfficialVQVAE(cfg)
-    model.load_state_dict(checked_state(model, state, path), strict=True)
-    return model.eval().to(map_location)
+    with parameters_on_meta():
+        model = OfficialVQVAE(cfg)
+    return assign_state(model, checked_state(model, state, path), dtype=dtype).eval().to(map_location)
 
 
 def official_vqvae_config(args: dict, state: dict[str, torch.Tensor], *, source: Path, name: str = "",
