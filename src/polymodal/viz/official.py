@@ -1,4 +1,4 @@
-"""Pictures of what the released 4M-21 tokenizers decode to (`pictures.picture` draws these kinds too).
+"""Pictures of what the released 4M-21 tokenizers decode to.
 
 ==============  ===============================================  ==============================================
 kind            value (one item)                                 picture
@@ -12,7 +12,8 @@ sam_masks       `SamInstances`: query points, an instance map    each instance's
 smpl_poses      list of `SMPLPerson`                             each person's box and number over the image
 ==============  ===============================================  ==============================================
 
-The semseg picture is ``size`` wide and as tall as its legend needs (at least ``size``), like a text
+`pictures.picture` draws these kinds as every other (one entry point; boxes, crosses and the canvas are its
+helpers). The semseg picture is ``size`` wide and as tall as its legend needs (at least ``size``), like a text
 (`grid.tile_grid` gives it a taller row); the others are ``size`` x ``size``.
 """
 
@@ -27,7 +28,7 @@ from PIL import Image, ImageDraw
 from ..tokenizers.serializers import QueryPoint
 from . import colors
 from .coco import COCO_SEMSEG_CLASSES, COCO_SEMSEG_COLORS
-from .pictures import BACKGROUND, font, from_array
+from .pictures import canvas, cross, font, from_array, outline_box
 
 OFFICIAL_KINDS = ("relative_depth", "coco_semseg", "sam_masks", "smpl_poses")
 LEGEND_ROWS = 12  # classes named under a segmentation; the rest are counted in one more line
@@ -135,7 +136,7 @@ def draw_coco_semseg(labels, size: int) -> Image.Image:
 def draw_sam_masks(value: SamInstances, size: int, *, background=None) -> Image.Image:
     """Instances of ``value`` as coloured masks (alpha `MASK_ALPHA`) with their boxes, over ``background`` (or
     dark grey); query points as white crosses. Coordinates scale from the map's frame to ``size``."""
-    img = np.asarray(_canvas(background, size), dtype=np.float64)
+    img = np.asarray(canvas(background, size), dtype=np.float64)
     ids = colors.to_numpy(value.ids).astype(np.int64)
     frame = ids.shape[-1]
     ids = np.asarray(Image.fromarray(ids.astype(np.int32)).resize((size, size), Image.NEAREST))
@@ -147,20 +148,16 @@ def draw_sam_masks(value: SamInstances, size: int, *, background=None) -> Image.
     draw = ImageDraw.Draw(out)
     s = size / frame
     for k, box in enumerate(value.boxes):
-        x0, y0, x1, y1 = (round(float(v) * s) for v in box)
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=tuple(int(v) for v in palette[k]))
-    r = max(2, size // 40)
+        outline_box(draw, tuple(round(float(v) * s) for v in box), tuple(int(v) for v in palette[k]))
     for p in value.points:
-        x, y = p.x * s, p.y * s
-        draw.line([(x - r, y), (x + r, y)], fill=(255, 255, 255))
-        draw.line([(x, y - r), (x, y + r)], fill=(255, 255, 255))
+        cross(draw, p.x * s, p.y * s, max(2, size // 40), (255, 255, 255))
     return out
 
 
 def draw_smpl_people(people, size: int, *, background=None) -> Image.Image:
     """Each person's box and number (``1``, ``2``, ... as in the JSON file's order) over ``background``; the pose
     itself needs an SMPL body model to draw, which polymodal does not ship."""
-    img = _canvas(background, size)
+    img = canvas(background, size)
     draw = ImageDraw.Draw(img)
     f = font(max(9, size // 14))
     for k, p in enumerate(people, start=1):
@@ -168,28 +165,9 @@ def draw_smpl_people(people, size: int, *, background=None) -> Image.Image:
             raise TypeError(f"smpl_poses picture: expected SMPLPerson values, got {type(p).__name__}")
         x0, y0, x1, y1 = (round(c * size) for c in p.box)
         color = colors.class_color(k + 2)
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=max(1, size // 112))
+        outline_box(draw, (x0, y0, x1, y1), color, width=max(1, size // 112))
         draw.text((x0 + 2, y0 + 1), f"person {k}", fill=color, font=f)
     return img
-
-
-def _canvas(background, size: int) -> Image.Image:
-    if background is None:
-        return Image.new("RGB", (size, size), BACKGROUND)
-    return from_array(colors.rgb_rgb(background), size)
-
-
-def official_picture(kind: str, value, *, size: int, background=None) -> Image.Image:
-    """The picture of one value of an `OFFICIAL_KINDS` kind (see the module table)."""
-    if kind == "relative_depth":
-        return from_array(relative_depth_rgb(value), size)
-    if kind == "coco_semseg":
-        return draw_coco_semseg(value, size)
-    if kind == "sam_masks":
-        return draw_sam_masks(value, size, background=background)
-    if kind == "smpl_poses":
-        return draw_smpl_people(value, size, background=background)
-    raise ValueError(f"no picture for kind {kind!r}; kinds of the release: {', '.join(OFFICIAL_KINDS)}")
 
 
 def official_value_kind(tok) -> str | None:

@@ -71,12 +71,26 @@ def vector_rgb(vector) -> np.ndarray:
     return colors.colormap(cells.reshape(side, side), lo=lo, hi=hi)
 
 
-def _canvas(background, size: int) -> Image.Image:
+def canvas(background, size: int) -> Image.Image:
+    """What boxes, poses and masks draw over: ``background`` (an RGB value or a PIL image) at ``size``, else dark
+    grey."""
     if background is None:
         return Image.new("RGB", (size, size), BACKGROUND)
     if isinstance(background, Image.Image):
         return background.convert("RGB").resize((size, size), Image.NEAREST)
     return from_array(colors.rgb_rgb(background), size)
+
+
+def outline_box(draw: ImageDraw.ImageDraw, box, color, *, width: int = 1) -> None:
+    """Outline the pixels ``x0 .. x1 - 1``, ``y0 .. y1 - 1`` of a half-open pixel box (at least one pixel)."""
+    x0, y0, x1, y1 = box
+    draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=width)
+
+
+def cross(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, color) -> None:
+    """A point marked by a cross of half-width ``r`` pixels."""
+    draw.line([(x - r, y), (x + r, y)], fill=color, width=1)
+    draw.line([(x, y - r), (x, y + r)], fill=color, width=1)
 
 
 def _class_color(label: str) -> tuple[int, int, int]:
@@ -88,7 +102,7 @@ def draw_boxes(boxes: Sequence[Box], size: int, *, background=None, labels: bool
                width: int = 1) -> Image.Image:
     """Boxes (normalized, half-open) on a ``size`` x ``size`` picture: box (x0, y0, x1, y1) outlines the pixels
     ``round(x0 * size) .. round(x1 * size) - 1`` (and the same for y); the class name is written inside."""
-    img = _canvas(background, size)
+    img = canvas(background, size)
     draw = ImageDraw.Draw(img)
     f = font(max(9, size // 14))
     for b in boxes:
@@ -96,7 +110,7 @@ def draw_boxes(boxes: Sequence[Box], size: int, *, background=None, labels: bool
             raise TypeError(f"det picture: expected Box values, got {type(b).__name__}")
         x0, y0, x1, y1 = (round(c * size) for c in b.coords)
         color = _class_color(b.label)
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=width)
+        outline_box(draw, (x0, y0, x1, y1), color, width=width)
         if labels:
             draw.text((x0 + 2, y0 + 1), b.label, fill=color, font=f)
     return img
@@ -126,13 +140,13 @@ def draw_poses(people: Sequence, size: int, *, background=None, source_size: int
     its skeleton."""
     if source_size is None and background is not None:
         source_size = background.width if isinstance(background, Image.Image) else colors.rgb_rgb(background).shape[1]
-    img = _canvas(background, size)
+    img = canvas(background, size)
     draw = ImageDraw.Draw(img)
     idx = {n: i for i, n in enumerate(JOINT_NAMES)}
     for p in people:
         if isinstance(p, PersonPose):
             x0, y0, x1, y1 = (round(c * size) for c in p.box)
-            draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(255, 255, 255))
+            outline_box(draw, (x0, y0, x1, y1), (255, 255, 255))
             draw.text((x0 + 2, y0 + 1), "human", fill=(255, 255, 255), font=font(max(9, size // 14)))
             continue
         if not isinstance(p, Mapping) or "joints_2d" not in p:
@@ -150,18 +164,15 @@ def draw_poses(people: Sequence, size: int, *, background=None, source_size: int
 def draw_instances(points: Sequence[QueryPoint], size: int, *, background=None) -> Image.Image:
     """SAM query points (a cross each) and the boxes of their instances, one colour per point; coordinates are
     pixels of 4M's 224-pixel frame, scaled to ``size``."""
-    img = _canvas(background, size)
+    img = canvas(background, size)
     draw = ImageDraw.Draw(img)
     s = size / INSTANCE_FRAME
     palette = colors.class_colors(len(points) + 3)[3:]  # skip the muted stuff colours
     for p, c in zip(points, palette):
         color = tuple(int(v) for v in c)
-        x, y, r = p.x * s, p.y * s, max(2, size // 40)
-        draw.line([(x - r, y), (x + r, y)], fill=color, width=1)
-        draw.line([(x, y - r), (x, y + r)], fill=color, width=1)
+        cross(draw, p.x * s, p.y * s, max(2, size // 40), color)
         for inst in p.instances:
-            x0, y0, x1, y1 = (round(v * s) for v in inst.box)
-            draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color)
+            outline_box(draw, tuple(round(v * s) for v in inst.box), color)
     return img
 
 
@@ -242,11 +253,17 @@ def picture(kind: str, value: Any, *, size: int = 128, background=None) -> Image
         return draw_text(str(value), size)
     if kind == "metadata":
         return draw_text(format_metadata(value), size, font_size=max(8, size // 16))
-    from .official import OFFICIAL_KINDS, official_picture  # here: that module draws with this one's helpers
+    from . import official  # here: that module draws with this one's helpers
 
-    if kind in OFFICIAL_KINDS:
-        return official_picture(kind, value, size=size, background=background)
-    raise ValueError(f"no picture for kind {kind!r}; kinds: {', '.join(KINDS + OFFICIAL_KINDS)}")
+    if kind == "relative_depth":
+        return from_array(official.relative_depth_rgb(value), size)
+    if kind == "coco_semseg":
+        return official.draw_coco_semseg(value, size)
+    if kind == "sam_masks":
+        return official.draw_sam_masks(value, size, background=background)
+    if kind == "smpl_poses":
+        return official.draw_smpl_people(value, size, background=background)
+    raise ValueError(f"no picture for kind {kind!r}; kinds: {', '.join(KINDS + official.OFFICIAL_KINDS)}")
 
 
 KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "vector", "det", "color_palette", "human_poses",
