@@ -20,7 +20,10 @@ on the machine hits both alike), median of the timed rounds after one warmup rou
 - ``caption``: RGB -> caption, greedy, ``--caption-tokens`` tokens (default 256: the start sentinel and 255
   decoded), batch 1; ``maskgit``: RGB -> tok_depth@224, 8 steps, greedy; ``maskgit cfg``: the same with
   guidance 2 on RGB; and the MaskGIT pair at ``--batches`` (8 and 32) and the caption at ``--caption-batches``.
-  Greedy outputs are compared token for token ("same ids" column).
+  Greedy outputs are compared token for token ("same ids" column). Each in float32 and (``--gen-dtypes``) in
+  bf16: the reference under ``torch.autocast("cpu", torch.bfloat16)`` (what its user can do: it has no other
+  low-precision path), polymodal with its weights held in bfloat16 (``FourM.to``, ``generate --dtype bfloat16``);
+  their check column adds the share of polymodal's bf16 ids equal to its float32 ids.
 
 FLOPs: each side's own count of its first (untimed) run with ``torch.utils.flop_counter`` (matrix products and
 attention, including the CPU flash-attention kernel that torch's counter misses); "% of peak" is that count per
@@ -31,6 +34,7 @@ and after; the higher is used). fp32 work against the fp32 peak, bf16 against th
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --quick         # ~2 min: dim 64, 2+2 layers
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --only train_bf16 --threads 1
     POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --profile train_bf16   # where the time goes
+    POLYMODAL_REFERENCE=/work/ref python benchmarks/vs_reference.py --only gen batched --threads 1   # generation
 
 On a machine that other jobs share, use ``--threads 1``: two OpenMP threads on two busy cores spin against the other
 jobs (at load ~7-10 the caption and MaskGIT group had not finished after 35 min at two threads; at one thread it
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -307,8 +312,11 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
     return ref_step, poly_step
 
 
-def generation_work(ref, net, poly, kind: str, batch_size: int, *, caption_tokens: int = 256, steps: int = 8):
-    """(reference run, polymodal run) of one generation task on the same RGB batch; each returns the ids (B, N)."""
+def generation_work(ref, net, poly, kind: str, batch_size: int, *, caption_tokens: int = 256, steps: int = 8,
+                    dtype: str = "fp32"):
+    """(reference run, polymodal run) of one generation task on the same RGB batch; each returns the ids (B, N).
+    ``dtype`` "bf16": the reference under CPU autocast (what its user can do), polymodal with its weights held in
+    bfloat16 (``FourM.to``, what ``generate --dtype bfloat16`` loads): pass a bfloat16 copy as ``poly``."""
     from polymodal.generation import Plan, Step, generate
 
     rgb = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -333,7 +341,7 @@ def generation_work(ref, net, poly, kind: str, batch_size: int, *, caption_token
         md = {"rgb@224": {"tensor": rgb}}
         md = gen.init_full_input_modality(md, mi, "rgb@224", "cpu")
         md = gen.init_empty_target_modality(md, mi, target, batch_size, n, "cpu")
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
             out = sampler.generate(md, schedule, text_tokenizer=text_tok, seed=0)
         return out[target]["tensor"].long()
 
@@ -421,12 +429,21 @@ def run_worker(spec: dict) -> dict:
         note = f"first loss {res['reference']['result']:.5f} vs {res['polymodal']['result']:.5f}"
         rows.append(_row(f"train {dtype} (batch {spec['batch']})", dtype, res, note))
         return {"rows": rows}
-    for kind, b in spec["works"]:
-        ref_fn, poly_fn = generation_work(ref, net, poly, kind, b, caption_tokens=spec["caption_tokens"])
+    fp32_ids, models = {}, {"fp32": poly}
+    for kind, b, dtype in spec["works"]:
+        if dtype not in models:  # polymodal's bfloat16 weights: a cast copy, as `generate --dtype bfloat16` holds
+            models[dtype] = copy.deepcopy(poly).to(torch.bfloat16).eval()
+        ref_fn, poly_fn = generation_work(ref, net, models[dtype], kind, b, caption_tokens=spec["caption_tokens"],
+                                          dtype=dtype)
         res = alternate(ref_fn, poly_fn, spec["repeats"])
         a, p = res["reference"]["result"], res["polymodal"]["result"]
         label = f"{kind} ({spec['caption_tokens']} tok)" if kind == "caption" else f"{kind} 8 steps"
-        rows.append(_row(f"{label}, batch {b}", "fp32", res, same_ids(a, p, sequence=kind == "caption")))
+        note = same_ids(a, p, sequence=kind == "caption")
+        if dtype == "fp32":
+            fp32_ids[kind, b] = p
+        elif (kind, b) in fp32_ids:  # how far bfloat16 moves polymodal's own greedy ids
+            note += f"; vs polymodal fp32: {agreement(fp32_ids[kind, b], p, sequence=kind == 'caption')}"
+        rows.append(_row(f"{label}, batch {b}{', bf16' if dtype == 'bf16' else ''}", dtype, res, note))
     return {"rows": rows}
 
 
@@ -445,6 +462,18 @@ def same_ids(a: torch.Tensor, b: torch.Tensor, *, sequence: bool) -> str:
     if a.shape != b.shape:
         return f"no (shapes {tuple(a.shape)} vs {tuple(b.shape)})"
     return "yes" if torch.equal(a, b) else f"no ({int((a != b).sum())}/{a.numel()} ids differ)"
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor, *, sequence: bool) -> str:
+    """The share of ids that two greedy outputs hold in common: image tokens position by position; sequences up
+    to the first difference of each sample (after it, a different history decodes a different text)."""
+    if not sequence:
+        return f"{100 * float((a == b).float().mean()):.1f}% same ids"
+    common = []
+    for x, y in zip(a.tolist(), b.tolist()):
+        n = next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
+        common.append(n / max(len(x), 1))
+    return f"{100 * sum(common) / len(common):.1f}% of ids before the first difference"
 
 
 def in_subprocess(spec: dict) -> dict:
@@ -491,7 +520,10 @@ def profile(spec: dict, work: str, runs: int) -> None:
         fns = train_steps(ref, net, poly, batch, num_input=spec["num_input"], num_target=spec["num_target"],
                           dtype=work.split("_")[1])
     else:
-        fns = generation_work(ref, net, poly, "maskgit cfg" if work.endswith("cfg") else "maskgit", spec["batch"])
+        dtype = "bf16" if work.endswith("_bf16") else "fp32"
+        kind = "maskgit cfg" if "cfg" in work else "maskgit"
+        model = copy.deepcopy(poly).to(torch.bfloat16).eval() if dtype == "bf16" else poly
+        fns = generation_work(ref, net, model, kind, spec["batch"], dtype=dtype)
     for side, fn in zip(("reference", "polymodal"), fns):
         fn(), fn()
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -556,7 +588,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--quick", action="store_true", help="preset test, batch 4, 32 caption tokens, batch 8 only")
     p.add_argument("--json", help="also write the raw results to this file")
-    p.add_argument("--profile", choices=["train_fp32", "train_bf16", "maskgit", "maskgit_cfg"],
+    p.add_argument("--gen-dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="generation rows: fp32, and bf16 (the reference under autocast, polymodal's weights bf16)")
+    p.add_argument("--profile", choices=["train_fp32", "train_bf16", "maskgit", "maskgit_cfg", "maskgit_bf16",
+                                         "maskgit_cfg_bf16"],
                    help="instead of timing: profile one work of each side (--profile-batch for MaskGIT's batch)")
     p.add_argument("--profile-runs", type=int, default=2)
     p.add_argument("--profile-batch", type=int, default=1)
@@ -599,10 +634,12 @@ def main(argv: list[str] | None = None) -> None:
             if g.startswith("train_"):
                 specs.append({**base, "group": g.replace("_", " ")})
             elif g == "gen":
-                specs.append({**base, "group": g, "works": [("caption", 1), ("maskgit", 1), ("maskgit cfg", 1)]})
+                works = [(k, 1, d) for d in args.gen_dtypes for k in ("caption", "maskgit", "maskgit cfg")]
+                specs.append({**base, "group": g, "works": works})
             elif g == "batched":
-                works = [(k, b) for b in args.batches for k in ("maskgit", "maskgit cfg")]
-                specs.append({**base, "group": g, "works": works + [("caption", b) for b in args.caption_batches]})
+                works = [(k, b, d) for d in args.gen_dtypes for b in args.batches for k in ("maskgit", "maskgit cfg")]
+                works += [("caption", b, d) for d in args.gen_dtypes for b in args.caption_batches]
+                specs.append({**base, "group": g, "works": works})
             else:
                 p.error(f"--only: unknown group {g!r}; choose from train_fp32 train_bf16 gen batched")
         rows = []
