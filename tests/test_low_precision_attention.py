@@ -1,5 +1,5 @@
-"""`nn.low_precision.attend`: SDPA itself where it must be (float32, gradients), and in bfloat16 inference the
-attention SDPA computes, up to bf16 rounding of the scores."""
+"""`nn.low_precision.attend`: SDPA itself in float32, and in bfloat16 inference the attention SDPA computes, up to
+bf16 rounding of the scores (with gradients: tests/nn/test_attend_training.py)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,3 @@ def test_bf16_inference_matches_float32_attention(monkeypatch, case):
     torch.testing.assert_close(out.float(), ref, rtol=0, atol=0.05)
     assert float((out.float() - ref).abs().mean()) < 0.01
 
-
-def test_bf16_with_gradients_is_sdpa(monkeypatch):
-    monkeypatch.setattr(low_precision, "native_bf16_cpu", lambda: True)
-    q, k, v = (t.requires_grad_() for t in _qkv(torch.bfloat16))
-    assert torch.equal(attend(q, k, v), F.scaled_dot_product_attention(q, k, v))
