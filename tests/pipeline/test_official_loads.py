@@ -25,13 +25,13 @@ EDGES = ("tok_canny_edge@224", "tok_sam_edge@224")
 def weight_reads(monkeypatch):
     """Every tokenizer weights file read, by path (the one reader of released folders: `read_official_folder`)."""
     reads: list[str] = []
-    real = ml4m_folder.load_file
+    real = ml4m_folder.read_safetensors
 
     def counted(path, *args, **kwargs):
         reads.append(str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(ml4m_folder, "load_file", counted)
+    monkeypatch.setattr(ml4m_folder, "read_safetensors", counted)
     return reads
 
 
