@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this folder comes first on sys.path, and its tokenizers.py would shadow the `tokenizers` package
+# the reference imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT / "src"))
 
 from polymodal.tokenizers.ml4m import diffusion  # noqa: E402
@@ -118,6 +122,101 @@ def speed(threads: int) -> None:
               flush=True)
 
 
+REF_CONFIG = dict(  # the released depth tokenizer's constructor arguments (4M_tokenizers_depth_8k_224-448)
+    enc_type="vit_b_enc", dec_type="unet_patched", image_size=224, n_channels=1, patch_size=16, post_mlp=True,
+    quant_type="lucid", latent_dim=32, codebook_size=8192, norm_codes=True, num_train_timesteps=1000,
+    scheduler="ddpm", beta_schedule="linear", prediction_type="sample", clip_sample=False, thresholding=True,
+    zero_terminal_snr=True)
+
+
+def versus_reference(threads: int, rounds: int, folder: Path, size: int = 224) -> None:
+    """The reference's own ``decode_tokens`` against ours, same weights (its random DiVAE saved in the official
+    layout, loaded by polymodal), same ids, same generator seed, alternating in this process."""
+    ref_path = os.environ.get("POLYMODAL_REFERENCE")
+    if not ref_path:
+        print("reference: POLYMODAL_REFERENCE is not set (a checkout of apple/ml-4m, run in its environment: "
+              "diffusers 0.20); skipped")
+        return
+    import contextlib
+    import io
+    import json
+
+    from safetensors.torch import save_file
+
+    from polymodal.interop import ml4m
+
+    sys.path.insert(0, ref_path)
+    with contextlib.redirect_stdout(io.StringIO()), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        from fourm.vq.vqvae import DiVAE as RefDiVAE
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ref = RefDiVAE(**REF_CONFIG).eval()
+    ids = torch.randint(0, 8192, (1, size // 16, size // 16), generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        # The reference zero-initializes its output conv, each residual block's last conv and each attention's
+        # projection: its fresh UNet predicts x0 = 0 everywhere, and every decode is exactly 0 on both sides.
+        # Those get random weights (1/sqrt(fan-in)), and the output conv is then scaled so that x0 predictions
+        # have std 0.3, inside the [-1, 1] the sampler clips to; the same weights go to both sides, and the work
+        # per step is unchanged.
+        g = torch.Generator().manual_seed(2)
+        for p in ref.decoder.parameters():
+            if p.ndim > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+        scale = 0.3 / float(ref.decoder(x, torch.tensor([500]), ref.tokens_to_embedding(ids)).std())
+        for p in ref.decoder.out[-1].parameters():
+            p.mul_(scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(REF_CONFIG, indent=2))
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(folder / "model.safetensors"))
+    ours = ml4m.load_tokenizer(folder)
+
+    def run_ref(steps: int) -> torch.Tensor:
+        return ref.decode_tokens(ids, timesteps=steps, generator=torch.Generator().manual_seed(0), image_size=size)
+
+    def run_ours(steps: int, sampler: str = "ddpm") -> torch.Tensor:
+        return ours.decode_tokens(ids, timesteps=steps, generator=torch.Generator().manual_seed(0), image_size=size,
+                                  sampler=sampler)
+
+    print(f"reference {ref_path}, torch {torch.__version__}, threads {threads}; UNet "
+          f"{sum(p.numel() for p in ref.decoder.parameters()) / 1e6:.1f} M parameters (both); DDPM 25 steps, "
+          f"{size} px, seed 0", flush=True)
+    # One UNet call on the same input: random weights give x0 predictions far outside [-1, 1], which the sampler
+    # clips, so the decodes' agreement alone says little; the raw UNet outputs are compared relative to their size.
+    with torch.inference_mode():
+        u_ref = ref.decoder(x, torch.tensor([500]), ref.tokens_to_embedding(ids))
+        u_ours = ours.decoder(x.contiguous(memory_format=torch.channels_last), 500, ours.quantize.lookup(ids))
+    print(f"  one UNet call: max abs diff {float((u_ref - u_ours).abs().max()):.2e}, outputs up to "
+          f"{float(u_ref.abs().max()):.2e}", flush=True)
+    a, b = run_ref(25), run_ours(25)  # also the warm-up of both
+    print(f"  decodes: max abs diff {float((a - b).abs().max()):.2e}; pixels at +-1 (clipped x0): "
+          f"{float((a.abs() > 0.999).float().mean()):.0%}", flush=True)
+    times: dict[str, list[float]] = {"reference": [], "polymodal": []}
+    for r in range(rounds):
+        order = [("reference", run_ref), ("polymodal", run_ours)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn(25)
+            times[name].append(time.perf_counter() - start)
+            print(f"  round {r}: {name:9} {times[name][-1]:6.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{'decode (fp32 unless said)':34} {'seconds':>8}   load {os.getloadavg()[0]:.1f}")
+    print(f"{'reference decode_tokens DDPM-25':34} {med['reference']:8.1f}   (median of {rounds})")
+    ratio = med["reference"] / med["polymodal"]
+    print(f"{'polymodal decode_tokens DDPM-25':34} {med['polymodal']:8.1f}   {ratio:.2f}x the reference's speed")
+    start = time.perf_counter()
+    ddim = run_ours(10, "ddim")
+    print(f"{'polymodal DDIM-10':34} {time.perf_counter() - start:8.1f}")
+    ours.decoder.to(torch.bfloat16)
+    run_ours(1, "ddim")  # warm-up of the bfloat16 kernels
+    for label, steps, sampler, full in (("DDPM-25", 25, "ddpm", b), ("DDIM-10", 10, "ddim", ddim)):
+        start = time.perf_counter()
+        out = run_ours(steps, sampler)
+        print(f"{'polymodal bf16 UNet ' + label:34} {time.perf_counter() - start:8.1f}   max abs diff to fp32 "
+              f"{float((out - full).abs().max()):.2e}", flush=True)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB for values in [-1, 1] (peak-to-peak 2)."""
     return 10 * math.log10(4 / float(((a - b) ** 2).mean()))
@@ -150,11 +249,17 @@ def quality(seeds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("speed", "quality", "both"), default="both")
+    parser.add_argument("--part", choices=("speed", "quality", "both", "reference"), default="both")
+    parser.add_argument("--image-size", type=int, default=224, help="--part reference: the decode's size")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each side (--part reference)")
+    parser.add_argument("--folder", default=str(ROOT / "runs" / "divae_reference" / "4M_tokenizers_depth_random"),
+                        help="where --part reference saves the reference's weights in the official layout")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=4)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+    if args.part == "reference":
+        versus_reference(args.threads, args.rounds, Path(args.folder), args.image_size)
     if args.part in ("quality", "both"):
         quality(args.seeds)
     if args.part in ("speed", "both"):
