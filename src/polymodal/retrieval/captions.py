@@ -126,14 +126,16 @@ def gallery_captions(index: GalleryIndex, folder: str) -> list[str]:
 
 def nearest_captions(values: Mapping[str, Any], galleries: Mapping[str, CaptionGallery], *, k: int = 5) -> dict[
         str, list[list[dict]]]:
-    """domain -> per sample, its ``k`` nearest gallery items best first: ``{"caption", "score", "key"}`` (score:
-    cosine similarity, or L2 distance, as the index's metric)."""
+    """domain -> per sample, its ``k`` nearest gallery items best first: ``{"caption", "score"}`` (score: cosine
+    similarity, or L2 distance, as the index's metric), and ``"key"``, the world sample's number, for a world
+    gallery."""
     out = {}
     for domain, g in galleries.items():
         check_k(k, g.index, g.path)
         vectors = torch.as_tensor(values[domain]).float().reshape(-1, g.index.dim)
         hits = g.index.search(vectors, k)
-        out[domain] = [[{"caption": g.captions[i], "score": round(float(s), 4), "key": key}
+        out[domain] = [[{"caption": g.captions[i], "score": round(float(s), 4)} | ({} if key == g.captions[i] else
+                                                                                   {"key": key})
                         for i, s, key in zip(row, scores, keys)]
                        for row, scores, keys in zip(hits.indices.tolist(), hits.scores.tolist(), hits.keys)]
     return out
