@@ -161,7 +161,8 @@ class CrossAttention(nn.Module):
         Only valid rows are projected (padding rows get zero keys and values; they are masked anyway): a guided
         batch pads its short unconditional context to the conditional one's length.
         """
-        if bool(valid.all()):
+        # a given mask already knows whether every key is valid: no device sync per layer
+        if mask.mask is None if mask is not None else bool(valid.all()):
             kv = self.kv(context)
         else:
             rows = self.kv(context[valid])
