@@ -96,3 +96,20 @@ def test_a_gallery_that_cannot_answer_is_one_line_and_writes_nothing(case, messa
     assert rc == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"polymodal generate: {message.format(gallery=gallery)}"
     assert not out.exists()
+
+
+def test_retrieve_predicts_a_releases_global_and_searches(caption_index):
+    """`polymodal.retrieval.query` (what `polymodal retrieve` runs) takes a released model's DINOv2 global too."""
+    from polymodal.pipeline import Pipeline
+    from polymodal.retrieval import embedding_outputs, query
+
+    from ..conftest import fixtures_dir
+
+    folder, gallery = caption_index
+    pipe = Pipeline.from_pretrained(fixtures_dir("ml4m-4m21-tiny"), tokenizers={
+        "tok_dinov2_global": fixtures_dir("ml4m-4m21-tiny-tokenizers", "tok_dinov2_global")})
+    assert embedding_outputs(pipe) == ["tok_dinov2_global"] and pipe.tokenizers.loaded == ()  # asked, none loaded
+    rgb = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(0))
+    q = query(pipe, folder, {"rgb@224": rgb}, k=3)
+    assert q.modality == "tok_dinov2_global" and q.result.vectors.shape == (1, 768)
+    assert q.result.hits.keys[0] == [CAPTIONS[i] for i in brute_force(gallery, q.result.vectors[0], 3)]

@@ -9,8 +9,9 @@
 
 What `polymodal retrieve --model M --index I --from rgb=img.png` runs. The embedding is generated greedily
 (MaskGIT, temperature 0: a global embedding is a few tokens, and a query should not depend on a draw), decoded to a
-vector by the modality's `MLPTokenizer` and searched with `GalleryIndex.search`. Every bad input raises a
-`PipelineError` (a ValueError) naming what is wrong; the CLI prints it and exits with code 2.
+vector by the modality's tokenizer (an `MLPTokenizer`, a released model's Bottleneck-MLP VQ-VAE) and searched with
+`GalleryIndex.search`. Every bad input raises a `PipelineError` (a ValueError) naming what is wrong; the CLI prints
+it and exits with code 2.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 from PIL import Image
 
 from ..pipeline import Pipeline, PipelineError
-from ..tokenizers.mlp import MLPTokenizer
 from ..viz import save_png
+from .captions import is_vector_domain, vector_width
 from .index import GalleryIndex
 from .retrieve import Retrieval, draw_matches, query_vectors, world_pictures
 
@@ -42,8 +43,9 @@ class Query:
 
 
 def embedding_outputs(pipe: Pipeline) -> list[str]:
-    """The model outputs that decode to one vector each: those with an `MLPTokenizer` (``tok_*_global``)."""
-    return [n for n in pipe.outputs if isinstance(pipe.tokenizers.get(n), MLPTokenizer)]
+    """The model outputs that decode to one vector each (``tok_*_global``): those with an `MLPTokenizer`, and a
+    released 4M model's DINOv2 / ImageBind globals (`captions.is_vector_domain`; none loads here)."""
+    return [n for n in pipe.outputs if is_vector_domain(pipe, n)]
 
 
 def pick_modality(pipe: Pipeline, index: GalleryIndex, modality: str | None = None) -> str:
@@ -52,11 +54,11 @@ def pick_modality(pipe: Pipeline, index: GalleryIndex, modality: str | None = No
     found = embedding_outputs(pipe)
     if not found:
         raise PipelineError(f"this model has no global-embedding output to retrieve with (outputs: "
-                            f"{', '.join(pipe.outputs)}; it needs a tok_*_global output and its MLP tokenizer)")
+                            f"{', '.join(pipe.outputs)}; it needs a tok_*_global output and its vector tokenizer)")
     if modality is not None:
         name = pipe.resolve(modality, output=True)
         if name not in found:
-            raise PipelineError(f"{name} is not a global-embedding output (with an MLP tokenizer) of this model; "
+            raise PipelineError(f"{name} is not a global-embedding output (with a vector tokenizer) of this model; "
                                 f"those are: {', '.join(found)}")
     else:
         same = [n for n in found if index.modality and index.modality in (n, n.removeprefix("tok_").split("@")[0])]
@@ -68,7 +70,7 @@ def pick_modality(pipe: Pipeline, index: GalleryIndex, modality: str | None = No
     if index.modality and index.modality not in (name, base):
         raise PipelineError(f"the index was built from {index.modality}, but {name} predicts {base}: build the "
                             f"index from {base} (polymodal retrieve build --modality {base})")
-    dim = pipe.tokenizers[name].cfg.in_dim
+    dim = vector_width(pipe, name)
     if dim != index.dim:
         raise PipelineError(f"{name} decodes to vectors of {dim}, the index holds vectors of {index.dim}"
                             + (f" ({index.modality})" if index.modality else ""))
@@ -107,7 +109,7 @@ def query(model: str | os.PathLike | Pipeline, index: str | os.PathLike | Galler
     # scene, else the most MaskGIT steps the target's tokens take, up to 8. A fixed count would be refused for
     # token counts whose cosine schedule cannot spread it (8 steps over 16 tokens).
     outputs = pipe.generate(inputs, [name], steps=steps, temperature=0.0, seed=seed, resize=resize, notify=notify)
-    vectors = query_vectors(outputs.ids[name].cpu(), modality=name, tokenizer=pipe.tokenizers[name])
+    vectors = query_vectors(outputs.values[name], modality=name)  # decoded by the pipeline: (B, D) floats
     result = Retrieval(vectors, index.search(vectors, k))
     source = gallery or index.source
     gallery_picture = world_pictures(source) if source else _key_picture
