@@ -3,7 +3,7 @@
 #
 #   bash scripts/gpu_check.sh                      # CUDA: NCCL, the training device on the GPU
 #   GPU_CHECK_SMOKE=1 bash scripts/gpu_check.sh    # anywhere (also when torch sees no CUDA): the same steps with
-#                                                  # gloo on the CPU, in seconds; tests/test_gpu_check.py runs it
+#                                                  # gloo on the CPU at tiny shapes; tests/test_gpu_check.py runs it
 #
 # Environment: GPU_CHECK_OUT (output folder; default a new temporary one), GPU_CHECK_ATOL (largest difference
 # allowed between resumed and uninterrupted weights on CUDA; default 1e-4, unmeasured: the smoke mode requires
@@ -15,6 +15,15 @@
 #                FSDP2, the tiny recipe: a run of 8 steps; a run stopped at its step-4 checkpoint and rerun;
 #                the rerun continues from step 4 (it keeps the records of steps 2 and 4, then logs 6 and 8) and
 #                ends with the uninterrupted run's weights. On CUDA the logs must show NCCL at work (NCCL_DEBUG=INFO).
+#   train_speed  scripts/gpu_speed.py train under torchrun (one process, FSDP2): the training step at 4M-21 B
+#                shapes (dim 768, 12+12 layers, the 4M-21 domains, batch 64 x (128 + 128) masked tokens), bf16,
+#                eager and torch.compile'd: step time, tokens/s, MFU against the card's nominal bf16 peak (by its
+#                name; H100 SXM 989 TFLOP/s) and against a bf16 matmul measured on the card.
+#   generation_speed  scripts/gpu_speed.py generate: MaskGIT RGB -> tok_depth@224 (8 steps, with and without
+#                guidance 2) and greedy caption decoding (64 tokens) at batch 1, 8, 32: images/s, tokens/s.
+# The speed figures also go to $OUT/speed/speed.json (one file to paste from). Each section runs under a timeout
+# (GPU_CHECK_TIMEOUT seconds, default 150 per distributed run, 270 for train_speed, 120 for generation_speed):
+# the whole check fits in 8 minutes on one H100 (not yet run on one). Smoke mode: tiny shapes, seconds each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -44,7 +53,8 @@ rm -rf "$D" && mkdir -p "$D"
 train() {  # train <run folder> <log> [overrides...]: one process under torchrun, FSDP2, the tiny recipe
     local run=$1 log=$2
     shift 2
-    NCCL_DEBUG=INFO OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} timeout 600 "$PYTHON" -m torch.distributed.run \
+    NCCL_DEBUG=INFO OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} timeout "${GPU_CHECK_TIMEOUT:-150}" "$PYTHON" \
+        -m torch.distributed.run \
         --standalone --nproc_per_node 1 -m polymodal train configs/fourm_tiny_cpu.py "train.out_dir=$run" \
         "train.device=$DEVICE" train.parallel=fsdp train.steps=8 train.save_every=4 train.log_every=2 \
         train.eval_every=4 train.batch_size=8 data.mask_chunk=2 data.val_samples=16 train.progress=false \
@@ -82,4 +92,30 @@ assert diff <= atol, f"largest weight difference {diff:.3g} > {atol:g}"
 PY
 pass
 
+# ------------------------------------------------------------------------------------------------ speed
+S=$OUT/speed
+mkdir -p "$S"
+rm -f "$S/speed.json"
+SPEED_ARGS=()
+[ "$SMOKE" = 1 ] && SPEED_ARGS=(--smoke)
+speed() {  # speed <train|generate> <seconds> <log> <what the log must show>: run it, show its figures, check
+    local what=$1 limit=$2 log=$3 want=$4 rc=0 launcher=()
+    [ "$what" = train ] && launcher=(-m torch.distributed.run --standalone --nproc_per_node 1)
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} timeout "$limit" "$PYTHON" "${launcher[@]}" scripts/gpu_speed.py "$what" \
+        "$S" "${SPEED_ARGS[@]}" >"$log" 2>&1 || rc=$?
+    grep -E "^(device:|model:|train |generate )" "$log" || true
+    [ "$rc" = 124 ] && fail "timed out after $limit s (figures so far in $S/$what.json)" "$log"
+    [ "$rc" = 0 ] || fail "exit code $rc" "$log"
+    grep -qE "$want" "$log" || fail "the log has no line matching '$want'" "$log"
+}
+
+section train_speed
+speed train "${GPU_CHECK_TIMEOUT:-270}" "$S/train.log" "^train compiled: step [0-9.]+ ms, [0-9]+ tokens/s"
+pass
+
+section generation_speed
+speed generate "${GPU_CHECK_TIMEOUT:-120}" "$S/generate.log" "^generate caption batch [0-9]+: .* tokens/s"
+pass
+
+echo "gpu_check: figures in $S/speed.json"
 echo "gpu_check: all sections passed (device $DEVICE, smoke $SMOKE)"
