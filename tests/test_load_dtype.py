@@ -131,15 +131,18 @@ def _assert_same_cast(full: torch.nn.Module, half: torch.nn.Module) -> None:
 @pytest.mark.parametrize("folder", ["ml4m-tokenizers/semseg", "ml4m-tokenizers/dinov2-global",
                                     "ml4m-tokenizers/depth"])
 def test_released_tokenizers_in_bf16_equal_fp32_cast(folder):
+    from polymodal.interop.ml4m import load_tokenizer
     from polymodal.tokenizers.ml4m.folder import load_official_tokenizer
     from tests.conftest import fixtures_dir
 
     path = fixtures_dir(*folder.split("/"))
-    _assert_same_cast(load_official_tokenizer(path), load_official_tokenizer(path, dtype=torch.bfloat16))
+    full = load_official_tokenizer(path)
+    _assert_same_cast(full, load_official_tokenizer(path, dtype=torch.bfloat16))
+    _assert_same_cast(full, load_tokenizer(path, dtype=torch.bfloat16))  # interop's entry
 
 
 def test_polymodal_tokenizer_folder_in_bf16_equals_fp32_cast(tmp_path):
-    from polymodal.tokenizers.base import load_folder
+    from polymodal.tokenizers.base import load_folder, load_tokenizer
     from polymodal.tokenizers.vqvae import ViTVQVAE, VQVAEConfig
 
     torch.manual_seed(0)
@@ -147,4 +150,5 @@ def test_polymodal_tokenizer_folder_in_bf16_equals_fp32_cast(tmp_path):
                                   codebook_size=64, code_dim=8)).save_pretrained(tmp_path / "tok")
     full = load_folder(ViTVQVAE, VQVAEConfig, folder)
     _assert_same_cast(full, load_folder(ViTVQVAE, VQVAEConfig, folder, dtype=torch.bfloat16))
+    _assert_same_cast(full, load_tokenizer(folder, dtype=torch.bfloat16))  # the generic entry, by _class_name
     assert all(p.dtype == torch.float32 for p in full.parameters())  # no dtype: the module's own, as before

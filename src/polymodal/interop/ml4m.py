@@ -27,7 +27,8 @@ def load_checkpoint(path: str | Path, *, strict: bool = True, dtype: torch.dtype
                     revision: str | None = None) -> FourM:
     """Any released 4M-7 / 4M-21 / 4M-7-T2I / 4M-7-SR folder (``config.json`` + ``model.safetensors``), its Hub
     repo id (``EPFL-VILAB/4M-21_XL``, through the Hub cache: `polymodal.hub.resolve`), or a bare ``.safetensors``
-    file whose header holds the config. Vocabulary sizes come from the tensors."""
+    file whose header holds the config. Vocabulary sizes come from the tensors. ``dtype`` (e.g. torch.bfloat16):
+    the weights are read straight into it, with no float32 copy of the model on the way (default float32)."""
     return load_folder(path, strict=strict, dtype=dtype, revision=revision)
 
 
@@ -93,10 +94,11 @@ def forward_logits(model: FourM, mod_dict: Mapping[str, Mapping[str, torch.Tenso
 # ------------------------------------------------------------------------------ the released tokenizers
 
 
-def load_tokenizer(folder: str | Path):
+def load_tokenizer(folder: str | Path, *, dtype: torch.dtype | None = None):
     """A released tokenizer folder (``EPFL-VILAB/4M_tokenizers_*``: the reference's arguments + weights) or its
-    Hub repo id -> its polymodal tokenizer (`OfficialVQVAE` or `DiVAE`); ValueError for any other tokenizer."""
-    tok = load_any_tokenizer(folder)
+    Hub repo id -> its polymodal tokenizer (`OfficialVQVAE` or `DiVAE`), its weights read straight in ``dtype``
+    (default float32); ValueError for any other tokenizer."""
+    tok = load_any_tokenizer(folder, dtype=dtype)
     if not isinstance(tok, official_tokenizer_types()):
         raise ValueError(f"{folder}: a polymodal {type(tok).__name__}, not a released 4M tokenizer (use "
                          "polymodal.tokenizers.load_tokenizer for it)")

@@ -153,7 +153,7 @@ def checked_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: 
     return state
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, *, dtype: torch.dtype | None = None):
     """Any tokenizer folder, whatever its class (dispatch on ``_class_name`` in its config.json).
 
     Also a bare HF ``tokenizers`` JSON file, such as 4M's official ``text_tokenizer_4m_wordpiece_30k.json``, or a
@@ -161,7 +161,8 @@ def load_tokenizer(path: str | Path):
     FileNotFoundError (nothing there) or ValueError (something there that is not a tokenizer), saying what it found.
     A released 4M tokenizer folder (the reference's arguments, no ``_class_name``) loads as its family
     (`ml4m.folder.load_official_tokenizer`). A Hub repo id (``owner/name[@revision]``) loads its snapshot from
-    the Hub cache (`polymodal.hub.resolve`).
+    the Hub cache (`polymodal.hub.resolve`). ``dtype`` (e.g. torch.bfloat16): a tokenizer with weights loads
+    straight into it, with no float32 copy on the way (`polymodal.nn.loading`); a text tokenizer has none.
     """
     path = hub.resolve(path, allow_patterns=HUB_FILES, what="file or folder")
     if path.is_file() and path.name == CONFIG:
@@ -169,12 +170,14 @@ def load_tokenizer(path: str | Path):
     from .ml4m.folder import is_official_folder, load_official_tokenizer  # here: that module imports this one
 
     if is_official_folder(path):  # a released 4M tokenizer: the reference's arguments, no _class_name
-        return load_official_tokenizer(path)
+        return load_official_tokenizer(path, dtype=dtype)
     if _bare_text_tokenizer(path):
         from .text import TextTokenizer
 
         return TextTokenizer.from_pretrained(path)
-    return tokenizer_class(read_config(path)["_class_name"], path).from_pretrained(path)
+    cls = tokenizer_class(read_config(path)["_class_name"], path)
+    # A user's own class (register_tokenizer) need not take dtype: it is passed only when asked for.
+    return cls.from_pretrained(path) if dtype is None else cls.from_pretrained(path, dtype=dtype)
 
 
 def _bare_text_tokenizer(path: Path) -> bool:

@@ -214,5 +214,6 @@ class MLPTokenizer(nn.Module):
         return save_folder(self, c, path, readme=readme)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> MLPTokenizer:
-        return load_folder(cls, MLPTokenizerConfig, path, map_location=map_location)
+    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu",
+                        dtype: torch.dtype | None = None) -> MLPTokenizer:
+        return load_folder(cls, MLPTokenizerConfig, path, map_location=map_location, dtype=dtype)

@@ -305,5 +305,6 @@ class ViTVQVAE(nn.Module):
         return save_folder(self, c, path, readme=readme)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> ViTVQVAE:
-        return load_folder(cls, VQVAEConfig, path, map_location=map_location)
+    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu",
+                        dtype: torch.dtype | None = None) -> ViTVQVAE:
+        return load_folder(cls, VQVAEConfig, path, map_location=map_location, dtype=dtype)
