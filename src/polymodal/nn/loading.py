@@ -87,22 +87,39 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
             start = 8 + int.from_bytes(raw.read(8), "little")
             raw.seek(8)
             header = json.loads(raw.read(start - 8))
-            out = {}
+            out, stage = {}, None
             for k in names:
                 info = header[k]
                 kind = _FILE_DTYPES.get(info["dtype"])
+                want = dtypes.get(k)
                 if kind is None:  # a dtype this reader does not know (float8 ...): safetensors reads it
                     t = f.get_tensor(k)
-                else:
+                    want = want or (dtype if dtype is not None and t.is_floating_point() else t.dtype)
+                    out[k] = t.to(device=device, dtype=want)
+                    continue
+                want = want or (dtype if dtype is not None and kind.is_floating_point else kind)
+                begin, end = info["data_offsets"]
+                if want == kind:  # read straight into the result
                     t = torch.empty(info["shape"], dtype=kind)
-                    begin, end = info["data_offsets"]
-                    raw.seek(start + begin)
-                    if t.numel() and raw.readinto(t.reshape(-1).view(torch.uint8).numpy()) != end - begin:
-                        raise ValueError(f"{path}: tensor {k} ends past the end of the file")
-                want = dtypes.get(k, dtype if dtype is not None and t.is_floating_point() else t.dtype)
-                out[k] = t if want == t.dtype and device == "cpu" else t.to(device=device, dtype=want)
-                del t
+                    buf = t.reshape(-1).view(torch.uint8)
+                else:  # through one staging buffer for every cast tensor: freed file-dtype copies would leave the
+                    # allocator's heap fragmented (a bf16 load of a 1.07 GB float32 DiVAE kept 0.16 GB more)
+                    if stage is None:
+                        stage = torch.empty(max(_nbytes(header[n]) for n in names if n in header), dtype=torch.uint8)
+                    buf = stage[:end - begin]
+                raw.seek(start + begin)
+                if end > begin and raw.readinto(buf.numpy()) != end - begin:
+                    raise ValueError(f"{path}: tensor {k} ends past the end of the file")
+                if want == kind:
+                    out[k] = t if device == "cpu" else t.to(device)
+                else:
+                    out[k] = buf.view(kind).reshape(info["shape"]).to(device=device, dtype=want)
     return out
+
+
+def _nbytes(info: dict) -> int:
+    begin, end = info["data_offsets"]
+    return end - begin
 
 
 def shared_parameters(model: nn.Module) -> list[list[str]]:
