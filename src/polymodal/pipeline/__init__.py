@@ -17,8 +17,10 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
 
 - ``Pipeline(model, tokenizers, *, pixels=None, plans=None)``; ``tokenizers``: modality -> tokenizer, ``"text"`` ->
   the text tokenizer; ``pixels``: pixel modality -> ``{"mean", "std"}`` (default ImageNet's, as 4M).
-- ``Pipeline.from_pretrained(path, *, text_tokenizer=None, tokenizers=(), device="cpu")``, ``Pipeline.save(path)``:
-  the bundle format of `pipeline.bundle`. A released 4M-7 / 4M-21 model (``"EPFL-VILAB/4M-21_XL"``) gets the
+- ``Pipeline.from_pretrained(path, *, text_tokenizer=None, tokenizers=(), device="cpu", dtype=None)``,
+  ``Pipeline.save(path)``: the bundle format of `pipeline.bundle`; ``dtype="bfloat16"`` holds the transformer's
+  weights in bf16 (faster generation where bf16 is native; the tokenizers stay float32). A released 4M-7 / 4M-21
+  model (``"EPFL-VILAB/4M-21_XL"``) gets the
   release's tokenizer of each domain, loaded when first needed and checked against it (`pipeline.official`;
   ``tokenizers={"tok_depth@224": FOLDER}`` replaces one); its outputs decode as `pipeline.official_values` says.
 - ``pipe.inputs`` / ``pipe.outputs``: model domains; ``pipe.resolve(name, output=False)``: a domain from a short
