@@ -58,8 +58,11 @@ def test_the_loop_steps_with_train_step(tmp_path, monkeypatch):
         return real(model, micro, optimizer, objective, cfg, **kw)
 
     monkeypatch.setattr(loop_mod, "train_step", counting)
+    kept = []  # the allocator setting is process-wide: counted here, not applied to the test process
+    monkeypatch.setattr(loop_mod, "keep_freed_memory", lambda: kept.append(1))
     loop_mod.train(tiny_experiment(tmp_path / "run", "train.steps=3", "train.grad_accum=2", "data.val_samples=0"))
     assert calls == [2, 2, 2]
+    assert kept == [1]  # once, at the start of a CPU run
 
 
 def test_train_step_alone_takes_the_loops_steps(tmp_path):

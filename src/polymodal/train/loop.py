@@ -31,7 +31,7 @@ from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
 from .optim import build_optimizer, lr_at, peak_lr, set_lr
 from .parallelize import autocast, parallelize, resolve_mode
-from .step import train_step
+from .step import keep_freed_memory, train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -217,6 +217,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
             print(f"lora: r={cfg.lora.r}, alpha={cfg.lora.alpha:g} on {', '.join(cfg.lora.targets)}: {n:,} trainable "
                   f"parameters of {sum(p.numel() for p in model.parameters()):,}", file=sys.stderr)
     model = model.to(info.device)
+    if info.device.type == "cpu":
+        keep_freed_memory()  # each step's gradients reuse the last step's memory instead of page-faulting anew
     trained = parallelize(model, info, mode=t.parallel, activation_checkpointing=t.activation_checkpointing,
                           compile=t.compile)
     optimizer = build_optimizer(model, cfg.optim, t.batch_size, lr_scales=ft.lr_scale)
