@@ -16,7 +16,10 @@ on the machine hits both alike), median of the timed rounds after one warmup rou
   optimizer of ``build_optimizer`` with the default ``OptimConfig``): ``train.step.train_step`` where it exists,
   else the same calls written out. bf16 is CPU autocast on both sides (the reference's own
   ``torch.cuda.amp.autocast`` does nothing on a CPU). The check column compares the first losses (the reference's
-  mean rescaled to the domains that have targets: it also counts the domains without any as 0).
+  mean rescaled to the domains that have targets: it also counts the domains without any as 0). As the loop does at
+  its start, polymodal's side first sets glibc's allocator to keep freed memory (``train.step.keep_freed_memory``:
+  no page faults of each step's fresh gradients); the setting is process-wide, so the reference's timed steps run
+  under it too (both sides alike; alone, the reference would fault its gradients in every step).
 - ``caption``: RGB -> caption, greedy, ``--caption-tokens`` tokens (default 256: the start sentinel and 255
   decoded), batch 1; ``maskgit``: RGB -> tok_depth@224, 8 steps, greedy; ``maskgit cfg``: the same with
   guidance 2 on RGB; and the MaskGIT pair at ``--batches`` (8 and 32) and the caption at ``--caption-batches``.
@@ -287,6 +290,8 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
         from polymodal.train import step as step_module
     except ImportError:
         step_module = None
+    if hasattr(step_module, "keep_freed_memory"):  # what train/loop.py does at the start of a CPU run
+        step_module.keep_freed_memory()
 
     def poly_step() -> float:
         stats = objective.step_stats([batch])
