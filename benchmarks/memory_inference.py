@@ -6,16 +6,22 @@ reference checkout in ``POLYMODAL_REFERENCE`` and an environment with its depend
 dim 768, 12 + 12 layers, the 4M-21 domains and vocabularies) and one folder per released tokenizer (its ``DiVAE`` /
 ``VQVAE`` with the arguments of its tokenizer configs under ``cfgs/default/tokenization/``: ViT-B encoders, the
 patched UNet, ViT-B decoders, Bottleneck-MLP + Memcodes). The measurement needs only polymodal: one fresh process
-per dtype runs ``Pipeline.from_pretrained(DIR/4M-21_B, text_tokenizer=..., tokenizers={domain: folder})``, loads
-every tokenizer of the release (``tokenizers.require``), then ``generate({"rgb": photo}, plan="rgb_to_all")``
-(the demo's chain: every output but tok_rgb; diffusion decoders at ``--decode-steps`` DDIM steps, which do not
-change the peak) and reports, per phase, the resident memory after it and its peak (VmHWM, reset before each
-phase through /proc/self/clear_refs), tracemalloc's peak of Python allocations, and the bytes of the weights.
+per dtype loads the model and every tokenizer of the release, runs the transformer for RGB -> all
+(``plan="rgb_to_all"``, the demo's chain: every output but tok_rgb; under autocast in bf16) and decodes every output
+through its tokenizer (``Pipeline.decode``; diffusion decoders at ``--decode-steps`` DDIM steps, which do not change
+the peak), and reports per phase the resident memory after it and its peak (VmHWM, reset before each phase through
+/proc/self/clear_refs), tracemalloc's peak of Python allocations, and the bytes of the weights (a folder serving
+two domains, 4M-21's edges, counted once).
 
-bf16 / fp16: polymodal has no dtype argument for a release today, so the pipeline loads in float32 and is then
-cast (``model.to(dtype)``, each tokenizer ``.to(dtype)``): the "load" peak is float32's; the rows after the cast
-are what that dtype holds. L and XL: their weights counted exactly (the model built on the meta device), the
-tokenizers' and the activations' figures those of B, activations of the transformer scaled by width.
+Loading: float32 as a user does (``Pipeline.from_pretrained(DIR/4M-21_B, text_tokenizer=..., tokenizers={domain:
+folder})``, then ``tokenizers.require``); bf16 / fp16 straight in that dtype (``FourM.from_pretrained(dtype=)``,
+``load_official_tokenizer(dtype=)``: no float32 copy on the way, `polymodal.nn.loading`), made into the same
+pipeline (``Pipeline`` has no dtype argument). The table at the end: per size and dtype, the model's weights, the
+tokenizers', the activations' peak above the weights during RGB -> all, the interpreter with torch and polymodal,
+and their total, the least memory that size needs. B measured; L and XL: their weights counted exactly (the model
+built on the meta device at their real shapes), the tokenizers those of B (the same release serves every size),
+the transformer's activations B's scaled by width (at a head width of 64 attention grows with it too), the
+decoders' B's.
 
     POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/release
     python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 fp16
@@ -38,6 +44,7 @@ import torch
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 MODEL = "4M-21_B"
+GIB = 2**30
 TEXT_FILE = "text_tokenizer_4m_wordpiece_30k.json"
 DOMAINS_IN = ("caption", "t5_caption", "det", "metadata", "rgb@224", "tok_rgb@224", "tok_normal@224", "tok_depth@224",
               "tok_semseg@224", "tok_clip@224", "human_poses", "tok_dinov2@224", "tok_dinov2_global",
@@ -137,47 +144,80 @@ def _tensor_bytes(module) -> int:
     return sum(seen.values())
 
 
+def _load_tokenizers(folders: dict[str, Path], dtype: torch.dtype) -> dict:
+    """domain -> tokenizer, each folder read once in ``dtype`` (a folder serving two domains, 4M-21's edges: one
+    read, a twin per domain sharing its weights, as `pipeline.official` does)."""
+    from polymodal.pipeline.official import domain_size, for_domain
+    from polymodal.tokenizers.ml4m.folder import load_official_tokenizer
+
+    out, by_folder = {}, {}
+    for domain, folder in folders.items():
+        if folder in by_folder:
+            out[domain] = for_domain(by_folder[folder], domain)
+        else:
+            out[domain] = by_folder[folder] = load_official_tokenizer(folder, name=domain,
+                                                                      image_size=domain_size(domain), dtype=dtype)
+    return out
+
+
 def measure(release: Path, dtype: str, decode_steps: int) -> dict:
-    """One process: the phases of a user's RGB -> all run, each with its resident memory after and its peak."""
+    """One process: the phases of a user's RGB -> all run, each with its resident memory after and its peak.
+
+    float32 loads as a user does today (``Pipeline.from_pretrained`` with the tokenizer folders, every tokenizer
+    required); another dtype loads the model (``FourM.from_pretrained(dtype=)``) and each tokenizer
+    (``load_official_tokenizer(dtype=)``) straight in it, then makes the same pipeline of them (the pipeline has
+    no dtype argument)."""
     tracemalloc.start()
     phases = []
 
     def phase(name: str, fn):
+        print(f"{time.strftime('%H:%M:%S')} {name} ...", file=sys.stderr, flush=True)  # where a killed run died
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         tracemalloc.reset_peak()
+        before = _status("VmRSS")
         t = time.perf_counter()
         out = fn()
-        phases.append({"phase": name, "s": time.perf_counter() - t, "rss": _status("VmRSS"),
+        phases.append({"phase": name, "s": time.perf_counter() - t, "rss_before": before, "rss": _status("VmRSS"),
                        "peak": _status("VmHWM"), "python_peak": tracemalloc.get_traced_memory()[1]})
+        print(f"   RSS {phases[-1]['rss'] / GIB:.2f} GiB, peak {phases[-1]['peak'] / GIB:.2f} GiB", file=sys.stderr,
+              flush=True)
         return out
 
     def imports():
+        from polymodal.model import FourM
         from polymodal.pipeline import Pipeline
+        from polymodal.pipeline.official import ReleaseTokenizers
+        from polymodal.tokenizers import load_tokenizer
 
-        return Pipeline
+        return FourM, Pipeline, ReleaseTokenizers, load_tokenizer
 
-    pipeline_cls = phase("python, torch, polymodal imported", imports)
-    folders = {d: release / "tokenizers" / k for k, (_, _, domains) in TOKENIZERS.items() for d in domains}
-    pipe = phase("model loaded (float32)", lambda: pipeline_cls.from_pretrained(
-        release / MODEL, text_tokenizer=release / TEXT_FILE, tokenizers=folders))
-    phase("every tokenizer loaded", lambda: pipe.tokenizers.require(list(folders)))
+    fourm_cls, pipeline_cls, release_cls, load_tokenizer = phase("python, torch, polymodal imported", imports)
+    folders = {d: release / "tokenizers" / k for k, (_, _, domains) in TOKENIZERS.items() for d in domains
+               if (release / "tokenizers" / k).is_dir()}
+    text = release / TEXT_FILE
+    if dtype == "fp32":
+        pipe = phase("model loaded", lambda: pipeline_cls.from_pretrained(
+            release / MODEL, text_tokenizer=text, tokenizers=folders))
+        phase("every tokenizer loaded", lambda: pipe.tokenizers.require(list(folders)))
+    else:
+        model = phase("model loaded", lambda: fourm_cls.from_pretrained(release / MODEL, dtype=DTYPES[dtype]))
+        toks = phase("every tokenizer loaded", lambda: _load_tokenizers(folders, DTYPES[dtype]))
+        pipe = pipeline_cls(model, release_cls(model.config, text=load_tokenizer(text), given=toks))
     toks = {d: pipe.tokenizers[d] for d in folders}
-    if dtype != "fp32":
-        def cast():
-            pipe.model.to(DTYPES[dtype])
-            for tok in {id(t): t for t in toks.values()}.values():
-                tok.to(DTYPES[dtype])
-        phase(f"cast to {dtype}", cast)
-    weights = {"model": _tensor_bytes(pipe.model),
-               "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
-               "tokenizers distinct": sum(_tensor_bytes(t) for t in {id(t): t for t in toks.values()}.values()),
-               "tokenizer objects": len({id(t) for t in toks.values()}), "tokenizer domains": len(toks)}
+    distinct = {id(t): t for t in toks.values()}  # a twin shares its weights: count each tensor once
+    seen: dict[int, int] = {}
+    for t in distinct.values():
+        for x in (*t.parameters(), *t.buffers()):
+            seen[x.data_ptr()] = x.numel() * x.element_size()
+    weights = {"model": _tensor_bytes(pipe.model), "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
+               "tokenizers distinct": sum(seen.values()), "tokenizer domains": len(toks),
+               "tokenizer folders": len(set(folders.values()))}
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)  # a smooth random picture: noise upsampled
     photo = Image.fromarray(rng.integers(0, 256, (14, 14, 3), dtype=np.uint8)).resize((224, 224), Image.BILINEAR)
-    error = None
+    error, plan = None, None
     try:
         from polymodal.generation import generate
 
@@ -188,42 +228,47 @@ def measure(release: Path, dtype: str, decode_steps: int) -> dict:
         def tokens():
             with torch.no_grad(), autocast:
                 return generate(pipe.model, conds, plan, seed=0)
-        phase("RGB -> all: tokens only (the transformer)", tokens)
+        ids = phase("RGB -> all: the transformer (every output's tokens)", tokens)
 
-        def everything():
-            with autocast:
-                return pipe.generate({"rgb": photo}, plan="rgb_to_all", decode_steps=decode_steps, sampler="ddim",
-                                     seed=0, notify=lambda m: None)
-        phase(f"RGB -> all: tokens + decoded values ({decode_steps} DDIM step)", everything)
+        def decode():
+            with torch.no_grad(), autocast:
+                return pipe.decode(ids, decode_steps=decode_steps, sampler="ddim", seed=0)
+        phase(f"RGB -> all: the tokenizers decode ({decode_steps} DDIM step)", decode)
     except Exception as e:  # noqa: BLE001 - a dtype polymodal cannot run yet: report it, keep the load figures
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return {"dtype": dtype, "phases": phases, "weights": weights, "error": error,
-            "targets": list(plan.targets) if error is None else None}
+            "targets": list(plan.targets) if plan is not None else None}
 
 
-def scaled_sizes(b: dict) -> list[tuple[str, float, float, float, float]]:
-    """(size, model weights GiB, tokenizers GiB, transformer activations GiB, least memory GiB) for B, L, XL in the
-    measured dtype: weights counted on the meta device, activations of B's token phase scaled by width."""
+def least_memory(r: dict) -> list[dict]:
+    """Per size, in ``r``'s dtype, GiB: model weights (counted from the real shapes, the model built on the meta
+    device), tokenizer weights (B's: the same tokenizers serve every size), the activations' peak above the weights
+    during RGB -> all (the transformer's phase scaled by width for L and XL, the decoders' phase as B's), the rest
+    (interpreter, torch, polymodal, the allocator's slack: B's measured peak less the three) and the total. For B
+    the total is the measured peak of the whole run."""
     from polymodal.config import ModelConfig
     from polymodal.model import FourM
 
-    before = [p for p in b["phases"] if not p["phase"].startswith("RGB")][-1]["rss"]
-    token_phase = next(p for p in b["phases"] if p["phase"].startswith("RGB -> all: tokens only"))
-    full_phase = next(p for p in b["phases"] if p["phase"].startswith("RGB -> all: tokens +"))
-    act_tokens = token_phase["peak"] - before
-    act_decode = full_phase["peak"] - token_phase["rss"]
-    base = b["phases"][0]["rss"]  # python, torch and polymodal imported
-    bytes_per = torch.empty((), dtype=DTYPES[b["dtype"]]).element_size()
-    toks = b["weights"]["tokenizers distinct"]
+    run = [p for p in r["phases"] if p["phase"].startswith("RGB")]
+    act_tokens = max(run[0]["peak"] - run[0]["rss_before"], 0) if run else 0
+    act_decode = max(run[1]["peak"] - run[1]["rss_before"], 0) if len(run) > 1 else 0
+    toks = r["weights"]["tokenizers distinct"]
+    bytes_per = torch.empty((), dtype=DTYPES[r["dtype"]]).element_size()
     domains_out = tuple(d for d in DOMAINS_IN if d not in ("rgb@224", "t5_caption"))
+    peak = max(p["peak"] for p in r["phases"])
+    rest = peak - r["weights"]["model"] - toks - max(act_tokens, act_decode)
     rows = []
     for size, width in (("B", 768), ("L", 1024), ("XL", 2048)):
         with torch.device("meta"):
             model = FourM(ModelConfig.preset(size, domains_in=DOMAINS_IN, domains_out=domains_out),
                           image_decoder_token_tables=True)
-        w = sum(p.numel() for p in (*model.parameters(), *model.buffers())) * bytes_per
+        w = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * bytes_per
+        if size == "B":  # the loaded model's own bytes (the same count, for the release's B)
+            w = r["weights"]["model"]
         act = max(act_tokens * width / 768, act_decode)
-        rows.append((size, w / 2**30, toks / 2**30, act_tokens * width / 768 / 2**30, (base + w + toks + act) / 2**30))
+        rows.append({"size": size, "dtype": r["dtype"], "measured": size == "B", "model": w / GIB,
+                     "tokenizers": toks / GIB, "activations": act / GIB, "rest": rest / GIB,
+                     "total": (peak if size == "B" else rest + w + toks + act) / GIB})
     return rows
 
 
@@ -251,39 +296,49 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.release or not (Path(args.release) / MODEL).is_dir():
         p.error(f"give the folder that --make wrote (with {MODEL}/ in it)")
-    gib = 2**30
-    # Every weight is held in float32 at least once (no dtype on load yet): refuse to start where that cannot fit,
-    # rather than push a shared machine into the OOM killer.
-    need = sum(f.stat().st_size for f in Path(args.release).rglob("*.safetensors"))
-    avail = _meminfo("MemAvailable")
-    if avail < 1.15 * need:
-        print(f"memory_inference: skipped: the weights alone are {need / gib:.1f} GiB and only {avail / gib:.1f} GiB "
-              "is available (MemAvailable); run it when the machine has room")
-        return
-    results = []
+    # Refuse to start where the weights cannot fit, rather than push a shared machine into the OOM killer.
+    files = sum(f.stat().st_size for f in Path(args.release).rglob("*.safetensors"))  # float32 files
+    results, rows = [], []
     for dtype in args.dtypes:
+        need = files * torch.empty((), dtype=DTYPES[dtype]).element_size() / 4
+        avail = _meminfo("MemAvailable")
+        if avail < 1.15 * need:
+            print(f"memory_inference {dtype}: skipped: the weights alone are {need / GIB:.1f} GiB and only "
+                  f"{avail / GIB:.1f} GiB is available (MemAvailable); run it when the machine has room")
+            continue
         spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps}
+        load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-                               "--threads", str(args.threads)], capture_output=True, text=True)
+                               "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True)  # progress: stderr
         if proc.returncode != 0:
-            raise RuntimeError(f"{dtype} worker failed:\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{dtype} worker failed (exit code {proc.returncode}; -9: killed, e.g. by the OOM "
+                               "killer); its last phase is above")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["load"] = [load, os.getloadavg()[0]]
         results.append(r)
         w = r["weights"]
-        print(f"\n== {dtype}: model {w['model'] / gib:.2f} GiB; tokenizers {w['tokenizers distinct'] / gib:.2f} "
-              f"GiB ({w['tokenizer domains']} domains, {w['tokenizer objects']} objects); load average "
-              f"{os.getloadavg()[0]:.1f}" + (f"; stopped: {r['error']}" if r["error"] else ""))
+        print(f"\n== {dtype}: model {w['model'] / GIB:.2f} GiB; tokenizers {w['tokenizers distinct'] / GIB:.2f} "
+              f"GiB ({w['tokenizer domains']} domains, {w['tokenizer folders']} folders); load average "
+              f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}" + (f"; stopped: {r['error']}" if r["error"] else ""))
         print(f"   {'phase':58} {'seconds':>8} {'RSS after':>10} {'peak RSS':>9} {'Python peak':>12}")
         for ph in r["phases"]:
-            print(f"   {ph['phase']:58} {ph['s']:8.1f} {ph['rss'] / gib:9.2f}G {ph['peak'] / gib:8.2f}G "
+            print(f"   {ph['phase']:58} {ph['s']:8.1f} {ph['rss'] / GIB:9.2f}G {ph['peak'] / GIB:8.2f}G "
                   f"{ph['python_peak'] / 2**20:10.1f}M")
-        print("   tokenizer weights (GiB): " + ", ".join(f"{d} {b / gib:.2f}" for d, b in w["tokenizers"].items()))
+        print("   tokenizer weights (GiB): " + ", ".join(f"{d} {b / GIB:.2f}" for d, b in w["tokenizers"].items()))
         if r["error"] is None:
-            print(f"   {'size':4} {'model':>8} {'tokenizers':>11} {'transformer act.':>17} {'least memory':>13}")
-            for size, mw, tw, act, least in scaled_sizes(r):
-                print(f"   {size:4} {mw:7.2f}G {tw:10.2f}G {act:16.2f}G {least:12.2f}G")
+            rows += least_memory(r)
+    if rows:
+        print("\nThe least memory each size needs for RGB -> all (GiB; B measured, L and XL from their real shapes"
+              " with B's tokenizers and activations scaled by width):")
+        print("| size | dtype | model weights | tokenizers | activations (peak, RGB -> all) | python, torch, slack "
+              "| total |")
+        print("|---|---|---|---|---|---|---|")
+        for row in sorted(rows, key=lambda x: ("B", "L", "XL").index(x["size"])):
+            print(f"| {row['size']}{' (measured)' if row['measured'] else ' (accounted)'} | {row['dtype']} | "
+                  f"{row['model']:.2f} | {row['tokenizers']:.2f} | {row['activations']:.2f} | {row['rest']:.2f} | "
+                  f"{row['total']:.1f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps({"results": results, "least_memory": rows}, indent=1))
 
 
 if __name__ == "__main__":
