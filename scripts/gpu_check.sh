@@ -21,9 +21,9 @@
 #                name; H100 SXM 989 TFLOP/s) and against a bf16 matmul measured on the card.
 #   generation_speed  scripts/gpu_speed.py generate: MaskGIT RGB -> tok_depth@224 (8 steps, with and without
 #                guidance 2) and greedy caption decoding (64 tokens) at batch 1, 8, 32: images/s, tokens/s.
-# The speed figures also go to $OUT/speed/speed.json (one file to paste from). Each section runs under a timeout
-# (GPU_CHECK_TIMEOUT seconds, default 150 per distributed run, 270 for train_speed, 120 for generation_speed):
-# the whole check fits in 8 minutes on one H100 (not yet run on one). Smoke mode: tiny shapes, seconds each.
+# The speed figures also go to $OUT/speed/speed.json (one file to paste from). On CUDA each run has a timeout
+# (60 s per distributed run, 210 s for train_speed, 90 s for generation_speed), so the whole check ends within 8
+# minutes on one H100 (not yet run on one: no GPU in the session that wrote it). Smoke mode: tiny shapes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -32,8 +32,10 @@ mkdir -p "$OUT"
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ] || ! "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'
 then
     SMOKE=1 DEVICE=cpu ATOL=0
+    T_RUN=300 T_TRAIN=300 T_GEN=300  # a shared CPU: generous limits (the speed sections take ~25 s each at load 7)
 else
     SMOKE=0 DEVICE=cuda ATOL=${GPU_CHECK_ATOL:-1e-4}
+    T_RUN=60 T_TRAIN=210 T_GEN=90  # 3 x 60 + 210 + 90 = 8 minutes at most
 fi
 echo "gpu_check: device $DEVICE (smoke $SMOKE), output $OUT"
 
@@ -53,7 +55,7 @@ rm -rf "$D" && mkdir -p "$D"
 train() {  # train <run folder> <log> [overrides...]: one process under torchrun, FSDP2, the tiny recipe
     local run=$1 log=$2
     shift 2
-    NCCL_DEBUG=INFO OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} timeout "${GPU_CHECK_TIMEOUT:-150}" "$PYTHON" \
+    NCCL_DEBUG=INFO OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} timeout "$T_RUN" "$PYTHON" \
         -m torch.distributed.run \
         --standalone --nproc_per_node 1 -m polymodal train configs/fourm_tiny_cpu.py "train.out_dir=$run" \
         "train.device=$DEVICE" train.parallel=fsdp train.steps=8 train.save_every=4 train.log_every=2 \
@@ -110,11 +112,11 @@ speed() {  # speed <train|generate> <seconds> <log> <what the log must show>: ru
 }
 
 section train_speed
-speed train "${GPU_CHECK_TIMEOUT:-270}" "$S/train.log" "^train compiled: step [0-9.]+ ms, [0-9]+ tokens/s"
+speed train "$T_TRAIN" "$S/train.log" "^train compiled: step [0-9.]+ ms, [0-9]+ tokens/s"
 pass
 
 section generation_speed
-speed generate "${GPU_CHECK_TIMEOUT:-120}" "$S/generate.log" "^generate caption batch [0-9]+: .* tokens/s"
+speed generate "$T_GEN" "$S/generate.log" "^generate caption batch [0-9]+: .* tokens/s"
 pass
 
 echo "gpu_check: figures in $S/speed.json"
