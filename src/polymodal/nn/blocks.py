@@ -27,8 +27,10 @@ class EncoderBlock(nn.Module):
         self.norm2 = _norm(dim, norm_eps, norm_bias)
         self.mlp = Mlp(dim, mlp_hidden, act=act, gated=gated_mlp, bias=mlp_bias)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_mask=key_mask)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, *,
+                segments: list[Segment] | None = None) -> torch.Tensor:
+        """x (B, N, D) -> (B, N, D); attention under ``key_mask`` or split into ``segments`` (`SelfAttention`)."""
+        x = x + self.attn(self.norm1(x), key_mask=key_mask, segments=segments)
         return x + self.mlp(self.norm2(x))
 
 
