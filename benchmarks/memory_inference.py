@@ -160,13 +160,17 @@ def _load_tokenizers(folders: dict[str, Path], dtype: torch.dtype) -> dict:
     return out
 
 
-def measure(release: Path, dtype: str, decode_steps: int) -> dict:
+def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> dict:
     """One process: the phases of a user's RGB -> all run, each with its resident memory after and its peak.
 
     float32 loads as a user does today (``Pipeline.from_pretrained`` with the tokenizer folders, every tokenizer
     required); another dtype loads the model (``FourM.from_pretrained(dtype=)``) and each tokenizer
     (``load_official_tokenizer(dtype=)``) straight in it, then makes the same pipeline of them (the pipeline has
-    no dtype argument)."""
+    no dtype argument).
+
+    ``part`` "model": the model and the transformer's phase only; "tokenizers": the tokenizers and their decode of
+    random ids of every image-token output only (the model built on the meta device, for its config): the two
+    halves of a run that does not fit beside other work, put together by `least_memory`."""
     tracemalloc.start()
     phases = []
 
@@ -193,9 +197,19 @@ def measure(release: Path, dtype: str, decode_steps: int) -> dict:
 
     fourm_cls, pipeline_cls, release_cls, load_tokenizer = phase("python, torch, polymodal imported", imports)
     folders = {d: release / "tokenizers" / k for k, (_, _, domains) in TOKENIZERS.items() for d in domains
-               if (release / "tokenizers" / k).is_dir()}
+               if (release / "tokenizers" / k).is_dir() and part != "model"}
     text = release / TEXT_FILE
-    if dtype == "fp32":
+    if part == "tokenizers":
+        from polymodal.model.checkpoint import config_from_official, read_config, safetensors_shapes
+
+        weights_file = release / MODEL / "model.safetensors"
+        cfg = config_from_official(read_config(release / MODEL, weights_file), safetensors_shapes(weights_file),
+                                   source=str(release / MODEL))
+        with torch.device("meta"):
+            model = fourm_cls(cfg, image_decoder_token_tables=True)
+        toks = phase("every tokenizer loaded", lambda: _load_tokenizers(folders, DTYPES[dtype]))
+        pipe = pipeline_cls(model, release_cls(model.config, text=load_tokenizer(text), given=toks))
+    elif dtype == "fp32" and part == "all":
         pipe = phase("model loaded", lambda: pipeline_cls.from_pretrained(
             release / MODEL, text_tokenizer=text, tokenizers=folders))
         phase("every tokenizer loaded", lambda: pipe.tokenizers.require(list(folders)))
@@ -209,7 +223,8 @@ def measure(release: Path, dtype: str, decode_steps: int) -> dict:
     for t in distinct.values():
         for x in (*t.parameters(), *t.buffers()):
             seen[x.data_ptr()] = x.numel() * x.element_size()
-    weights = {"model": _tensor_bytes(pipe.model), "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
+    weights = {"model": _tensor_bytes(pipe.model) if part != "tokenizers" else 0,
+               "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
                "tokenizers distinct": sum(seen.values()), "tokenizer domains": len(toks),
                "tokenizer folders": len(set(folders.values()))}
     import numpy as np
@@ -221,22 +236,32 @@ def measure(release: Path, dtype: str, decode_steps: int) -> dict:
     try:
         from polymodal.generation import generate
 
-        conds, _, _ = pipe.prepare({"rgb": photo}, notify=lambda m: None)
-        plan = pipe.plan(plan="rgb_to_all", given=list(conds))
+        plan = pipe.plan(plan="rgb_to_all", given=["rgb@224"])
         autocast = torch.autocast("cpu", dtype=DTYPES[dtype], enabled=dtype != "fp32")
+        if part == "tokenizers":  # random ids of every output a loaded tokenizer decodes from a grid of codes
+            g = torch.Generator().manual_seed(0)
+            mods = {t: pipe.model.config.modality(t) for t in plan.targets if t in folders}
+            ids = {t: torch.randint(0, m.vocab_size, (1, m.num_tokens), generator=g) for t, m in mods.items()
+                   if m.kind.value == "image_tokens"}
+        else:
+            conds, _, _ = pipe.prepare({"rgb": photo}, notify=lambda m: None)
 
-        def tokens():
-            with torch.no_grad(), autocast:
-                return generate(pipe.model, conds, plan, seed=0)
-        ids = phase("RGB -> all: the transformer (every output's tokens)", tokens)
+            def tokens():
+                with torch.no_grad(), autocast:
+                    return generate(pipe.model, conds, plan, seed=0)
+            ids = phase("RGB -> all: the transformer (every output's tokens)", tokens)
+        if part == "model":
+            raise StopIteration
 
         def decode():
             with torch.no_grad(), autocast:
                 return pipe.decode(ids, decode_steps=decode_steps, sampler="ddim", seed=0)
         phase(f"RGB -> all: the tokenizers decode ({decode_steps} DDIM step)", decode)
+    except StopIteration:
+        pass
     except Exception as e:  # noqa: BLE001 - a dtype polymodal cannot run yet: report it, keep the load figures
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return {"dtype": dtype, "phases": phases, "weights": weights, "error": error,
+    return {"dtype": dtype, "part": part, "phases": phases, "weights": weights, "error": error,
             "targets": list(plan.targets) if plan is not None else None}
 
 
@@ -245,18 +270,28 @@ def least_memory(r: dict) -> list[dict]:
     device), tokenizer weights (B's: the same tokenizers serve every size), the activations' peak above the weights
     during RGB -> all (the transformer's phase scaled by width for L and XL, the decoders' phase as B's), the rest
     (interpreter, torch, polymodal, the allocator's slack: B's measured peak less the three) and the total. For B
-    the total is the measured peak of the whole run."""
+    the total is the measured peak of the whole run; of a run in two halves (``--split``), the model half's rest
+    plus the weights and the larger of the two halves' activations."""
     from polymodal.config import ModelConfig
     from polymodal.model import FourM
 
-    run = [p for p in r["phases"] if p["phase"].startswith("RGB")]
-    act_tokens = max(run[0]["peak"] - run[0]["rss_before"], 0) if run else 0
-    act_decode = max(run[1]["peak"] - run[1]["rss_before"], 0) if len(run) > 1 else 0
-    toks = r["weights"]["tokenizers distinct"]
+    def act(r: dict, start: str) -> int:
+        return max((p["peak"] - p["rss_before"] for p in r["phases"] if p["phase"].startswith(start)), default=0)
+
+    if "halves" in r:  # two processes: the model's half and the tokenizers' half
+        m, t = r["halves"]
+        act_tokens, act_decode = act(m, "RGB -> all: the transformer"), act(t, "RGB -> all: the tokenizers")
+        toks, w_b = t["weights"]["tokenizers distinct"], m["weights"]["model"]
+        rest = max(p["peak"] for p in m["phases"]) - w_b - act_tokens
+        # and what loading the tokenizers' code holds beyond their weights (its own interpreter and torch aside)
+        loaded = next(p for p in t["phases"] if p["phase"] == "every tokenizer loaded")
+        rest += max(loaded["rss"] - t["phases"][0]["rss"] - toks, 0)
+    else:
+        act_tokens, act_decode = act(r, "RGB -> all: the transformer"), act(r, "RGB -> all: the tokenizers")
+        toks, w_b = r["weights"]["tokenizers distinct"], r["weights"]["model"]
+        rest = max(p["peak"] for p in r["phases"]) - w_b - toks - max(act_tokens, act_decode)
     bytes_per = torch.empty((), dtype=DTYPES[r["dtype"]]).element_size()
     domains_out = tuple(d for d in DOMAINS_IN if d not in ("rgb@224", "t5_caption"))
-    peak = max(p["peak"] for p in r["phases"])
-    rest = peak - r["weights"]["model"] - toks - max(act_tokens, act_decode)
     rows = []
     for size, width in (("B", 768), ("L", 1024), ("XL", 2048)):
         with torch.device("meta"):
@@ -264,11 +299,11 @@ def least_memory(r: dict) -> list[dict]:
                           image_decoder_token_tables=True)
         w = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * bytes_per
         if size == "B":  # the loaded model's own bytes (the same count, for the release's B)
-            w = r["weights"]["model"]
+            w = w_b
         act = max(act_tokens * width / 768, act_decode)
         rows.append({"size": size, "dtype": r["dtype"], "measured": size == "B", "model": w / GIB,
                      "tokenizers": toks / GIB, "activations": act / GIB, "rest": rest / GIB,
-                     "total": (peak if size == "B" else rest + w + toks + act) / GIB})
+                     "total": (rest + w + toks + act) / GIB})
     return rows
 
 
@@ -280,12 +315,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decode-steps", type=int, default=1)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--split", action="store_true", help="two processes per dtype, the model's half and the "
+                   "tokenizers' half, put together (for a machine where the whole does not fit beside other work)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps(measure(Path(spec["release"]), spec["dtype"], spec["decode_steps"])))
+        print(json.dumps(measure(Path(spec["release"]), spec["dtype"], spec["decode_steps"], spec["part"])))
         return
     if args.make:
         ref = os.environ.get("POLYMODAL_REFERENCE")
@@ -306,14 +343,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"memory_inference {dtype}: skipped: the weights alone are {need / GIB:.1f} GiB and only "
                   f"{avail / GIB:.1f} GiB is available (MemAvailable); run it when the machine has room")
             continue
-        spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps}
         load = os.getloadavg()[0]
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-                               "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True)  # progress: stderr
-        if proc.returncode != 0:
-            raise RuntimeError(f"{dtype} worker failed (exit code {proc.returncode}; -9: killed, e.g. by the OOM "
-                               "killer); its last phase is above")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        halves = []
+        for part in ("model", "tokenizers") if args.split else ("all",):
+            spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps,
+                    "part": part}
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
+                                   "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{dtype} worker ({part}) failed (exit code {proc.returncode}; -9: killed, e.g. by "
+                                   "the OOM killer); its last phase is above")
+            halves.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = halves[0]
+        if args.split:
+            m, t = halves
+            r = {"dtype": dtype, "halves": halves, "error": m["error"] or t["error"],
+                 "phases": [dict(x, phase=f"[model half] {x['phase']}") for x in m["phases"]]
+                 + [dict(x, phase=f"[tokenizers half] {x['phase']}") for x in t["phases"]],
+                 "weights": {**t["weights"], "model": m["weights"]["model"]}}
         r["load"] = [load, os.getloadavg()[0]]
         results.append(r)
         w = r["weights"]
