@@ -6,8 +6,31 @@ level, attention at 4x and 8x downsampling, patch 4; 196 M UNet parameters), ran
 image from 14 x 14 random ids. Rows: DDPM 25 steps (the reference demo's setting), DDIM 25 and 10 steps, each in
 float32 and with the UNet in bfloat16, and DDPM 25 with the UNet in NCHW layout (the reference's layout, our code).
 FLOPs: ``torch.utils.flop_counter`` over one UNet call (convolutions, matrix products, attention), times the
-number of calls; the reference's UNet has the same layers, so the same count per step. The reference's own
-``decode_tokens`` was not run (it needs its environment, diffusers 0.20).
+number of calls; the reference's UNet has the same layers, so the same count per step. Against the reference's
+own ``decode_tokens``: ``--part reference`` (below).
+
+Against the reference (``--part reference``; run by the reference's environment: ``POLYMODAL_REFERENCE=/work/ref
+/work/refenv/bin/python benchmarks/divae_decode.py --part reference --threads 1``, torch 2.14.1, diffusers 0.20;
+without ``POLYMODAL_REFERENCE`` it says so and skips): the reference's ``DiVAE`` of the released depth config
+(``REF_CONFIG``), random weights (its zero-initialized convolutions re-drawn, see ``versus_reference``), saved
+as config.json + model.safetensors and loaded by ``polymodal.interop.ml4m.load_tokenizer``; both decode the same
+14 x 14 ids, DDPM 25 steps, 224 px, generator seed 0, fp32, alternating (the order flips each round). Measured
+2026-12-06 on the shared machine, provisional (the same UNet call took 1.3 s and 2.0 s in two runs a minute apart):
+
+    one UNet call: max abs diff 9.2e-07 (outputs up to 1.6); decodes: max abs diff 1.2e-05
+    run (load)        reference   polymodal   ratio    polymodal DDIM-10   bf16 DDPM-25   bf16 DDIM-10
+    1 (3.8-4.6)       43.5 35.1   43.4 29.3   1.00-1.20x        22.3             14.4            6.3
+    2 (3.8-5.0)  53.5 51.0 42.9   50.6 52.0 51.6   0.99x (medians)   18.9             27.5           10.1
+
+(run 1 had 2 rounds and the reference's zero-initialized UNet, all decodes exactly 0: same work, no check.) The
+work is the same on both sides (189.1 GFLOP per UNet call) and ~90% of it is in oneDNN convolutions on both; in a
+profile of one UNet call at one thread (torch 2.14.1) the reference took 2.53 s (convolutions 2.35 s, NCHW, its
+1x1 convolutions and Conv1d attention on the slow path) and ours 2.21 s (convolutions 2.00 s, channels-last),
+1.14x; across whole decodes the machine's load moved each side by more than that. So: fp32 at parity to ~1.2x,
+not a clear win; the bfloat16 UNet (``decoder_dtype=torch.bfloat16``) decodes DDPM-25 1.9x faster than the
+reference's fp32 (27.5 s against 51.0 s, run 2), and DDIM-10 in bfloat16 5x faster (10.1 s). The bf16 decode's
+max abs diff to fp32 (0.13 for DDPM-25, 0.025 for DDIM-10) is on random weights, where DDPM's 24 noise
+injections carry each step's difference along.
 
 Quality of fewer steps: the tokenizers at hand have random weights (there is no trained DiVAE here), so this
 measures how far a sampler's decode lands from the reference's default, DDPM over all 1000 training steps, on the
@@ -49,7 +72,7 @@ Quality (``--part quality``, 4 seeds; PSNR in dB against DDPM-1000 of the same s
 
 With random weights every decode lands about as far from DDPM-1000 as another seed of DDPM-1000 does (17-18 dB):
 the sampling noise dominates, and DDIM-10 costs ~0.5 dB against DDPM-25 here. What fewer steps cost on a trained
-DiVAE is not measured (there is none here).
+decoder: benchmarks/divae_quality.py (one trained on the world depth tokenizer's codes).
 """
 
 from __future__ import annotations
