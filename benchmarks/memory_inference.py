@@ -24,7 +24,29 @@ the transformer's activations B's scaled by width (at a head width of 64 attenti
 decoders' B's.
 
     POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/release
-    python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 fp16
+    python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 --threads 1 [--split]
+
+Measured 2026-12-06 03:05-03:18 UTC on the 2-core, 24 GiB CPU machine with other work running (load 2.7-4.4; the
+whole run in one process was killed three times by the OOM killer when others' benchmarks took 10-17 GiB, so
+these figures come from ``--split``: the model half and the tokenizers' half, one process each; that half decodes
+random ids of every image-token output, the pose and SAM tokenizers are loaded, not run), 1 thread, 1 DDIM step,
+GiB:
+
+| size | dtype | model weights | tokenizers | activations (peak, RGB -> all) | python, torch, slack | total |
+|---|---|---|---|---|---|---|
+| B (measured) | fp32 | 3.14 | 9.02 | 0.88 | 0.62 | 13.7 |
+| B (measured) | bf16 | 1.57 | 4.51 | 1.51 | 0.63 | 8.2 |
+| L (accounted) | fp32 | 5.83 | 9.02 | 1.17 | 0.62 | 16.6 |
+| L (accounted) | bf16 | 2.91 | 4.51 | 2.01 | 0.63 | 10.1 |
+| XL (accounted) | fp32 | 16.91 | 9.02 | 2.34 | 0.62 | 28.9 |
+| XL (accounted) | bf16 | 8.46 | 4.51 | 4.02 | 0.63 | 17.6 |
+
+Loading peaks: the B model in float32 3.59 (was 6.59 before weights were read straight into the model: a float32
+copy on the way), in bf16 2.09; every tokenizer in bf16 4.94, float32 9.43 (RSS with the interpreter). The
+transformer's phase took 245 s (fp32) and 341 s (bf16) at 1 thread. Its activations are larger in bf16 (1.51)
+than in float32 (0.88): not explained here. Without its tokenizers (only token outputs) B needs 4.5 (fp32) /
+3.5 (bf16) GiB; with bf16 weights and float32 tokenizers (``Pipeline.from_pretrained(dtype=)``, which keeps the
+tokenizers in float32) 12.7. Tokenizers: 12 folders serving 13 domains (the edge DiVAE serves two).
 """
 
 from __future__ import annotations
