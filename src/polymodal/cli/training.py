@@ -1,0 +1,106 @@
+"""``polymodal train`` and ``polymodal tokenizer train|train-text``: recipes through the one training loop
+(src/polymodal/train) and the WordPiece text tokenizer. The ``train`` parser itself is assembled in
+`polymodal.cli.build_parser`, beside ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .common import _fail
+
+
+def _done(result) -> str:
+    if math.isnan(result.final_loss):  # resumed at its last step: nothing trained, the release rewritten
+        return f"done: already at step {result.steps}, nothing left to train"
+    return f"done: {result.steps} steps, training loss {result.final_loss:.4f}"
+
+
+def load_recipe(path: str):
+    """A recipe is a Python file under configs/ defining ``config() -> ExperimentConfig``."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"polymodal: recipe {path!r} not found")
+    spec = importlib.util.spec_from_file_location(f"polymodal_recipe_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "config"):
+        raise SystemExit(f"polymodal: recipe {path} defines no config() function")
+    return module.config()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, apply_overrides
+    from ..train.loop import CheckpointMismatch, train
+
+    try:
+        result = train(apply_overrides(load_recipe(args.recipe), args.overrides))
+    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
+        return _fail("train", e)
+    if result.release_dir is not None:
+        val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        print(f"{_done(result)}{val}\nrun folder: {result.run_dir}\nrelease:    {result.release_dir}")
+    return 0
+
+
+def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, apply_overrides
+    from ..train.loop import CheckpointMismatch, train
+
+    try:
+        cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
+        if not cfg.objective.startswith("tokenizer"):
+            raise ConfigError(f"{args.recipe} trains objective {cfg.objective!r}, not a tokenizer (use "
+                              "`polymodal train`)")
+        result = train(cfg)
+    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
+        return _fail("tokenizer train", e)
+    if result.release_dir is not None:
+        print(f"{_done(result)}\nrun folder: {result.run_dir}\n"
+              f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
+    return 0
+
+
+def _add_tokenizer_train_command(tsub) -> None:
+    """``polymodal tokenizer train RECIPE``: image and vector tokenizers through the training engine."""
+    p = tsub.add_parser("train", help="train a tokenizer from a recipe (configs/tokenizer_*.py); torchrun-ready")
+    p.add_argument("recipe", help="a recipe file defining config()")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=100")
+    p.set_defaults(func=_cmd_tokenizer_train)
+
+
+def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
+    from ..data.world.scene import OBJECT_CLASSES
+    from ..tokenizers.text import train_text_tokenizer
+
+    classes = args.classes if args.classes is not None else OBJECT_CLASSES
+    try:
+        tok = train_text_tokenizer(args.corpus, vocab_size=args.vocab_size, extra_classes=classes,
+                                   max_length=args.max_length, show_progress=not args.quiet)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"polymodal tokenizer train-text: {e}") from None
+    tok.save_pretrained(args.out)
+    extra = ", ".join(tok.extra_classes) or "none"
+    print(f"text tokenizer: {tok.vocab_size} ids, extra single-token classes: {extra}\nsaved: {args.out}")
+    return 0
+
+
+def _add_tokenizer_commands(sub):
+    """``polymodal tokenizer ...``: the group, with ``train-text`` (a WordPiece vocabulary in 4M's text layout).
+    Returns the group's subparsers so that other tokenizer commands join it."""
+    group = sub.add_parser("tokenizer", help="train tokenizers (image, vector, text)")
+    tsub = group.add_subparsers(dest="tokenizer_command", required=True)
+    p = tsub.add_parser("train-text", help="train a WordPiece vocabulary in 4M's layout on text files")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one document per line")
+    p.add_argument("--vocab-size", type=int, required=True, help="ids in all, 4M's fixed 4284 included")
+    p.add_argument("--out", required=True, help="tokenizer folder to write (config.json + tokenizer.json)")
+    p.add_argument("--classes", nargs="*", metavar="NAME",
+                   help="extra single-token class names after the 80 COCO ones (default: the world's object "
+                        "classes; give the flag alone for none)")
+    p.add_argument("--max-length", type=int, default=256, help="default encoded length, [EOS] included (256)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tokenizer_train_text)
+    return tsub
