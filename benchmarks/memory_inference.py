@@ -26,30 +26,27 @@ decoders' B's.
     POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/release
     python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 --threads 1 [--split]
 
-Measured 2026-12-06 03:05-03:18 UTC on the 2-core, 24 GiB CPU machine with other work running (load 2.7-4.4; the
-whole run in one process was killed three times by the OOM killer when others' benchmarks took 10-17 GiB, so
-these figures come from ``--split``: the model half and the tokenizers' half, one process each; that half decodes
-random ids of every image-token output, the pose and SAM tokenizers are loaded, not run), 1 thread, 1 DDIM step,
-GiB:
+Measured 2026-12-06 on the 2-core, 24 GiB CPU machine, other work running, 1 thread, 1 DDIM step, one process per
+dtype (bf16 03:18-03:23 UTC at load 2.9-3.4, fp32 03:23-03:27 at load 3.1-2.1; three earlier attempts were killed
+by the OOM killer while others' benchmarks held 10-17 GiB), GiB:
 
 | size | dtype | model weights | tokenizers | activations (peak, RGB -> all) | python, torch, slack | total |
 |---|---|---|---|---|---|---|
-| B (measured) | fp32 | 3.14 | 9.02 | 0.88 | 0.62 | 13.7 |
-| B (measured) | bf16 | 1.57 | 4.51 | 1.51 | 0.63 | 8.2 |
-| L (accounted) | fp32 | 5.83 | 9.02 | 1.17 | 0.62 | 16.6 |
-| L (accounted) | bf16 | 2.91 | 4.51 | 2.01 | 0.63 | 10.1 |
-| XL (accounted) | fp32 | 16.91 | 9.02 | 2.34 | 0.62 | 28.9 |
-| XL (accounted) | bf16 | 8.46 | 4.51 | 4.02 | 0.63 | 17.6 |
+| B (measured) | fp32 | 3.14 | 9.02 | 0.81 | 0.43 | 13.4 |
+| B (measured) | bf16 | 1.57 | 4.51 | 1.58 | 0.45 | 8.1 |
+| L (accounted) | fp32 | 5.83 | 9.02 | 1.07 | 0.43 | 16.3 |
+| L (accounted) | bf16 | 2.91 | 4.51 | 2.10 | 0.45 | 10.0 |
+| XL (accounted) | fp32 | 16.91 | 9.02 | 2.15 | 0.43 | 28.5 |
+| XL (accounted) | bf16 | 8.46 | 4.51 | 4.21 | 0.45 | 17.6 |
 
-Loading peaks: the B model in float32 3.59 (was 6.59 before weights were read straight into the model: a float32
-copy on the way), in bf16 2.09; every tokenizer in bf16 4.94, float32 9.43 (RSS with the interpreter). The
-transformer's phase took 245 s (fp32) and 341 s (bf16) at 1 thread. Its activations are larger in bf16 (1.51)
-than in float32 (0.88): not explained here. Without its tokenizers (only token outputs) B needs 4.5 (fp32) /
-3.5 (bf16) GiB; with bf16 weights and float32 tokenizers (``Pipeline.from_pretrained(dtype=)``, which keeps the
-tokenizers in float32) 12.7. Tokenizers: 12 folders serving 13 domains (the edge DiVAE serves two).
-The whole bf16 run in one process, once the machine had room (03:18-03:23 UTC, load 2.9-3.4): peak 8.11 GiB in
-the transformer's phase (model 1.57, tokenizers 4.51, activations 1.58, rest 0.45; every output decoded from the
-generated ids, 4.5 s, below that peak), so B 8.1, L 10.0, XL 17.6 GiB in bf16: the split's figures within 0.1.
+B's peaks (RSS with the interpreter): the model loaded 3.60 in float32 (6.59 before weights were read straight
+into the model: a float32 copy on the way; the draft's run of this script), 2.09 in bf16; every tokenizer loaded
+12.59 / 6.52; the whole run 13.39 / 8.11, in the transformer's phase (156 s / 236 s); every output decoded (4-6 s)
+stayed below it. Tokenizers: 12 folders serving 13 domains (the edge DiVAE serves two). The transformer's
+activations are larger in bf16 (1.58) than in float32 (0.81): not explained here. Without its tokenizers (token
+outputs only) B needs 4.5 (fp32) / 3.5 (bf16) GiB (``--split``'s model half); with bf16 weights and float32
+tokenizers (``Pipeline.from_pretrained(dtype=)`` keeps the tokenizers in float32) about 12.6. ``--split`` (two
+processes, 03:05-03:18, load 2.7-4.4) gave 13.7 / 8.2 for B.
 """
 
 from __future__ import annotations
