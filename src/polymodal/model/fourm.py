@@ -169,9 +169,13 @@ class FourM(nn.Module):
         x, emb, valid = (torch.cat(t, dim=1) for t in zip(*parts))
         if passes > 1:
             return self._encode_passes(x, emb, valid, passes)
+        return self._encode_rows(x, emb, valid)
+
+    def _encode_rows(self, x: torch.Tensor, emb: torch.Tensor, valid: torch.Tensor) -> EncoderState:
+        """`encode` of embedded inputs x, emb (B, n, D) with valid (B, n): packed, masked, encoded."""
         fewest, most = torch.stack(valid.sum(dim=1).aminmax()).tolist()  # one device sync for both
         if most == 0:
-            return self._empty_context(batch.batch_size)
+            return self._empty_context(x.shape[0])
         if fewest < valid.shape[1]:  # pack each sample's valid tokens to the front, dropping all-padding columns
             order = pack_order(valid)
             x, emb, valid = take(x, order), take(emb, order), take(valid, order)
@@ -212,28 +216,33 @@ class FourM(nn.Module):
                             torch.zeros(batch_size, 1, dtype=torch.bool, device=ref.device))
 
     def _encode_passes(self, x: torch.Tensor, emb: torch.Tensor, valid: torch.Tensor, passes: int) -> EncoderState:
-        """`encode` of P stacked passes (x, emb (P * B, n, D), valid (P * B, n)): one packed row per sample."""
+        """`encode` of P stacked passes (x, emb (P * B, n, D), valid (P * B, n)). One sample: its passes share one
+        packed row, each attending inside its own run. Several: each pass is encoded as a batch of its own (on
+        this CPU, one row per sample under a block-diagonal mask ran guided bf16 batches of 8 and 32 0.6-0.8x the
+        reference's speed: (sum of counts)^2 masked scores per sample)."""
         if not bool(valid.any()):
             return self._empty_context(valid.shape[0])
         pb, n = valid.shape
         b = pb // passes
+        if b > 1:
+            states = [self._encode_rows(x[p * b:(p + 1) * b], emb[p * b:(p + 1) * b], valid[p * b:(p + 1) * b])
+                      for p in range(passes)]
+            width = max(s.valid.shape[1] for s in states)
+            fill = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))  # noqa: E731
+            return EncoderState(torch.cat([fill(s.context) for s in states]),
+                                torch.cat([fill(s.valid) for s in states]))
         side = lambda t: t.reshape(passes, b, n, *t.shape[2:]).transpose(0, 1).reshape(b, passes * n, *t.shape[2:])  # noqa: E731
         x, emb, valid = side(x), side(emb), side(valid)
         seg = torch.arange(passes, device=x.device).repeat_interleave(n).expand(b, -1)
         order = pack_order(valid)
         x, emb, valid, seg = take(x, order), take(emb, order), take(valid, order), take(seg, order)
-        if b == 1:
-            # one sample: its packed row is every pass's tokens, pass after pass, no padding. Attention inside each
-            # pass's run (segments) computes what the block-diagonal mask gives, without the (sum of counts)^2
-            # masked scores: the guided passes' encoder ran ~1.8x the attention a pass alone needs.
-            counts = torch.stack([(seg == p).sum() for p in range(passes)]).tolist()
-            ends = torch.tensor(counts).cumsum(0).tolist()
-            segments = [Segment(e - n, e) for n, e in zip(counts, ends) if n > 0]
-            ctx = self._encoder(x + emb, None, segments) + emb
-        else:
-            mask = (seg[:, :, None] == seg[:, None, :]) & valid[:, None, :]
-            mask |= torch.eye(mask.shape[1], dtype=torch.bool, device=x.device)  # padding rows stay finite
-            ctx = self._encoder(x + emb, mask[:, None]) + emb
+        # one sample: its packed row is every pass's tokens, pass after pass, no padding. Attention inside each
+        # pass's run (segments) computes what a block-diagonal mask gives, without the (sum of counts)^2 masked
+        # scores: the guided passes' encoder ran ~1.8x the attention a pass alone needs.
+        counts = torch.stack([(seg == p).sum() for p in range(passes)]).tolist()
+        ends = torch.tensor(counts).cumsum(0).tolist()
+        segments = [Segment(e - n, e) for n, e in zip(counts, ends) if n > 0]
+        ctx = self._encoder(x + emb, None, segments) + emb
         picks = [select((seg == p) & valid) for p in range(passes)]
         width = max(idx.shape[1] for idx, _ in picks)
         pad = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))  # noqa: E731
