@@ -123,6 +123,8 @@ COMMANDS: dict[str, Step] = {
     'polymodal retrieve --model BUNDLE --index runs/gallery --from rgb=img.png [--from caption="two red cubes"] '
     '[--k 5 --out matches.png]': Step(),
     'pip install -e ".[serve]"': Step(skip="installs from the network"),
+    'POLYMODAL_REFERENCE=path/to/ml-4m python benchmarks/vs_reference.py --threads 2 --json out.json':
+        Step(skip="a benchmark (minutes) that needs an apple/ml-4m checkout and its dependencies"),
     'polymodal serve [--model BUNDLE] [--port 8000] [--host 127.0.0.1]': Step(server=True),
     'polymodal eval --model MODEL --n 200 --out runs/eval --ceiling': Step(slow=True),
     'polymodal eval --model MODEL --compare depth=SPECIALIST_BUNDLE --tasks depth,normal,semseg,det,caption '
