@@ -34,8 +34,15 @@ jobs: load average 5.5 at the start, 7.9 at the end), reduced: ``--decode-steps 
       ViT VQ-VAEs 1.2-1.6 (clip, dinov2, imagebind, semseg); globals 0.07; texts ~0
     generate total 226 s, decode total 27 s, all with building 331 s
 
-The defaults (25 DDPM steps, edges 10, whole sequences: 70 UNet calls and some 1 100 decoder steps) were not
-run here; run them on an idle machine.
+The defaults (25 DDPM steps, edges 10, whole sequences), ``python benchmarks/official_chain.py --threads 2`` on the
+idle machine (2026-12-06, torch 2.13 CPU, load 0.1 at the start, 1.7 at the end; model built in 29 s):
+
+    generate: image targets 0.95-3.46 s each (clip 0.95 ... sam_edge 3.46); sequences to their full length: caption
+      14.8, det 14.3, human_poses 14.8, sam_instance 15.9, color_palette 4.6, metadata 5.5; globals 5.0 and 4.8
+    decode: DiVAE DDPM-25 depth 12.6, normal 12.5; DDPM-10 canny 4.9, sam_edge 4.9; ViT VQ-VAEs 0.22-0.30
+    generate total 96.8 s, decode total 35.9 s, all with building 161.9 s
+
+(An earlier full run at 02:17 that other jobs joined halfway: generate 154 s, decode 266 s at load up to 6.2.)
 """
 
 from __future__ import annotations
