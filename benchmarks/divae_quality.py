@@ -37,6 +37,16 @@ decoder itself, after ten minutes of CPU, is 5% (abs-rel) to 10% (RMSE) worse th
 which had the full training. The world's depth is nearly a function of its tokens, so the decoder learns a
 near-deterministic map and the sampler matters little: a decoder of richer, more ambiguous images (the released
 RGB DiVAE) may lose more at few steps than this one.
+
+The UNet in bfloat16 (``model.unet.to(torch.bfloat16)``; what ``Pipeline.from_pretrained(dtype="bfloat16")`` does
+to a release's DiVAEs), the same 32 scenes, 2 threads, idle (load 0.5-0.8), 2026-12-06, seeds 0 / 1:
+
+    decode      fp32 abs-rel  RMSE m      s     bf16 abs-rel  RMSE m      s
+    DDPM-25     0.0453 0.0453  0.861 0.862  2.1   0.0454 0.0454  0.861 0.863  1.25
+    DDIM-10     0.0454 0.0454  0.864 0.857  0.8   0.0455 0.0456  0.865 0.858  0.5
+    DDIM-5      0.0460 0.0460  0.872 0.863  0.4   0.0462 0.0462  0.874 0.863  0.25
+
+bf16 costs 0.0001-0.0002 abs-rel and up to 0.002 m RMSE, and decodes 1.6-1.7x faster.
 """
 
 from __future__ import annotations

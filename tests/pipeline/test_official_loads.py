@@ -81,3 +81,25 @@ def test_outputs_without_a_tokenizer_load_none(weight_reads):
     assert pipe.tokenizers.loaded == ("text",) and weight_reads == []
     pipe.generate({"rgb@224": rgb}, ["tok_depth@224"], decode_steps=1, sampler="ddim")
     assert pipe.tokenizers.loaded == ("text", "tok_depth@224") and len(weight_reads) == 1
+
+
+def test_a_bf16_pipeline_runs_the_divae_unet_in_bf16(cache):  # noqa: F811
+    """``Pipeline.from_pretrained(dtype=bf16)`` of a release: the DiVAE's UNet (most of a decode) follows the
+    transformer's dtype, its encoder stays float32; the decode stays close to the float32 one."""
+    cache_repo(cache, hub.RELEASED_TOKENIZERS[EDGES[0]],
+               folder_files(fixtures_dir("ml4m-4m21-tiny-tokenizers", "tok_depth@224")), commit=COMMIT_A)
+    fp32, bf16 = ReleaseTokenizers(edge_config())[EDGES[0]], \
+        ReleaseTokenizers(edge_config(), diffusion_dtype=torch.bfloat16)[EDGES[0]]
+    assert {p.dtype for p in bf16.decoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bf16.encoder.parameters()} == {p.dtype for p in fp32.decoder.parameters()} \
+        == {torch.float32}
+    ids = torch.randint(0, 96, (1, 196), generator=torch.Generator().manual_seed(0))
+    a, b = (t.decode(ids, steps=2, sampler="ddim", generator=torch.Generator().manual_seed(1)) for t in (fp32, bf16))
+    assert b.dtype == torch.float32 and a.shape == b.shape
+    assert 0 < float((a - b).abs().max()) < 0.1  # bf16 moved it (really ran in bf16), but only a little
+
+
+def test_the_pipeline_dtype_reaches_the_release_divaes():
+    pipe = Pipeline.from_pretrained(fixtures_dir("ml4m-4m21-tiny"), dtype="bf16")
+    assert pipe.tokenizers.diffusion_dtype == torch.bfloat16
+    assert Pipeline.from_pretrained(fixtures_dir("ml4m-4m21-tiny")).tokenizers.diffusion_dtype is None

@@ -147,7 +147,8 @@ class Pipeline:
 
         ``dtype``: the transformer's weights, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (faster generation on CPUs
         with AVX512-BF16 or AMX, and on GPUs; greedy tokens may differ from float32's where two logits are close).
-        The tokenizers stay float32: they run once per input and output."""
+        The tokenizers stay float32 (they run once per input and output), except a released model's DiVAE UNets,
+        which run in ``dtype`` too (its diffusion decodes are most of an RGB -> all run)."""
         dtype = model_dtype(dtype)
         path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
         if not (path / BUNDLE_FILE).is_file() and is_official_model(path):
@@ -155,7 +156,11 @@ class Pipeline:
             text = text_tokenizer_of(path, text_tokenizer)
             model = FourM.from_pretrained(path, dtype=dtype).to(device)
             model = model.load_adapters(adapters, merge=True) if adapters else model
-            return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text))
+            # A released model's DiVAE UNets follow the transformer's dtype: its bulk of the decode time, and in
+            # bf16 +0.0001-0.0002 abs-rel on a trained depth decoder (benchmarks/divae_quality.py's decoder).
+            diffusion = dtype if dtype is not None and dtype != torch.float32 else None
+            return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text,
+                                                diffusion_dtype=diffusion))
         toks: dict[str, Any] = {}
         info: dict = {}
         model_dir = path

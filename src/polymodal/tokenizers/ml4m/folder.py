@@ -86,21 +86,24 @@ def read_official_args(path: Path) -> dict:
 
 
 def load_official_tokenizer(path: str | Path, *, name: str = "", image_size: int | None = None,
-                            map_location: str = "cpu", dtype: torch.dtype | None = None):
+                            map_location: str = "cpu", dtype: torch.dtype | None = None,
+                            decoder_dtype: torch.dtype | None = None):
     """The tokenizer of a released folder: an `OfficialVQVAE`, or a DiVAE (`DiVAE.from_official`).
 
     ``name`` is the domain it serves, for every family (default: the folder's name when it is a domain, ``tok_*``):
     a DiVAE takes its modality from it (``tok_sam_edge@224``: edge), as a Hub snapshot's folder name says nothing;
     ``image_size`` the size a VQ-VAE's `encode` / `decode` work at (default: the config's; the positions are
     resized to it; a DiVAE is given its size at each decode). ``dtype`` (e.g. torch.bfloat16): the weights are read
-    straight into it, no float32 copy of the tokenizer on the way; default float32.
+    straight into it, no float32 copy of the tokenizer on the way; default float32. ``decoder_dtype``: a DiVAE's
+    UNet alone in that dtype (`DiVAE.from_official`); ignored by the other families.
     """
     path = Path(path).expanduser()
     args = read_official_args(path)
     if str(args["dec_type"]).startswith(("unet", "uvit")) or "beta_schedule" in args:
         from .divae import DiVAE  # here: that module imports this one
 
-        return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location, dtype=dtype)
+        return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location, dtype=dtype,
+                                   decoder_dtype=decoder_dtype)
     args, state = read_official_folder(path, map_location=map_location, dtype=dtype)
     cfg = official_vqvae_config(args, state, source=path, name=name or _domain_name(path), image_size=image_size)
     with parameters_on_meta():
