@@ -94,9 +94,10 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--k", type=int, default=5, help="nearest captions per global vector with --index (default 5)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
-    p.add_argument("--dtype", help="the transformer's weights: float32 (default), bfloat16 (MaskGIT ~3x faster on "
-                                   "CPUs with AVX512-BF16/AMX, captions of one image not; greedy tokens can differ "
-                                   "from float32's) or float16")
+    p.add_argument("--dtype", help="the transformer's weights (and a release's DiVAE UNets): float32 (default), "
+                                   "bfloat16 (MaskGIT ~3x and DiVAE decodes ~1.7x faster on CPUs with "
+                                   "AVX512-BF16/AMX, captions of one image not; greedy tokens can differ from "
+                                   "float32's) or float16")
     p.set_defaults(func=_cmd_generate)
 
 
