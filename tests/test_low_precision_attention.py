@@ -42,3 +42,23 @@ def test_bf16_inference_matches_float32_attention(monkeypatch, case):
     torch.testing.assert_close(out.float(), ref, rtol=0, atol=0.05)
     assert float((out.float() - ref).abs().mean()) < 0.01
 
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_large_bf16_inference_goes_to_sdpa_and_training_stays(monkeypatch, grad):
+    """Over MAX_INFERENCE_SCORES scores, inference takes SDPA (the flash kernel never holds them); with gradients
+    the bf16 products stay (the flash kernel's backward is slow); under the limit inference stays too."""
+    monkeypatch.setattr(low_precision, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(low_precision, "MAX_INFERENCE_SCORES", 2 * 3 * 7 * 9 - 1)  # _qkv's scores: one over
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(low_precision.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    q, k, v = (t.requires_grad_(grad) for t in _qkv(torch.bfloat16))
+    with torch.set_grad_enabled(grad):
+        attend(q, k, v)
+    assert calls == ([] if grad else [1])
+    monkeypatch.setattr(low_precision, "MAX_INFERENCE_SCORES", 2 * 3 * 7 * 9)  # at the limit: the bf16 products
+    with torch.no_grad():
+        attend(*_qkv(torch.bfloat16))
+    assert calls == ([] if grad else [1])

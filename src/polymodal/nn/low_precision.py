@@ -25,12 +25,20 @@ from torch.nn import functional as F
 
 from .gemm import native_bf16_cpu
 
+# Above this many scores (B * H * L * S) and without gradients, torch's flash kernel, which never holds the scores,
+# beats this path's float32 softmax over all of them: batched guided MaskGIT's (64, 6, 392, 392) took 240 ms here and
+# 98 ms there (2 threads, idle), while one image's (1, 6, 385, 385) took 0.7 ms here and 1.6 ms there (2026-12-06).
+# With gradients this path stays: the flash kernel's backward is the slow part.
+MAX_INFERENCE_SCORES = 1 << 22
+
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
            is_causal: bool = False) -> torch.Tensor:
     """q (B, H, L, Dh), k and v (B, H, S, Dh), boolean ``attn_mask`` broadcastable to (B, H, L, S), True = may
     attend -> (B, H, L, Dh); `F.scaled_dot_product_attention` with its default scale."""
-    if q.dtype != torch.bfloat16 or q.device.type != "cpu" or not native_bf16_cpu():
+    if q.dtype != torch.bfloat16 or q.device.type != "cpu" or not native_bf16_cpu() or (
+            q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] > MAX_INFERENCE_SCORES
+            and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
     if is_causal:
