@@ -162,7 +162,8 @@ class CrossAttention(nn.Module):
         batch pads its short unconditional context to the conditional one's length.
         """
         # a given mask already knows whether every key is valid: no device sync per layer
-        if mask.mask is None if mask is not None else bool(valid.all()):
+        all_valid = mask.mask is None if mask is not None else bool(valid.all())
+        if all_valid:
             kv = self.kv(context)
         else:
             rows = self.kv(context[valid])

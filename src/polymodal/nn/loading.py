@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -154,15 +154,3 @@ def assign_state(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bo
                     module._buffers[name] = b.to(dtype)
     return model
 
-
-def load_module(build: Callable[[], nn.Module], path: str | Path, *, dtype: torch.dtype | None = None,
-                device: str = "cpu", check: Callable[[nn.Module, dict], dict] | None = None) -> nn.Module:
-    """``build()`` loaded with the safetensors file ``path`` in ``dtype`` (default: the model's own dtypes) through
-    the three steps above. ``check(model, state)`` may refuse a state (names, shapes) or adapt it before it is
-    assigned; the model it sees has its parameters on meta (shapes and dtypes are there, values are not)."""
-    with parameters_on_meta():
-        model = build()
-    state = read_safetensors(path, target_dtypes(model, dtype), device=device)
-    if check is not None:
-        state = check(model, state)
-    return assign_state(model, state, dtype=dtype)

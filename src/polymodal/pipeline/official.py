@@ -207,7 +207,7 @@ def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality, *,
                 raise PipelineError(f"{domain}: tokenizer {source} reads {channels}-channel images, {domain} takes "
                                     f"{_a(values)} DiVAE of {CHANNELS[values]} channels")
             tok = load_official_tokenizer(folder, name=domain, image_size=domain_size(domain),
-                                          decoder_dtype=diffusion_dtype if divae else None)
+                                          decoder_dtype=diffusion_dtype)  # a VQ-VAE ignores it
     except (KeyError, TypeError) as e:  # a folder whose arguments miss or mistype what its family needs
         raise PipelineError(f"{domain}: tokenizer {source} cannot be read ({e})") from None
     check_fit(domain, tok, mod, source)
