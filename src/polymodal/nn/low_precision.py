@@ -27,8 +27,9 @@ from .gemm import native_bf16_cpu
 
 # Above this many scores (B * H * L * S) and without gradients, torch's flash kernel, which never holds the scores,
 # beats this path's float32 softmax over all of them: batched guided MaskGIT's (64, 6, 392, 392) took 240 ms here and
-# 98 ms there (2 threads, idle), while one image's (1, 6, 385, 385) took 0.7 ms here and 1.6 ms there (2026-12-06).
-# With gradients this path stays: the flash kernel's backward is the slow part.
+# 98 ms there (2 threads, idle; 382 vs 194 ms at 1 thread). At one image's (1, 6, 385, 385) two isolated runs
+# disagreed (2 threads: 2.7 vs 1.5 ms, then 0.7 vs 1.6 ms; 1 thread: 4.0 vs 2.9 ms), so small cases keep the path
+# the whole-generation profile chose (module docstring). With gradients this path stays: the flash backward is slow.
 MAX_INFERENCE_SCORES = 1 << 22
 
 
