@@ -164,7 +164,7 @@ def train(out: Path, smoke: bool, batch_size: int, warmup: int, steps: int) -> d
             for block in transformer_blocks(model):
                 block.compile(dynamic=True, backend="eager")
         model = parallelize(model, info, mode="fsdp", compile=compiled and not smoke)
-        opt = build_optimizer(model, cfg.optim, batch_size)
+        opt = build_optimizer(model, cfg.optim, batch_size, sparse=False)  # FSDP2 shards dense gradients
         times = []
         t0 = time.perf_counter()
         for i in range(warmup + steps):

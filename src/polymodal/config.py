@@ -280,9 +280,10 @@ class OptimConfig:
     # (only norms and biases are exempt); polymodal's default exempts them, as most ViT recipes do.
     decay_embeddings: bool = False
     # Row-sparse gradients for every embedding table, stepped by `train.optim.RowSparseAdamW` (the same AdamW
-    # update): the step then touches only the rows a batch looked up instead of whole (vocabulary x dim) tables,
-    # which dominates the step of small models with 4M-21's vocabularies. A single process only.
-    sparse_embeddings: bool = False
+    # update, not an approximation): a step then touches the rows that have ever been looked up instead of whole
+    # (vocabulary x dim) tables, which dominate the step of small models with 4M-21's vocabularies. Applies where
+    # gradients can be sparse: one process (DDP's reducer and FSDP2 take dense ones: those runs stay dense).
+    sparse_embeddings: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "optim")

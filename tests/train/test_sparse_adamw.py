@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from polymodal.config import ConfigError, ModelConfig, apply_overrides
+from polymodal.config import ModelConfig, OptimConfig, apply_overrides
 from polymodal.data.batch import Batch, ModalityTokens
 from polymodal.modalities import Kind
 from polymodal.model import FourM, masked_modeling_loss
 from polymodal.train.dist import DistInfo
-from polymodal.train.loop import _check_sparse_embeddings, train
-from polymodal.train.optim import RowSparseAdamW, clip_grad_norm, sparse_embedding_grads
+from polymodal.train.loop import sparse_embeddings_apply, train
+from polymodal.train.optim import (RowSparseAdamW, build_optimizer, clip_and_step, clip_grad_norm,
+                                   sparse_embedding_grads)
 
 from .helpers import assert_same_weights, release_weights, tiny_experiment
 
@@ -120,24 +121,66 @@ def test_clip_grad_norm_takes_sparse_gradients_like_torch_takes_dense_ones():
 
 
 def test_training_with_sparse_embeddings_matches_dense_and_resumes(tmp_path):
-    """optim.sparse_embeddings: the training loop's AdamW with row-sparse tables ends where the dense one does
-    (float32 rounding apart), and a run killed after a checkpoint resumes to the very same weights."""
-    dense = train(tiny_experiment(tmp_path / "dense"))
-    sparse = train(tiny_experiment(tmp_path / "sparse", "optim.sparse_embeddings=true"))
+    """optim.sparse_embeddings (the default): the training loop's AdamW with row-sparse tables ends where the dense
+    one does (float32 rounding apart); a run killed after a checkpoint resumes to the very same weights, and the
+    setting may change on resume (the optimizer state of either loads into the other)."""
+    dense = train(tiny_experiment(tmp_path / "dense", "optim.sparse_embeddings=false"))
+    sparse = train(tiny_experiment(tmp_path / "sparse"))
     a, b = release_weights(dense.run_dir), release_weights(sparse.run_dir)
     assert_same_weights(a, b, atol=2e-4)
     assert sparse.final_loss == pytest.approx(dense.final_loss, rel=1e-3)
-    paused = train(tiny_experiment(tmp_path / "paused", "optim.sparse_embeddings=true", "train.stop_at=6"))
+    paused = train(tiny_experiment(tmp_path / "paused", "train.stop_at=6"))
     assert paused.steps == 6
-    train(tiny_experiment(tmp_path / "paused", "optim.sparse_embeddings=true"))
+    train(tiny_experiment(tmp_path / "paused"))
     assert_same_weights(b, release_weights(tmp_path / "paused"))
+    switched = train(tiny_experiment(tmp_path / "switched", "optim.sparse_embeddings=false", "train.stop_at=6"))
+    assert switched.steps == 6
+    train(tiny_experiment(tmp_path / "switched"))
+    assert_same_weights(b, release_weights(tmp_path / "switched"), atol=2e-4)
+    back = train(tiny_experiment(tmp_path / "back", "train.stop_at=6"))  # sparse state into a dense AdamW
+    assert back.steps == 6
+    train(tiny_experiment(tmp_path / "back", "optim.sparse_embeddings=false"))
+    assert_same_weights(a, release_weights(tmp_path / "back"), atol=2e-4)
 
 
-def test_sparse_embeddings_are_refused_where_gradients_cannot_be_sparse(tmp_path):
-    cfg = tiny_experiment(tmp_path, "optim.sparse_embeddings=true", "train.parallel=fsdp")
-    info = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
-    for mode in ("fsdp", "ddp", "auto"):
-        with pytest.raises(ConfigError, match=f"needs a single process; this run is {mode.replace('auto', 'ddp')}"):
-            _check_sparse_embeddings(apply_overrides(cfg, [f"train.parallel={mode}"]), info)
+def test_sparse_embeddings_apply_where_gradients_can_be_sparse(tmp_path):
+    """Distributed runs keep dense tables (DDP's reducer and FSDP2 take dense gradients); one process is sparse,
+    whatever train.parallel asks; optim.sparse_embeddings=false is dense everywhere."""
+    cfg = tiny_experiment(tmp_path, "train.parallel=fsdp")
+    two = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
     one = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    _check_sparse_embeddings(cfg, one)  # fsdp asked, one process: nothing to shard, sparse tables are fine
+    for mode in ("fsdp", "ddp", "auto"):
+        assert not sparse_embeddings_apply(apply_overrides(cfg, [f"train.parallel={mode}"]), two)
+        assert sparse_embeddings_apply(apply_overrides(cfg, [f"train.parallel={mode}"]), one)
+    assert not sparse_embeddings_apply(apply_overrides(cfg, ["optim.sparse_embeddings=false"]), one)
+    model = Toy()
+    assert type(build_optimizer(model, OptimConfig(), 256, sparse=False)) is torch.optim.AdamW
+    assert not model.emb.sparse
+    assert type(build_optimizer(model, OptimConfig(), 256)) is RowSparseAdamW and model.emb.sparse
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 100.0])  # clipping, and a norm under the limit
+def test_clipping_inside_the_sparse_kernel_equals_clipping_first(max_norm: float):
+    """clip_and_step hands RowSparseAdamW's fused kernel the clipping factor (no multiply pass over every
+    gradient): the same weights as clip_grad_norm then step, over steps with sparse tables and a dense fallback."""
+    torch.manual_seed(0)
+    first = Toy()
+    sparse_embedding_grads(first)
+    inside = copy.deepcopy(first)
+    kw = dict(lr=3e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=True, dense_above=0.5)
+    opt_first, opt_inside = RowSparseAdamW(first.parameters(), **kw), RowSparseAdamW(inside.parameters(), **kw)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        a, b = torch.randint(0, 25, (6, 3), generator=g), torch.randint(0, 30, (6, 3), generator=g)
+        for model, opt in ((first, opt_first), (inside, opt_inside)):
+            (model(a, b) * 10).backward()
+        params = list(first.parameters())
+        expected = clip_grad_norm(params, max_norm)
+        opt_first.step()
+        total = clip_and_step(opt_inside, list(inside.parameters()), max_norm)
+        torch.testing.assert_close(total, expected)
+        for opt in (opt_first, opt_inside):
+            opt.zero_grad(set_to_none=True)
+    for (name, p), q in zip(first.named_parameters(), inside.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+    assert opt_inside.state[inside.emb2.weight]["active"].all()  # emb2 took the dense path (every row used)

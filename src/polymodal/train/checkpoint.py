@@ -101,6 +101,23 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
+def _fit_optimizer(osd: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A saved optimizer state made loadable into ``optimizer`` when the run switched between torch's AdamW and
+    `RowSparseAdamW` (``optim.sparse_embeddings``, the same update): each group takes the target's keys (a saved
+    value where there is one), and a dense AdamW drops the sparse one's row flags (``active``)."""
+    from .optim import RowSparseAdamW
+
+    targets = optimizer.param_groups
+    if len(targets) == len(osd["param_groups"]):
+        osd["param_groups"] = [{**{k: v for k, v in t.items() if k != "params"},
+                                **{k: v for k, v in g.items() if k in t or k == "params"}}
+                               for g, t in zip(osd["param_groups"], targets, strict=True)]
+    if not isinstance(optimizer, RowSparseAdamW):
+        for st in osd["state"].values():
+            st.pop("active", None)
+    return osd
+
+
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -219,8 +236,8 @@ class CheckpointManager:
         set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
         # strict=False: a parameter that never had a gradient (e.g. the mask token of a model whose targets are all
         # sequences) has no optimizer state to save; a straight run would create it on its first gradient as well.
-        set_optimizer_state_dict(model, optimizer, _unflatten_optimizer(opt_tensors, state["optimizer"]),
-                                 options=StateDictOptions(full_state_dict=True, strict=False))
+        osd = _fit_optimizer(_unflatten_optimizer(opt_tensors, state["optimizer"]), optimizer)
+        set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True, strict=False))
         _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
         return Progress(**state["progress"])
 

@@ -52,6 +52,7 @@ RESUMABLE = frozenset({
     "train.steps", "train.stop_at", "train.out_dir", "train.log_every", "train.eval_every", "train.save_every",
     "train.keep_last", "train.tensorboard", "train.progress", "train.device", "train.parallel", "train.compile",
     "train.activation_checkpointing", "train.fused_loss", "train.bf16_via_fp32", "data.workers", "data.on_bad_shard",
+    "optim.sparse_embeddings",  # the same AdamW update either way; the optimizer state loads into both
 })
 
 
@@ -143,17 +144,11 @@ def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
     return objective.summarize(dist.all_reduce_sum(sums).cpu(), dist.all_reduce_sum(stats))
 
 
-def _check_sparse_embeddings(cfg: ExperimentConfig, info) -> None:
-    """One process only: FSDP2 shards dense gradients, and DDP's reducer (with the unused-parameter search that
-    Dirichlet budgets need) cannot read sparse ones."""
-    if not cfg.optim.sparse_embeddings:
-        return
-    mode = resolve_mode(cfg.train.parallel, info)
-    if mode != "none":
-        dist.shutdown()
-        raise config_lib.ConfigError(
-            f"optim.sparse_embeddings=true needs a single process; this run is {mode} over {info.world_size} "
-            "processes: set optim.sparse_embeddings=false")
+def sparse_embeddings_apply(cfg: ExperimentConfig, info) -> bool:
+    """Whether this run steps its embedding tables row-sparse (``optim.sparse_embeddings``): in one process only.
+    FSDP2 shards dense gradients, and DDP's reducer (with the unused-parameter search that Dirichlet budgets need)
+    cannot read sparse ones; those runs keep dense tables (the same update, see `RowSparseAdamW`)."""
+    return cfg.optim.sparse_embeddings and resolve_mode(cfg.train.parallel, info) == "none"
 
 
 def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config_dict: dict) -> Path | None:
@@ -184,7 +179,6 @@ def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config
 def train(cfg: ExperimentConfig) -> TrainResult:
     info = dist.init_distributed(cfg.train.device)
     t = cfg.train
-    _check_sparse_embeddings(cfg, info)
     run_dir = Path(t.out_dir)
     torch.manual_seed(t.seed)  # identical initial weights on every rank and every rerun
     objective = make_objective(cfg)
@@ -221,7 +215,8 @@ def train(cfg: ExperimentConfig) -> TrainResult:
         keep_freed_memory()  # each step's gradients reuse the last step's memory instead of page-faulting anew
     trained = parallelize(model, info, mode=t.parallel, activation_checkpointing=t.activation_checkpointing,
                           compile=t.compile)
-    optimizer = build_optimizer(model, cfg.optim, t.batch_size, lr_scales=ft.lr_scale)
+    optimizer = build_optimizer(model, cfg.optim, t.batch_size, lr_scales=ft.lr_scale,
+                                sparse=sparse_embeddings_apply(cfg, info))
 
     progress = Progress()
     if latest is not None:

@@ -53,12 +53,13 @@ def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int, *,
-                    lr_scales: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
-    """AdamW over `param_groups` (``lr_scales``: see there); with ``cfg.sparse_embeddings`` the embedding tables
-    get row-sparse gradients and `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
+                    lr_scales: Mapping[str, float] | None = None, sparse: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW over `param_groups` (``lr_scales``: see there); with row-sparse tables (``sparse``, by default
+    ``cfg.sparse_embeddings``; the loop passes False where the run is distributed) the embedding tables get
+    row-sparse gradients and `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
     groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings, lr_scales=lr_scales)
     kw = dict(lr=peak_lr(cfg, global_batch), betas=tuple(cfg.betas), eps=cfg.eps)
-    if cfg.sparse_embeddings:
+    if cfg.sparse_embeddings if sparse is None else sparse:
         sparse_embedding_grads(model)
         return RowSparseAdamW(groups, **kw)
     return torch.optim.AdamW(groups, **kw, fused=_fused_adamw_applies([p for g in groups for p in g["params"]]) or None)
@@ -104,17 +105,24 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 def clip_and_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """`clip_grad_norm` then ``optimizer.step()``; returns the total norm before clipping.
 
-    With torch's fused AdamW over plain dense gradients, the clipping factor goes to the kernel as its
-    ``grad_scale`` (the gradients divided by it inside the update, and stored so), instead of a separate
-    multiply pass over every gradient: the same update up to float rounding (1/coef as a divisor). Anything else
-    (row-sparse gradients, FSDP2's DTensors, another optimizer) clips first, then steps."""
+    With torch's fused AdamW over plain dense gradients, or `RowSparseAdamW` whose groups run the fused kernel, the
+    clipping factor goes to the kernel as its ``grad_scale`` (the gradients divided by it inside the update, and
+    stored so), instead of a separate multiply pass over every gradient: the same update up to float rounding
+    (1/coef as a divisor). Anything else (FSDP2's DTensors, the for-loop kernel, another optimizer) clips first,
+    then steps."""
     grads = [p.grad for p in params if p.grad is not None]
-    fused = type(optimizer) in (torch.optim.AdamW, torch.optim.Adam) and all(
+    sparse_ok = type(optimizer) is RowSparseAdamW
+    fused = type(optimizer) in (torch.optim.AdamW, torch.optim.Adam, RowSparseAdamW) and all(
         g.get("fused") for g in optimizer.param_groups)
-    if not grads or not fused or any(type(g) is not torch.Tensor or g.is_sparse for g in grads):
+    if not grads or not fused or any(type(g) is not torch.Tensor or (g.is_sparse and not sparse_ok) for g in grads):
         total = clip_grad_norm(params, max_norm) if grads else torch.zeros(())
         optimizer.step()
         return total
+    if any(g.is_sparse for g in grads):
+        for p in params:  # duplicate rows summed once, here: the norm needs it and the optimizer then skips it
+            if p.grad is not None and p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+        grads = [p.grad.values() if p.grad.is_sparse else p.grad for p in params if p.grad is not None]
     total = torch.nn.utils.get_total_norm(grads)
     # torch's clip_grad_norm_ multiplies by coef = min(max_norm / (total + 1e-6), 1); the kernel divides by 1/coef
     optimizer.grad_scale = ((total + 1e-6) / max_norm).clamp(min=1.0)
@@ -197,6 +205,10 @@ class RowSparseAdamW(torch.optim.Optimizer):
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"invalid betas: {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused))
+        if fused is None:  # decided once, as build_optimizer does for AdamW (clip_and_step reads it)
+            fused = _fused_adamw_applies([p for g in self.param_groups for p in g["params"]])
+            for group in self.param_groups:
+                group["fused"] = fused
         self.dense_above = dense_above
 
     def _state(self, p: torch.Tensor, sparse: bool) -> dict:
@@ -254,11 +266,13 @@ class RowSparseAdamW(torch.optim.Optimizer):
                 continue
             fused = group["fused"]
             if fused is None:
-                fused = all(t.device.type in ("cpu", "cuda") and t.dtype in (torch.float32, torch.float16,
-                                                                              torch.bfloat16) for t in ps)
+                fused = _fused_adamw_applies(ps)
+            scale = getattr(self, "grad_scale", None)  # set by `clip_and_step`: the clipping, inside the kernel
+            if scale is not None and not fused:
+                raise RuntimeError("grad_scale needs the fused kernel: clip the gradients before step() instead")
             _adam(ps, gs, ms, vs, [], steps, fused=fused, foreach=None if fused else True,
-                  decoupled_weight_decay=True, amsgrad=False, beta1=b1, beta2=b2, lr=lr, weight_decay=wd,
-                  eps=eps, maximize=False)
+                  grad_scale=scale, decoupled_weight_decay=True, amsgrad=False, beta1=b1, beta2=b2, lr=lr,
+                  weight_decay=wd, eps=eps, maximize=False)
             for p, st, rows, p_rows, m_rows, v_rows in writeback:
                 p.index_copy_(0, rows, p_rows)
                 st["exp_avg"].index_copy_(0, rows, m_rows)
