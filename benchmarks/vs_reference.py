@@ -293,7 +293,7 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
     if hasattr(step_module, "keep_freed_memory"):  # what train/loop.py does at the start of a CPU run
         step_module.keep_freed_memory()
 
-    def poly_step() -> float:
+    def poly_step(batch=batch) -> float:
         stats = objective.step_stats([batch])
         if step_module is not None:
             out = step_module.train_step(poly, [batch], poly_opt, objective, cfg, stats=stats, device=cpu)
@@ -314,7 +314,19 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
         objective.loss = _in_phase(objective.loss, "forward")
         step_module.clip_grad_norm = _in_phase(step_module.clip_grad_norm, "optimizer")
     net.train()
+    poly_step.optimizer = poly_opt
     return ref_step, poly_step
+
+
+def active_rows(opt) -> str:
+    """How much of the embedding tables a row-sparse optimizer steps: rows ever looked up over all rows of the
+    tables that have had a gradient, and the tables already past ``dense_above`` (stepped dense)."""
+    flags = [st["active"] for st in opt.state.values() if "active" in st]
+    if not flags:
+        return "dense tables"
+    dense = sum(bool(f.float().mean() > getattr(opt, "dense_above", 0.5)) for f in flags)
+    return (f"{sum(int(f.sum()) for f in flags) / sum(f.numel() for f in flags):.1%} of table rows active, "
+            f"{dense}/{len(flags)} tables dense")
 
 
 def generation_work(ref, net, poly, kind: str, batch_size: int, *, caption_tokens: int = 256, steps: int = 8,
@@ -431,8 +443,18 @@ def run_worker(spec: dict) -> dict:
         ref_fn, poly_fn = train_steps(ref, net, poly, batch, num_input=spec["num_input"],
                                       num_target=spec["num_target"], dtype=dtype)
         res = alternate(ref_fn, poly_fn, spec["train_steps"])
-        note = f"first loss {res['reference']['result']:.5f} vs {res['polymodal']['result']:.5f}"
+        note = (f"first loss {res['reference']['result']:.5f} vs {res['polymodal']['result']:.5f}; "
+                f"{active_rows(poly_fn.optimizer)}")
         rows.append(_row(f"train {dtype} (batch {spec['batch']})", dtype, res, note))
+        if spec.get("warm_batches"):
+            # One batch repeated keeps the set of looked-up rows small, which flatters row-sparse tables. Here
+            # polymodal's optimizer first steps through other batches (uniform random ids: the most rows per step,
+            # the pessimistic case); the reference's dense AdamW costs the same whatever it has seen.
+            for seed in range(1, spec["warm_batches"] + 1):
+                poly_fn(make_batch(poly.config, spec["batch"], spec["num_input"], spec["num_target"], seed=seed))
+            res = alternate(ref_fn, poly_fn, spec["train_steps"])
+            rows.append(_row(f"train {dtype}, after {spec['warm_batches']} other batches", dtype, res,
+                             active_rows(poly_fn.optimizer)))
         return {"rows": rows}
     fp32_ids, models = {}, {"fp32": poly}
     for kind, b, dtype in spec["works"]:
@@ -585,6 +607,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-input", type=int, default=128)
     p.add_argument("--num-target", type=int, default=128)
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps per side")
+    p.add_argument("--warm-batches", type=int, default=200,
+                   help="the training rows again after polymodal's optimizer saw this many other batches (0: not)")
     p.add_argument("--repeats", type=int, default=3, help="timed generation runs per side")
     p.add_argument("--caption-tokens", type=int, default=256)
     p.add_argument("--batches", type=int, nargs="*", default=[8, 32], help="batched MaskGIT (with and without cfg)")
@@ -611,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.preset, args.batch, args.caption_tokens, args.batches = "test", 4, 32, [8]
-        args.train_steps, args.repeats = 3, 2
+        args.train_steps, args.repeats, args.warm_batches = 3, 2, 3
     torch.set_num_threads(args.threads)
     ref = import_reference(path)
     load0 = os.getloadavg()
@@ -629,7 +653,7 @@ def main(argv: list[str] | None = None) -> None:
         del net
         base = dict(reference=path, folder=str(folder), threads=args.threads, batch=args.batch,
                     num_input=args.num_input, num_target=args.num_target, train_steps=args.train_steps,
-                    repeats=args.repeats, caption_tokens=args.caption_tokens)
+                    repeats=args.repeats, caption_tokens=args.caption_tokens, warm_batches=args.warm_batches)
         if args.profile:
             batch = args.batch if args.profile.startswith("train") else args.profile_batch
             profile({**base, "batch": batch}, args.profile, args.profile_runs)

@@ -195,11 +195,14 @@ class RowSparseAdamW(torch.optim.Optimizer):
     rows, instead of AdamW's seven passes (parameter, gradient, two moments; read and written) and the dense
     gradient's zero fill: large while few rows are active (a fixed batch, rare tokens, early training), and
     approaching dense AdamW once every row has been used. Past ``dense_above`` of a table's rows active, the
-    table takes the dense update (its gradient scattered into a zero table), which is then cheaper.
+    table takes the dense update (its gradient scattered into a zero table), which is then cheaper: gathering and
+    writing back the active rows costs what the dense update does at 10-15% of a (30000, 384) table's rows
+    (`benchmarks/sparse_adamw.py`, 2 threads, torch 2.13: at 10% 4.3 ms vs 6.3, at 15% 6.2 vs 5.3, at 30% 11.3
+    vs 5.5, at 50% 18.6 vs 5.9).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, *, fused: bool | None = None, dense_above: float = 0.5):
+                 weight_decay: float = 1e-2, *, fused: bool | None = None, dense_above: float = 0.12):
         if not 0.0 <= lr or not 0.0 <= eps or not 0.0 <= weight_decay:
             raise ValueError(f"invalid lr, eps or weight_decay: {lr}, {eps}, {weight_decay}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
