@@ -281,8 +281,9 @@ class OptimConfig:
     decay_embeddings: bool = False
     # Row-sparse gradients for every embedding table, stepped by `train.optim.RowSparseAdamW` (the same AdamW
     # update, not an approximation): a step then touches the rows that have ever been looked up instead of whole
-    # (vocabulary x dim) tables, which dominate the step of small models with 4M-21's vocabularies. Applies where
-    # gradients can be sparse: one process (DDP's reducer and FSDP2 take dense ones: those runs stay dense).
+    # (vocabulary x dim) tables, which dominate the step of small models with 4M-21's vocabularies. Applies to
+    # one-process runs on the CPU (DDP's reducer and FSDP2 take dense gradients; on a GPU the dense kernel is
+    # cheap and choosing rows would synchronize the host): the others stay dense.
     sparse_embeddings: bool = True
 
     def __post_init__(self) -> None:

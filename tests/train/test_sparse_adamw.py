@@ -143,8 +143,8 @@ def test_training_with_sparse_embeddings_matches_dense_and_resumes(tmp_path):
 
 
 def test_sparse_embeddings_apply_where_gradients_can_be_sparse(tmp_path):
-    """Distributed runs keep dense tables (DDP's reducer and FSDP2 take dense gradients); one process is sparse,
-    whatever train.parallel asks; optim.sparse_embeddings=false is dense everywhere."""
+    """Distributed runs keep dense tables (DDP's reducer and FSDP2 take dense gradients), and so do GPU runs; one
+    CPU process is sparse, whatever train.parallel asks; optim.sparse_embeddings=false is dense everywhere."""
     cfg = tiny_experiment(tmp_path, "train.parallel=fsdp")
     two = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
     one = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -152,6 +152,8 @@ def test_sparse_embeddings_apply_where_gradients_can_be_sparse(tmp_path):
         assert not sparse_embeddings_apply(apply_overrides(cfg, [f"train.parallel={mode}"]), two)
         assert sparse_embeddings_apply(apply_overrides(cfg, [f"train.parallel={mode}"]), one)
     assert not sparse_embeddings_apply(apply_overrides(cfg, ["optim.sparse_embeddings=false"]), one)
+    gpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda", 0))
+    assert not sparse_embeddings_apply(cfg, gpu)  # a GPU keeps the dense kernel (no host sync per table)
     model = Toy()
     assert type(build_optimizer(model, OptimConfig(), 256, sparse=False)) is torch.optim.AdamW
     assert not model.emb.sparse

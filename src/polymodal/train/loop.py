@@ -145,10 +145,13 @@ def _evaluate(objective, model, info, precision: str) -> dict[str, float]:
 
 
 def sparse_embeddings_apply(cfg: ExperimentConfig, info) -> bool:
-    """Whether this run steps its embedding tables row-sparse (``optim.sparse_embeddings``): in one process only.
-    FSDP2 shards dense gradients, and DDP's reducer (with the unused-parameter search that Dirichlet budgets need)
-    cannot read sparse ones; those runs keep dense tables (the same update, see `RowSparseAdamW`)."""
-    return cfg.optim.sparse_embeddings and resolve_mode(cfg.train.parallel, info) == "none"
+    """Whether this run steps its embedding tables row-sparse (``optim.sparse_embeddings``): one process on the
+    CPU. FSDP2 shards dense gradients, and DDP's reducer (with the unused-parameter search that Dirichlet budgets
+    need) cannot read sparse ones. On a GPU the dense update stays: choosing a table's active rows reads them on
+    the host (a synchronization per table per step), while the dense fused kernel streams the tables at the
+    card's bandwidth (not measured here: no GPU was lent). Either way the update is AdamW's (`RowSparseAdamW`)."""
+    return (cfg.optim.sparse_embeddings and info.device.type == "cpu"
+            and resolve_mode(cfg.train.parallel, info) == "none")
 
 
 def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config_dict: dict) -> Path | None:
