@@ -55,7 +55,7 @@ def peak_lr(cfg: OptimConfig, global_batch: int) -> float:
 def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int, *,
                     lr_scales: Mapping[str, float] | None = None, sparse: bool | None = None) -> torch.optim.Optimizer:
     """AdamW over `param_groups` (``lr_scales``: see there); with row-sparse tables (``sparse``, by default
-    ``cfg.sparse_embeddings``; the loop passes False where the run is distributed) the embedding tables get
+    ``cfg.sparse_embeddings``; the loop passes False unless the run is one CPU process) the embedding tables get
     row-sparse gradients and `RowSparseAdamW` steps them (the same update, see tests/train/test_sparse_adamw.py)."""
     groups = param_groups(model, cfg.weight_decay, decay_embeddings=cfg.decay_embeddings, lr_scales=lr_scales)
     kw = dict(lr=peak_lr(cfg, global_batch), betas=tuple(cfg.betas), eps=cfg.eps)
