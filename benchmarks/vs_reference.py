@@ -312,7 +312,13 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
 
     if step_module is not None:  # the profile's phases: the loss is the forward pass; clipping is the optimizer's
         objective.loss = _in_phase(objective.loss, "forward")
-        step_module.clip_grad_norm = _in_phase(step_module.clip_grad_norm, "optimizer")
+        # clipping is the optimizer's: train_step calls clip_and_step (clipping, then optimizer.step, which is then
+        # not marked again: nested ranges of one name would count twice); older polymodal called clip_grad_norm
+        if hasattr(step_module, "clip_and_step"):
+            step_module.clip_and_step = _in_phase(step_module.clip_and_step, "optimizer")
+            del poly_opt.step  # the class's own step again
+        elif hasattr(step_module, "clip_grad_norm"):
+            step_module.clip_grad_norm = _in_phase(step_module.clip_grad_norm, "optimizer")
     net.train()
     poly_step.optimizer = poly_opt
     return ref_step, poly_step

@@ -26,7 +26,7 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..nn.gemm import bf16_gemm_in_fp32
 from .objectives import Objective
-from .optim import clip_and_step, clip_grad_norm  # noqa: F401 (benchmarks/vs_reference.py wraps the name)
+from .optim import clip_and_step
 from .parallelize import autocast, no_sync
 
 
