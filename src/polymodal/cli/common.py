@@ -44,3 +44,5 @@ def _parse_from(items: list[str] | None) -> dict[str, str]:
 _THREADS_HELP = "CPU threads for torch (default 1: fastest for step-by-step decoding on a CPU)"
 _TOKENIZER_HELP = ("extra tokenizer folders; for a released 4M model (EPFL-VILAB/4M-21_XL, ...) DOMAIN=FOLDER "
                    "replaces the release's tokenizer of DOMAIN, e.g. tok_depth@224=path/to/folder")
+_MODEL_HELP = "a pipeline bundle, a folder or a Hub repo id (default: the shipped src/polymodal/weights/default)"
+_DEVICE_HELP = "torch device of the model: cpu, cuda, mps (default cpu)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import _THREADS_HELP, _TOKENIZER_HELP, _fail, _notice, _parse_from, _set_threads
+from .common import _DEVICE_HELP, _MODEL_HELP, _THREADS_HELP, _TOKENIZER_HELP, _fail, _notice, _parse_from, _set_threads
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def _add_generate_parser(sub) -> None:
                         "(DOMAIN_captions.json) and printed (repeatable)")
     p.add_argument("--k", type=int, default=5, help="nearest captions per global vector with --index (default 5)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
-    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.add_argument("--dtype", help="the transformer's weights (and a release's DiVAE UNets): float32 (default), "
                                    "bfloat16 (MaskGIT ~3x and DiVAE decodes ~1.7x faster on CPUs with "
                                    "AVX512-BF16/AMX, captions of one image not; greedy tokens can differ from "
@@ -145,14 +145,13 @@ def _add_embed_parser(sub) -> None:
     """``polymodal embed``: 4M as an image encoder (src/polymodal/pipeline/embed.py)."""
     p = sub.add_parser("embed", help="a folder of images -> the encoder's features (safetensors: pooled features, "
                                      "optionally the tokens, and the file names in order)")
-    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
-                                    "src/polymodal/weights/default)")
+    p.add_argument("--model", help=_MODEL_HELP)
     p.add_argument("--images", required=True, help="folder of JPEG/PNG images (searched recursively, sorted by path)")
     p.add_argument("--out", required=True, help="safetensors file to write (features (N, D); metadata: files)")
     p.add_argument("--tokens", action="store_true", help="also write every image's token features (N, T, D)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_embed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _THREADS_HELP, _TOKENIZER_HELP, _fail, _notice, _set_threads
+from .common import _DEVICE_HELP, _MODEL_HELP, _THREADS_HELP, _TOKENIZER_HELP, _fail, _notice, _set_threads
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -70,8 +70,7 @@ def _add_demo_parser(sub) -> None:
     """``polymodal demo``: held-out world scenes (or an image) through a model (src/polymodal/pipeline/demo.py)."""
     p = sub.add_parser("demo", help="held-out world scenes through a model: RGB -> all, caption/boxes -> RGB; "
                                     "writes a PNG figure and an HTML page")
-    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
-                                    "src/polymodal/weights/default)")
+    p.add_argument("--model", help=_MODEL_HELP)
     p.add_argument("--image", help="your own image instead of world scenes")
     p.add_argument("--out", default="demo", help="folder to write (default ./demo)")
     p.add_argument("--scenes", type=int, default=2, help="world scenes (default 2)")
@@ -79,7 +78,7 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
-    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_demo)
 
 
@@ -99,12 +98,11 @@ def _add_serve_parser(sub) -> None:
         return 0
 
     p = sub.add_parser("serve", help="a web demo on this machine: generation and retrieval in the browser")
-    p.add_argument("--model", help="a pipeline bundle, a folder or a Hub repo id (default: the shipped "
-                                    "src/polymodal/weights/default)")
+    p.add_argument("--model", help=_MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--text-tokenizer", help="text tokenizer folder or JSON (official checkpoints: 4M's 30k JSON)")
     p.add_argument("--tokenizer", nargs="*", default=[], metavar="DIR", help=_TOKENIZER_HELP)
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
-    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, mps (default cpu)")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.set_defaults(func=run)

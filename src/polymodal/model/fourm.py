@@ -70,6 +70,11 @@ class EncoderState(NamedTuple):
     valid: torch.Tensor  # (B, E) bool
 
 
+def _pad_tokens(t: torch.Tensor, width: int) -> torch.Tensor:
+    """t (B, n, ...) zero-padded along its token dimension to (B, width, ...)."""
+    return nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))
+
+
 class FourM(nn.Module):
     def __init__(self, config: ModelConfig, *, image_decoder_token_tables: bool = False):
         """``image_decoder_token_tables`` keeps the unused decoder token tables that official 4M files hold."""
@@ -228,9 +233,8 @@ class FourM(nn.Module):
             states = [self._encode_rows(x[p * b:(p + 1) * b], emb[p * b:(p + 1) * b], valid[p * b:(p + 1) * b])
                       for p in range(passes)]
             width = max(s.valid.shape[1] for s in states)
-            fill = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))  # noqa: E731
-            return EncoderState(torch.cat([fill(s.context) for s in states]),
-                                torch.cat([fill(s.valid) for s in states]))
+            return EncoderState(torch.cat([_pad_tokens(s.context, width) for s in states]),
+                                torch.cat([_pad_tokens(s.valid, width) for s in states]))
         side = lambda t: t.reshape(passes, b, n, *t.shape[2:]).transpose(0, 1).reshape(b, passes * n, *t.shape[2:])  # noqa: E731
         x, emb, valid = side(x), side(emb), side(valid)
         seg = torch.arange(passes, device=x.device).repeat_interleave(n).expand(b, -1)
@@ -241,13 +245,12 @@ class FourM(nn.Module):
         # scores: the guided passes' encoder ran ~1.8x the attention a pass alone needs.
         counts = torch.stack([(seg == p).sum() for p in range(passes)]).tolist()
         ends = torch.tensor(counts).cumsum(0).tolist()
-        segments = [Segment(e - n, e) for n, e in zip(counts, ends) if n > 0]
+        segments = [Segment(e - c, e) for c, e in zip(counts, ends) if c > 0]
         ctx = self._encoder(x + emb, None, segments) + emb
         picks = [select((seg == p) & valid) for p in range(passes)]
         width = max(idx.shape[1] for idx, _ in picks)
-        pad = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1]))  # noqa: E731
-        return EncoderState(torch.cat([pad(take(ctx, idx)) for idx, _ in picks]),
-                            torch.cat([pad(ok) for _, ok in picks]))
+        return EncoderState(torch.cat([_pad_tokens(take(ctx, idx), width) for idx, _ in picks]),
+                            torch.cat([_pad_tokens(ok, width) for _, ok in picks]))
 
     def queries(self, batch: Batch, domains: list[str] | None = None) -> dict[str, Queries]:
         """Decoder queries of every target modality (or of ``domains``) that has target tokens."""
