@@ -6,6 +6,7 @@ bounds the fraction of the matmul peak the step can reach.
 
     python benchmarks/train_floor.py                    # 4M-21 domains, dim 384, 6+6 layers, batch 8 x (128+128)
     python benchmarks/train_floor.py --dtype fp32 --threads 1
+    python benchmarks/train_floor.py --compile          # and the step with train.compile's compiled blocks
 
 The model and batch are those of `benchmarks/vs_reference.py` (polymodal's side only, no reference needed).
 """
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="then the same step with the blocks torch.compile'd")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -125,6 +127,24 @@ def main() -> None:
         adam_t.append(time.perf_counter() - t)
     adamw = statistics.median(adam_t[1:])
 
+    compiled = None
+    if args.compile:  # the same model and optimizer, its blocks compiled as train.compile=true does
+        from polymodal.train.parallelize import transformer_blocks
+
+        for block in transformer_blocks(model):
+            block.compile(dynamic=True)  # token counts vary from batch to batch
+        t = time.perf_counter()
+        step()
+        first = time.perf_counter() - t
+        for _ in range(2):
+            step()
+        ctimes = []
+        for _ in range(args.steps):
+            t = time.perf_counter()
+            step()
+            ctimes.append(time.perf_counter() - t)
+        compiled = (first, statistics.median(ctimes))
+
     a = torch.randn(2048, 2048).to(torch.bfloat16 if args.dtype == "bf16" else torch.float32)
     peak_t = []
     for _ in range(5):
@@ -141,6 +161,9 @@ def main() -> None:
                       ("fused AdamW alone", adamw), ("products + AdamW (the floor)", mm + adamw)):
         share = "" if name.startswith("fused") else f"{100 * flops / sec / peak:.1f}%"  # no products in it
         print(f"| {name} | {sec:.3f} | {share} |")
+    if compiled is not None:
+        print(f"| whole step, blocks compiled (median; the first step, compiling, took {compiled[0]:.0f} s) | "
+              f"{compiled[1]:.3f} | {100 * flops / compiled[1] / peak:.1f}% |")
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def _mark_optimizer_phase(opt) -> None:
     opt.zero_grad = _in_phase(opt.zero_grad, "optimizer")
 
 
-def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype: str):
+def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype: str, sparse: bool = True):
     """(reference step, polymodal step): closures that run one training step each and return its loss."""
     from polymodal.config import ExperimentConfig, OptimConfig, TrainConfig
     from polymodal.train import optim as poly_optim
@@ -279,7 +279,7 @@ def train_steps(ref, net, poly, batch, *, num_input: int, num_target: int, dtype
 
     # polymodal: the loop's own step function where it exists (train/step.py), else what train/loop.py ran for one
     # step of one process before it did (the objective's loss, clip_grad_norm, the optimizer).
-    cfg = ExperimentConfig(objective="fourm", model=poly.config, optim=OptimConfig(),
+    cfg = ExperimentConfig(objective="fourm", model=poly.config, optim=OptimConfig(sparse_embeddings=sparse),
                            train=TrainConfig(precision=dtype))
     objective = make_objective(cfg)
     poly_opt = poly_optim.build_optimizer(poly, cfg.optim, 256)
@@ -452,6 +452,16 @@ def run_worker(spec: dict) -> dict:
         note = (f"first loss {res['reference']['result']:.5f} vs {res['polymodal']['result']:.5f}; "
                 f"{active_rows(poly_fn.optimizer)}")
         rows.append(_row(f"train {dtype} (batch {spec['batch']})", dtype, res, note))
+        if spec.get("dense_tables"):
+            # the ablation: polymodal's step with dense tables (optim.sparse_embeddings=false), fresh weights
+            from polymodal.interop.ml4m import load_checkpoint
+
+            _, dense_fn = train_steps(ref, net, load_checkpoint(Path(spec["folder"])), batch,
+                                      num_input=spec["num_input"], num_target=spec["num_target"], dtype=dtype,
+                                      sparse=False)
+            res = alternate(ref_fn, dense_fn, spec["train_steps"])
+            rows.append(_row(f"train {dtype}, dense tables (optim.sparse_embeddings=false)", dtype, res,
+                             f"polymodal's first loss {res['polymodal']['result']:.5f}"))
         if spec.get("warm_batches"):
             # One batch repeated keeps the set of looked-up rows small, which flatters row-sparse tables. Here
             # polymodal's optimizer first steps through other batches (uniform random ids: the most rows per step,
@@ -615,6 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps per side")
     p.add_argument("--warm-batches", type=int, default=200,
                    help="the training rows again after polymodal's optimizer saw this many other batches (0: not)")
+    p.add_argument("--dense-tables", action="store_true",
+                   help="the training rows also with polymodal's dense tables (optim.sparse_embeddings=false)")
     p.add_argument("--repeats", type=int, default=3, help="timed generation runs per side")
     p.add_argument("--caption-tokens", type=int, default=256)
     p.add_argument("--batches", type=int, nargs="*", default=[8, 32], help="batched MaskGIT (with and without cfg)")
@@ -659,7 +671,8 @@ def main(argv: list[str] | None = None) -> None:
         del net
         base = dict(reference=path, folder=str(folder), threads=args.threads, batch=args.batch,
                     num_input=args.num_input, num_target=args.num_target, train_steps=args.train_steps,
-                    repeats=args.repeats, caption_tokens=args.caption_tokens, warm_batches=args.warm_batches)
+                    repeats=args.repeats, caption_tokens=args.caption_tokens, warm_batches=args.warm_batches,
+                    dense_tables=args.dense_tables)
         if args.profile:
             batch = args.batch if args.profile.startswith("train") else args.profile_batch
             profile({**base, "batch": batch}, args.profile, args.profile_runs)
