@@ -173,13 +173,13 @@ class MLPTokenizer(nn.Module):
         return (x - self.mean) / self.std
 
     def _latents(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.encoder(x)
+        z = self.encoder(x.to(self.decoder[0].weight.dtype))  # prepare() works in float32; bf16 weights in bf16
         if self.cfg.quantizer == "memcodes":
             return z[:, None]  # one position, num_tokens heads
         return rearrange(z, "b (t d) -> b t d", t=self.cfg.num_tokens)
 
     def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.decoder(codes.reshape(codes.shape[0], -1))
+        return self.decoder(codes.reshape(codes.shape[0], -1).to(self.decoder[0].weight.dtype))  # FSQ: float32
 
     def forward(self, values: torch.Tensor) -> MLPTokenizerOutput:
         x = self.prepare(values)

@@ -61,7 +61,7 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 def cosine_nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """(..., D) unit vectors, (V, D) unit codes -> (...) id of the most similar code."""
-    return (z @ codebook.t()).argmax(dim=-1)
+    return (z @ codebook.t().to(z.dtype)).argmax(dim=-1)  # a bf16 tokenizer's codebook, float32 search
 
 
 def code_histogram(ids: torch.Tensor, vocab_size: int, *, per_head: bool = False) -> torch.Tensor:

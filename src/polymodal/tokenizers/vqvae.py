@@ -263,6 +263,7 @@ class ViTVQVAE(nn.Module):
     def latents(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) normalized -> (B, N, code_dim) pre-quantization latents."""
         p = self.cfg.patch_size
+        x = x.to(self.patch_embed.weight.dtype)  # prepare() works in float32; a bf16 tokenizer computes in bf16
         h = self.patch_embed(rearrange(x, "b c (gh p1) (gw p2) -> b (gh gw) (p1 p2 c)", p1=p, p2=p)) + self.pos
         for block in self.encoder:
             h = block(h)
@@ -270,7 +271,7 @@ class ViTVQVAE(nn.Module):
 
     def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, N, code_dim) codes -> (B, C_out, H, W) in normalized units (semseg: class logits)."""
-        h = self.from_code(codes) + self.pos
+        h = self.from_code(codes.to(self.from_code.weight.dtype)) + self.pos  # FSQ's codes are float32
         for block in self.decoder:
             h = block(h)
         g, p = self.cfg.grid, self.cfg.patch_size
