@@ -34,7 +34,8 @@ def _losses(run_dir) -> list[float]:
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_processes_reach_the_same_loss_as_one(tmp_path, mode):
     _torchrun(1, tmp_path / "one", "train.steps=8")
-    _torchrun(2, tmp_path / "two", "train.steps=8", f"train.parallel={mode}")
+    two_proc = _torchrun(2, tmp_path / "two", "train.steps=8", f"train.parallel={mode}")
+    assert "returned a view tensor" not in two_proc.stderr  # FSDP2's warning about FourM's outputs, by design
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 4
     for a, b in zip(one, two):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -54,6 +55,11 @@ def parallelize(model: nn.Module, info: DistInfo, *, mode: str = "auto", activat
         for block in transformer_blocks(model):
             fully_shard(block)
         fully_shard(model)
+        # FourM's outputs are views by design: the head weight goes to the fused loss through view_as (so DDP's graph
+        # walk finds it) and one modality's decoder rows are a split of all rows. FSDP2 warns because an in-place op
+        # on such a view would skip its backward all-gather; the loss never edits them in place (it casts them).
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPFourM\) returned a view tensor",
+                                category=UserWarning)
         # A rank whose micro-batch has no tokens of a modality (Dirichlet budgets) leaves that modality's
         # embedding and head without a gradient; FSDP2 would then reduce-scatter fewer parameters there than on
         # the other ranks (a collective mismatch: seen at step 11 of the 2-process tiny run). Zeros stand in. The
