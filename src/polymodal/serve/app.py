@@ -95,7 +95,8 @@ def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
 
     @app.get("/api/sample")
     def sample(index: str = "0") -> dict:
-        if not index.isdigit() or int(index) > 10**6:
+        # isdecimal, not isdigit: "²" is a digit int() refuses; the length first: int() of 5000 digits refuses too
+        if not (index.isdecimal() and len(index) <= 7) or int(index) > 10**6:
             raise req.RequestError("index: must be a whole number from 0 to 1000000")
         return world_sample(pipe, int(index))
 

@@ -122,7 +122,13 @@ def decode_image(name: str, data: Any) -> Image.Image:
     Pillow refuses at open (DecompressionBombError), which is the same answer: too large, not "not an image"."""
     if not isinstance(data, str):
         raise RequestError(f"{name}: send the image as a base64 data: URL, got {type(data).__name__}")
-    payload = data.split(",", 1)[1] if data.startswith("data:") else data
+    if data.startswith("data:"):
+        _, comma, payload = data.partition(",")
+        if not comma:
+            raise RequestError(f"{name}: the image is not a data: URL with its data after a comma "
+                               "(data:image/png;base64,...)")
+    else:
+        payload = data
     if len(payload) * 3 // 4 > MAX_IMAGE_BYTES:
         raise RequestError(f"{name}: the image file is over the size limit of {MAX_IMAGE_BYTES // 2**20} MB; "
                            "send a smaller one", 413)
