@@ -22,7 +22,14 @@ from .. import hub
 from ..config import ConfigError, ModelConfig
 from ..modalities import Kind
 from ..modalities import get as get_modality
-from ..nn.loading import assign_state, parameters_on_meta, read_safetensors, safetensors_shapes, target_dtypes
+from ..nn.loading import (
+    assign_state,
+    check_dtype,
+    parameters_on_meta,
+    read_safetensors,
+    safetensors_shapes,
+    target_dtypes,
+)
 from ..nn.lora import merged_state_dict
 
 WEIGHTS = "model.safetensors"
@@ -42,14 +49,30 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit its config, or a folder that is not a checkpoint."""
 
 
+# Pickled weights a folder may hold instead (older releases, other libraries): named in the error, never opened.
+_PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
 def _weights_path(folder: Path) -> Path:
     if folder.is_file():
+        if folder.suffix != ".safetensors":  # config.json or a pickle given instead: safetensors would call it corrupt
+            raise CheckpointError(f"{folder}: not a .safetensors file; give the model folder (config.json + "
+                                  f"{WEIGHTS}) or its .safetensors file")
         return folder
     cands = [folder / WEIGHTS] + sorted(folder.glob("*.safetensors"))
     for c in cands:
         if c.exists():
             return c
-    raise CheckpointError(f"{folder}: no {WEIGHTS} (or other .safetensors file) in this folder")
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLES)
+    held = (f"; it holds {', '.join(pickles)}, {'a pickle' if len(pickles) == 1 else 'pickles'}, which polymodal "
+            "never loads (convert it to safetensors)") if pickles else ""
+    raise CheckpointError(f"{folder}: no {WEIGHTS} (or other .safetensors file) in this folder{held}")
+
+
+def config_source(folder: Path, weights: Path) -> str:
+    """What `read_config` read the config from, for error messages: config.json, or the weights' header."""
+    cfg_path = folder / CONFIG
+    return str(cfg_path) if folder.is_dir() and cfg_path.exists() else f"{weights} (header)"
 
 
 def _parse_header_value(v: str) -> Any:
@@ -107,19 +130,44 @@ def config_from_official(raw: dict[str, Any], shapes: dict[str, tuple[int, ...]]
     act = {"silu": "silu", "swish": "silu", "gelu": "gelu"}.get(act)
     if act is None:
         raise ConfigError(f"{source}: act_layer {raw.get('act_layer')!r} is not supported (GELU or SiLU)")
+    for key in ("domains_in", "domains_out"):  # a bare string would be read letter by letter
+        if not isinstance(raw[key], (list, tuple)) or not all(isinstance(n, str) for n in raw[key]):
+            raise ConfigError(f"{source}: {key}={raw[key]!r} is not a list of domain names")
     domains = list(raw["domains_in"]) + list(raw["domains_out"])
     for name in domains:
-        get_modality(name)
-    return ModelConfig(
-        domains_in=tuple(raw["domains_in"]), domains_out=tuple(raw["domains_out"]),
-        dim=int(raw["dim"]), encoder_depth=int(raw["encoder_depth"]), decoder_depth=int(raw["decoder_depth"]),
-        num_heads=int(raw["num_heads"]), mlp_ratio=float(raw.get("mlp_ratio", 4.0)), act=act,
-        gated_mlp=bool(raw.get("gated_mlp", False)), qkv_bias=bool(raw.get("qkv_bias", True)),
-        proj_bias=bool(raw.get("proj_bias", True)), mlp_bias=bool(raw.get("mlp_bias", True)),
-        norm_bias=bool(raw.get("norm_bias", True)), qk_norm=bool(raw.get("qk_norm", False)),
-        share_modality_embeddings=bool(raw.get("share_modality_embeddings", True)),
-        vocab_sizes=_vocab_from_shapes(domains, shapes),
-    )
+        try:
+            get_modality(name)
+        except KeyError as e:  # still a KeyError (what callers catch for an unknown modality), now naming the file
+            raise KeyError(f"{source}: {e.args[0]}") from None
+
+    def num(key: str, kind: type, default: Any = None) -> Any:
+        value = raw.get(key, default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{source}: {key}={value!r} is not {what}") from None
+
+    def flag(key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if value not in (True, False):  # bool("false") is True: a string must not flip a layer choice silently
+            raise ConfigError(f"{source}: {key}={value!r} is not true or false")
+        return bool(value)
+
+    try:
+        return ModelConfig(
+            domains_in=tuple(raw["domains_in"]), domains_out=tuple(raw["domains_out"]),
+            dim=num("dim", int), encoder_depth=num("encoder_depth", int), decoder_depth=num("decoder_depth", int),
+            num_heads=num("num_heads", int), mlp_ratio=num("mlp_ratio", float, 4.0), act=act,
+            gated_mlp=flag("gated_mlp", False), qkv_bias=flag("qkv_bias", True), proj_bias=flag("proj_bias", True),
+            mlp_bias=flag("mlp_bias", True), norm_bias=flag("norm_bias", True), qk_norm=flag("qk_norm", False),
+            share_modality_embeddings=flag("share_modality_embeddings", True),
+            vocab_sizes=_vocab_from_shapes(domains, shapes),
+        )
+    except ConfigError as e:  # ModelConfig's own checks (dim not divisible by num_heads, ...) name no file
+        if str(e).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def is_official(raw: dict[str, Any]) -> bool:
@@ -163,6 +211,12 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
         key, more = wrong[0], f" ({len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else ""
         raise CheckpointError(f"{source}: tensor {key} has shape {tuple(sd[key].shape)} in the file, the config "
                               f"expects {tuple(expected[key].shape)}{more}")
+    # Integers where the model has a floating weight (or the reverse): a damaged or foreign file, not to be cast.
+    for key, t in sd.items():
+        if key in expected and t.is_floating_point() != expected[key].is_floating_point():
+            kind = "a floating" if expected[key].is_floating_point() else "an integer"
+            raise CheckpointError(f"{source}: tensor {key} is {str(t.dtype).removeprefix('torch.')} in the file, "
+                                  f"the model holds {kind} tensor there")
     if strict:
         missing = sorted(set(expected) - set(sd))
         unexpected = sorted(set(sd) - set(expected))
@@ -202,6 +256,7 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     model exists on the way (`polymodal.nn.loading`); default float32."""
     from .fourm import FourM
 
+    check_dtype(dtype)
     folder = hub.resolve(path_or_id, revision=revision, allow_patterns=_HUB_FILES, what="folder or file")
     weights = _weights_path(folder)
     raw = read_config(folder, weights)
@@ -213,7 +268,7 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
         # Tied tables stored once there are filled by `adapt_state_dict`, as in any model folder.
         cfg = config_lib.from_dict(ModelConfig, raw["model"], source=f"{folder / CONFIG} (model)")
     elif is_official(raw):
-        cfg = config_from_official(raw, shapes, source=str(folder))
+        cfg = config_from_official(raw, shapes, source=config_source(folder, weights))
     else:
         cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
                                    source=str(folder / CONFIG))

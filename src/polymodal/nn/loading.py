@@ -56,6 +56,12 @@ def parameters_on_meta() -> Iterator[None]:
             nn.Module.register_parameter = original
 
 
+def check_dtype(dtype: torch.dtype | None) -> None:
+    """A ValueError unless ``dtype`` is None or a floating dtype (what the ``dtype=`` of every loader casts to)."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype={dtype}: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)")
+
+
 def target_dtypes(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.dtype]:
     """State-dict name -> the dtype its tensor loads in: ``dtype`` for floating tensors when given, else the
     model's own (what ``load_state_dict`` into the model would have made of the file's tensor)."""
@@ -75,7 +81,9 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
                      keys: Iterable[str] | None = None, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, each cast to ``dtypes[name]`` (names not in it: floating tensors to
     ``dtype`` when given, others keep the file's dtype) right after it is read: the file's float32 version of a
-    tensor is gone before the next one is read.
+    tensor is gone before the next one is read. A tensor is never cast between integer and floating dtypes (integers
+    where a model holds a weight mean a damaged or foreign file): it keeps the file's dtype, for the caller's check
+    against the model to name it.
 
     Read with plain file reads into fresh tensors, not through a memory map of the file: a map puts every page of
     the file read so far into the process's resident memory until it closes (the whole float32 file, for a load in
@@ -94,9 +102,11 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
                 want = dtypes.get(k)
                 if kind is None:  # a dtype this reader does not know (float8 ...): safetensors reads it
                     t = f.get_tensor(k)
+                    want = want if want is not None and want.is_floating_point == t.is_floating_point() else None
                     want = want or (dtype if dtype is not None and t.is_floating_point() else t.dtype)
                     out[k] = t.to(device=device, dtype=want)
                     continue
+                want = want if want is not None and want.is_floating_point == kind.is_floating_point else None
                 want = want or (dtype if dtype is not None and kind.is_floating_point else kind)
                 begin, end = info["data_offsets"]
                 if want == kind:  # read straight into the result

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from .. import config as config_lib
 from .. import hub
-from ..nn.loading import assign_state, parameters_on_meta, read_safetensors, target_dtypes
+from ..nn.loading import assign_state, check_dtype, parameters_on_meta, read_safetensors, target_dtypes
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -110,6 +110,7 @@ def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: 
 
     ``dtype`` (e.g. torch.bfloat16): the floating weights are read straight into it, with no float32 copy of the
     model on the way (built with its parameters on meta, `polymodal.nn.loading`); default the module's own."""
+    check_dtype(dtype)
     path = hub.resolve(path, allow_patterns=HUB_FILES)
     data = read_config(path)
     if data["_class_name"] != cls.__name__:
@@ -145,6 +146,11 @@ def checked_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: 
         if key in expected and tuple(t.shape) != tuple(expected[key].shape):
             raise TokenizerLoadError(f"{file}: tensor {key} has shape {tuple(t.shape)} in the file, the config "
                                      f"({path / CONFIG}) expects {tuple(expected[key].shape)}")
+        # Integers where a weight is (or the reverse): a damaged or foreign file, never cast (`read_safetensors`).
+        if key in expected and t.is_floating_point() != expected[key].is_floating_point():
+            kind = "a floating" if expected[key].is_floating_point() else "an integer"
+            raise TokenizerLoadError(f"{file}: tensor {key} is {str(t.dtype).removeprefix('torch.')} in the file, "
+                                     f"the config ({path / CONFIG}) expects {kind} tensor")
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
@@ -164,6 +170,7 @@ def load_tokenizer(path: str | Path, *, dtype: torch.dtype | None = None):
     the Hub cache (`polymodal.hub.resolve`). ``dtype`` (e.g. torch.bfloat16): a tokenizer with weights loads
     straight into it, with no float32 copy on the way (`polymodal.nn.loading`); a text tokenizer has none.
     """
+    check_dtype(dtype)
     path = hub.resolve(path, allow_patterns=HUB_FILES, what="file or folder")
     if path.is_file() and path.name == CONFIG:
         path = path.parent
