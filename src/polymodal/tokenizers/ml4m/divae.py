@@ -37,11 +37,19 @@ import torch
 from torch import nn
 
 from ...nn.loading import assign_state, parameters_on_meta
-from ..base import TokenizerInputError, TokenizerLoadError, check_finite, check_token_ids, checked_state
+from ..base import (
+    CONFIG,
+    WEIGHTS,
+    TokenizerInputError,
+    TokenizerLoadError,
+    check_finite,
+    check_token_ids,
+    checked_state,
+)
 from . import diffusion
 from .folder import read_official_folder
 from .quantizers import LucidVQ
-from .unet import PatchedUNet, UNetConfig, config_from_official, official_state_dict
+from .unet import PatchedUNet, UNetConfig, config_from_official, official_names, official_state_dict
 from .vit import ViTEncoder, vit_shape
 
 VALUES = ("rgb", "depth", "normal", "edge", "raw")
@@ -254,12 +262,27 @@ class DiVAE(nn.Module):
         with parameters_on_meta():
             model = cls(cfg)
         renamed = {k: v for k, v in state.items() if not k.startswith("decoder.")}
-        renamed.update({"decoder." + k: v for k, v in official_state_dict(
-            {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}).items()})
+        unet = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
+        _check_unet_shapes(model, unet, folder)
+        renamed.update({"decoder." + k: v for k, v in official_state_dict(unet).items()})
         model = assign_state(model, checked_state(model, renamed, folder), dtype=dtype)
         if decoder_dtype is not None:
             model.decoder.to(decoder_dtype)
         return model.to(map_location).eval()
+
+
+def _check_unet_shapes(model: DiVAE, unet: dict[str, torch.Tensor], folder: Path) -> None:
+    """Each UNet tensor of the file (keys without ``decoder.``) against the model's, named and shaped as the file
+    has it: `checked_state` sees them renamed, and the attention's Conv1d weights (out, in, 1) as (out, in)."""
+    expected = model.decoder.state_dict()
+    for ours, theirs in official_names(unet).items():
+        if ours in expected:
+            want = tuple(expected[ours].shape)
+            want += (1,) if ".attn." in ours and len(want) == 2 else ()
+            if tuple(unet[theirs].shape) != want:
+                raise TokenizerLoadError(f"{folder / WEIGHTS}: tensor decoder.{theirs} has shape "
+                                         f"{tuple(unet[theirs].shape)} in the file, the config ({folder / CONFIG}) "
+                                         f"expects {want}")
 
 
 def _values_from_path(folder: Path) -> str:
@@ -297,9 +320,13 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
     for field, found in (("n_channels", enc.channels), ("codebook_size", codebook), ("latent_dim", latent_dim)):
         if field in raw and int(raw[field]) != found:
             raise TokenizerLoadError(f"{where}: {field} is {raw[field]} but the weights have {found}")
-    if unet.cond_channels != latent_dim:
-        raise TokenizerLoadError(f"{where}: the UNet reads {unet.cond_channels} code channels, the codes have "
-                                 f"{latent_dim}")
+    if unet.cond_channels != latent_dim:  # the input conv reads the image's patches and the codes, stacked
+        stem = tuple(state["decoder.input_blocks.0.0.weight"].shape)
+        p = unet.patch_size
+        weights = source / WEIGHTS if isinstance(source, Path) else source
+        raise TokenizerLoadError(f"{weights}: tensor decoder.input_blocks.0.0.weight has shape {stem} in the file; "
+                                 f"{enc.channels}-channel images in {p}x{p} patches and {latent_dim}-d codes need "
+                                 f"{enc.channels * p * p + latent_dim} input channels (its dim 1)")
     if values in CHANNELS and CHANNELS[values] != enc.channels:
         raise TokenizerLoadError(f"{where}: a {values} tokenizer has {CHANNELS[values]} channels, these weights "
                                  f"{enc.channels}")

@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ...nn.loading import assign_state, parameters_on_meta, read_safetensors
+from ...nn.loading import assign_state, check_dtype, parameters_on_meta, read_safetensors
 from ..base import CONFIG, WEIGHTS, TokenizerLoadError, checked_state
 from .mlp import mlp_shape
 from .vit import vit_shape
@@ -57,6 +57,7 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu",
     The arguments come from config.json, or from the weights' header when the folder has only the weights.
     Raises FileNotFoundError / TokenizerLoadError naming what is missing or damaged.
     """
+    check_dtype(dtype)
     path = Path(path).expanduser()
     args = read_official_args(path)
     try:
@@ -69,6 +70,8 @@ def read_official_folder(path: str | Path, *, map_location: str = "cpu",
 def read_official_args(path: Path) -> dict:
     """The reference's arguments of a released folder whose weights file is there (not read: a DiVAE's loader
     reads it once itself); FileNotFoundError / TokenizerLoadError naming what is missing."""
+    if path.is_file():  # config.json or the weights given for their folder: it exists, it is not missing
+        raise NotADirectoryError(f"tokenizer {path}: a file, not a tokenizer folder; give the folder that holds it")
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer {path}: no such folder")
     weights, has_config = path / WEIGHTS, (path / CONFIG).is_file()
@@ -97,6 +100,7 @@ def load_official_tokenizer(path: str | Path, *, name: str = "", image_size: int
     straight into it, no float32 copy of the tokenizer on the way; default float32. ``decoder_dtype``: a DiVAE's
     UNet alone in that dtype (`DiVAE.from_official`); ignored by the other families.
     """
+    check_dtype(dtype)
     path = Path(path).expanduser()
     args = read_official_args(path)
     if str(args["dec_type"]).startswith(("unet", "uvit")) or "beta_schedule" in args:

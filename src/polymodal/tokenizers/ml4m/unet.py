@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -246,6 +247,12 @@ def official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             value = value[..., 0]
         out[name] = value
     return out
+
+
+def official_names(keys: Iterable[str]) -> dict[str, str]:
+    """Reference UNet keys (without ``decoder.``) by the `PatchedUNet` name `official_state_dict` gives them: ours ->
+    the file's, for errors that name a tensor as the file does."""
+    return {_rename(key): key for key in keys}
 
 
 def config_from_official(state: dict[str, torch.Tensor], in_channels: int, *, num_heads: int = 1) -> UNetConfig:
