@@ -26,6 +26,7 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 METRICS = ("cosine", "l2")
@@ -187,17 +188,41 @@ class GalleryIndex:
         path = Path(path).expanduser()
         if not (path / CONFIG).is_file() or not (path / VECTORS).is_file():
             raise FileNotFoundError(f"{path} is not a gallery index folder: it needs {CONFIG} and {VECTORS}")
-        cfg = json.loads((path / CONFIG).read_text())
+        cfg = _read_json(path / CONFIG)
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{path / CONFIG} holds a {type(cfg).__name__}, not a {cls.__name__}'s config")
         if cfg.get("_class_name") != cls.__name__:
             raise ValueError(f"{path / CONFIG} holds a {cfg.get('_class_name')!r}, not a {cls.__name__}")
-        tensors = load_file(str(path / VECTORS))
-        keys = json.loads((path / KEYS).read_text()) if cfg["key_type"] == "str" else tensors["keys"].tolist()
+        lacks = [k for k in ("metric", "dim", "count", "key_type") if k not in cfg]
+        if lacks:
+            raise ValueError(f"{path / CONFIG} lacks {', '.join(lacks)}: write the index again (polymodal retrieve "
+                             "build)")
+        for k in ("dim", "count"):
+            if isinstance(cfg[k], bool) or not isinstance(cfg[k], int):
+                raise ValueError(f"{path / CONFIG}: {k} must be a whole number, got {cfg[k]!r}")
+        try:
+            tensors = load_file(str(path / VECTORS))
+        except SafetensorError as e:  # truncated, empty or not safetensors at all
+            raise ValueError(f"{path / VECTORS}: not a readable safetensors file ({e})") from None
+        need = ("vectors",) if cfg["key_type"] == "str" else ("vectors", "keys")
+        lacks = [k for k in need if k not in tensors]
+        if lacks:
+            raise ValueError(f"{path / VECTORS} lacks {', '.join(lacks)} (it holds {', '.join(tensors) or 'nothing'})")
+        keys = _read_json(path / KEYS) if cfg["key_type"] == "str" else tensors["keys"].tolist()
         index = cls(tensors["vectors"], keys, metric=cfg["metric"], modality=cfg.get("modality", ""),
                     source=cfg.get("source", ""))
         if len(index) != cfg["count"] or index.dim != cfg["dim"]:
             raise ValueError(f"{path}: config.json says {cfg['count']} x {cfg['dim']}, the vectors are "
                              f"{len(index)} x {index.dim}")
         return index
+
+
+def _read_json(file: Path):
+    """The JSON value in ``file``; a ValueError naming the file when it is not JSON text."""
+    try:
+        return json.loads(file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from None
 
 
 def recall_at_k(ranked: Sequence[Sequence[Hashable]] | torch.Tensor, relevant: Sequence, k: int) -> float:
