@@ -4,6 +4,7 @@ the shape found and the shape expected."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -76,3 +77,43 @@ def test_a_non_floating_dtype_is_refused_in_one_line(folder):
             load(path, dtype=torch.int64)
         assert str(e.value) == ("dtype=torch.int64: weights load in a floating dtype (torch.float32, torch.bfloat16, "
                                 "...)")
+
+
+def with_fields(tmp_path: Path, folder: str, **fields) -> Path:
+    dst = tmp_path / folder
+    shutil.copytree(fixtures_dir("ml4m-4m21-tiny-tokenizers", folder), dst, ignore=shutil.ignore_patterns("case.*"))
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.update(fields)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+# A field of the reference's arguments written wrong: one line naming config.json and the field (these were a
+# TypeError / a bare "invalid literal for int()", or silently True for the string "false").
+BAD_ARGS = [
+    ("tok_dinov2_global", {"codebook_size": "abc"}, "codebook_size='abc' is not an integer"),
+    ("tok_dinov2_global", {"n_channels": [768]}, "n_channels=[768] is not an integer"),
+    ("tok_dinov2_global", {"norm_codes": "false"}, "norm_codes='false' is not true or false"),
+    ("tok_rgb@224", {"patch_size": "x"}, "patch_size='x' is not an integer"),
+    ("tok_rgb@224", {"n_channels": "three"}, "n_channels='three' is not an integer"),
+    ("tok_rgb@224", {"num_train_timesteps": "many"}, "num_train_timesteps='many' is not an integer"),
+    ("tok_rgb@224", {"thresholding": "yes"}, "thresholding='yes' is not true or false"),
+]
+
+
+@pytest.mark.parametrize(("folder", "fields", "message"), BAD_ARGS,
+                         ids=[f"{a}-{next(iter(b))}" for a, b, _ in BAD_ARGS])
+def test_a_bad_reference_argument_is_one_line_naming_the_file_and_field(tmp_path, folder, fields, message):
+    path = with_fields(tmp_path, folder, **fields)
+    with pytest.raises(TokenizerLoadError) as e:
+        load_tokenizer(path)
+    assert str(e.value) == f"{path / 'config.json'}: {message}"
+
+
+def test_null_arguments_take_their_defaults(tmp_path):
+    """JSON null is the reference's None (its default): it loads as if the field were absent, as n_labels did."""
+    path = with_fields(tmp_path, "tok_rgb@224", image_size=None, num_train_timesteps=None)
+    assert load_tokenizer(path).cfg.image_size == 224
+    path = with_fields(tmp_path / "b", "tok_dinov2_global", num_codebooks=None, n_labels=None)
+    with pytest.raises(TokenizerLoadError, match=r"tensor quantize.codes has shape \(16, 96, 8\) in the file"):
+        load_tokenizer(path)  # the default of 1 codebook, which these weights do not have: said so in one line

@@ -47,7 +47,7 @@ from ..base import (
     checked_state,
 )
 from . import diffusion
-from .folder import read_official_folder
+from .folder import read_official_folder, reference_arg
 from .quantizers import LucidVQ
 from .unet import PatchedUNet, UNetConfig, config_from_official, official_names, official_state_dict
 from .vit import ViTEncoder, vit_shape
@@ -310,15 +310,16 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
                            ("scheduler", diffusion.SAMPLERS)):
         if field in raw and raw[field] not in allowed:
             raise TokenizerLoadError(f"{where}: {field} {raw[field]!r} is not supported (one of {', '.join(allowed)})")
+    patch_size = reference_arg(raw, "patch_size", int, 16, where)
     try:
-        enc = vit_shape(state, "encoder.", patch_size=int(raw.get("patch_size", 16)))
+        enc = vit_shape(state, "encoder.", patch_size=patch_size)
         latent_dim, codebook = state["quantize._codebook.embed"].shape[1], state["quantize._codebook.embed"].shape[0]
         unet = config_from_official({k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")},
                                     enc.channels)
     except (KeyError, ValueError) as e:
         raise TokenizerLoadError(f"{where}: weights are not a DiVAE's ({e.args[0]})") from None
     for field, found in (("n_channels", enc.channels), ("codebook_size", codebook), ("latent_dim", latent_dim)):
-        if field in raw and int(raw[field]) != found:
+        if reference_arg(raw, field, int, found, where) != found:
             raise TokenizerLoadError(f"{where}: {field} is {raw[field]} but the weights have {found}")
     if unet.cond_channels != latent_dim:  # the input conv reads the image's patches and the codes, stacked
         stem = tuple(state["decoder.input_blocks.0.0.weight"].shape)
@@ -331,11 +332,15 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
         raise TokenizerLoadError(f"{where}: a {values} tokenizer has {CHANNELS[values]} channels, these weights "
                                  f"{enc.channels}")
     return DiVAEConfig(
-        values=values, image_size=int(raw.get("image_size", enc.grid[0] * enc.patch_size)), channels=enc.channels,
+        values=values, image_size=reference_arg(raw, "image_size", int, enc.grid[0] * enc.patch_size, where),
+        channels=enc.channels,
         enc_dim=enc.dim, enc_depth=enc.depth, patch_size=enc.patch_size, enc_grid=enc.grid, post_mlp=enc.post_mlp,
-        latent_dim=latent_dim, codebook_size=codebook, unet=unet, norm_codes=bool(raw.get("norm_codes", True)),
-        num_train_timesteps=int(raw.get("num_train_timesteps", 1000)),
+        latent_dim=latent_dim, codebook_size=codebook, unet=unet,
+        norm_codes=reference_arg(raw, "norm_codes", bool, True, where),
+        num_train_timesteps=reference_arg(raw, "num_train_timesteps", int, 1000, where),
         beta_schedule=raw.get("beta_schedule", "squaredcos_cap_v2"),
         prediction_type=raw.get("prediction_type", "v_prediction"),
-        zero_terminal_snr=bool(raw.get("zero_terminal_snr", True)), thresholding=bool(raw.get("thresholding", True)),
-        clip_sample=bool(raw.get("clip_sample", False)), scheduler=raw.get("scheduler", "ddpm"), name=name)
+        zero_terminal_snr=reference_arg(raw, "zero_terminal_snr", bool, True, where),
+        thresholding=reference_arg(raw, "thresholding", bool, True, where),
+        clip_sample=reference_arg(raw, "clip_sample", bool, False, where), scheduler=raw.get("scheduler", "ddpm"),
+        name=name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -127,21 +128,21 @@ def official_vqvae_config(args: dict, state: dict[str, torch.Tensor], *, source:
     if not family or not dec.startswith(("vit", "BottleneckMLP")) or dec.startswith("vit") != (family == "vit"):
         raise TokenizerLoadError(f"{where}: enc_type {enc!r} with dec_type {dec!r} is not a released VQ-VAE "
                                  "(vit_*_enc with vit_*_dec, or BottleneckMLP/* with BottleneckMLP/*)")
-    n_labels = int(args.get("n_labels") or 0)
-    n_channels = int(args.get("n_channels", 3))
-    patch_proj = bool(args.get("patch_proj", True))
+    n_labels = reference_arg(args, "n_labels", int, 0, where)
+    n_channels = reference_arg(args, "n_channels", int, 3, where)
+    patch_proj = reference_arg(args, "patch_proj", bool, True, where)
     values = ("semseg" if n_labels else "vector" if family == "mlp" else "feature" if not patch_proj
               else "mask" if n_channels == 1 else "")
     if not values:
         raise TokenizerLoadError(f"{where}: a ViT VQ-VAE on {n_channels}-channel images: polymodal loads the "
                                  "released segmentation, feature-map, vector and SAM-mask VQ-VAEs only")
-    patch = int(args.get("patch_size", 16))
+    patch = reference_arg(args, "patch_size", int, 16, where)
     try:
         if family == "vit":
             e = vit_shape(state, "encoder.", patch_size=patch, patch_proj=patch_proj)
             d = vit_shape(state, "decoder.", patch_size=patch, patch_proj=patch_proj)
             sizes = dict(enc_dim=e.dim, enc_depth=e.depth, dec_dim=d.dim, dec_depth=d.depth, post_mlp=e.post_mlp,
-                         out_conv=bool(args.get("out_conv", False)))
+                         out_conv=reference_arg(args, "out_conv", bool, False, where))
         else:
             e, d = mlp_shape(state, "encoder."), mlp_shape(state, "decoder.")
             sizes = dict(enc_dim=e.dim_out, enc_depth=e.depth, enc_hidden=e.wide, dec_dim=d.dim_in, dec_depth=d.depth,
@@ -149,13 +150,31 @@ def official_vqvae_config(args: dict, state: dict[str, torch.Tensor], *, source:
     except KeyError as err:
         raise TokenizerLoadError(f"{source / WEIGHTS}: {err.args[0]} (a {enc} / {dec} tokenizer has it)") from None
     # Vectors are one position; feature maps sit on the token grid of an image of image_size pixels.
-    size = 1 if family == "mlp" else int(image_size or args.get("image_size") or 224)
+    size = 1 if family == "mlp" else int(image_size or reference_arg(args, "image_size", int, 224, where) or 224)
     return OfficialVQVAEConfig(
         values=values, name=name, in_channels=n_channels, out_channels=n_labels or n_channels, n_labels=n_labels,
         image_size=size, patch_size=patch if family == "vit" else 1, family=family,
-        latent_dim=int(args.get("latent_dim", 32)), codebook_size=int(args.get("codebook_size", 16384)),
-        quantizer=quant, num_codebooks=int(args.get("num_codebooks", 1)), norm_codes=bool(args.get("norm_codes", True)),
+        latent_dim=reference_arg(args, "latent_dim", int, 32, where),
+        codebook_size=reference_arg(args, "codebook_size", int, 16384, where), quantizer=quant,
+        num_codebooks=reference_arg(args, "num_codebooks", int, 1, where),
+        norm_codes=reference_arg(args, "norm_codes", bool, True, where),
         pos_grid=(e.grid[0] if family == "vit" else 0), reference=tuple(args.items()), **sizes)
+
+
+def reference_arg(args: dict, key: str, kind: type, default: Any, where: Path | str) -> Any:
+    """``args[key]`` as an int or a bool (``default`` when absent or null, the reference's None); a one-line
+    TokenizerLoadError naming ``where`` and the field otherwise (bool("false") would be True)."""
+    value = args.get(key)
+    if value is None:
+        return default
+    if kind is bool:
+        if value not in (True, False):
+            raise TokenizerLoadError(f"{where}: {key}={value!r} is not true or false")
+        return bool(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TokenizerLoadError(f"{where}: {key}={value!r} is not an integer") from None
 
 
 def save_official(model: OfficialVQVAE, path: str | Path) -> Path:
