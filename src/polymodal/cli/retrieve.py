@@ -14,9 +14,9 @@ def _cmd_retrieve_build(args: argparse.Namespace) -> int:
 
     try:
         index = GalleryIndex.from_world(args.world, modality=args.modality, metric=args.metric, limit=args.limit)
+        index.save(args.out)  # an --out that is a file: one line, as any other bad argument
     except (ValueError, KeyError, OSError, ShardError) as e:
         return _fail("retrieve build", e)
-    index.save(args.out)
     print(f"{index}: {args.out}")
     return 0
 
@@ -35,6 +35,7 @@ def _cmd_retrieve_search(args: argparse.Namespace) -> int:
     from ..viz import picture, save_png
 
     try:
+        _check_size(args.size)
         index = GalleryIndex.load(args.index)
         world = args.world or index.source
         if not world:
@@ -60,6 +61,7 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
     """``polymodal retrieve --model M --index I --from rgb=img.png``: predict the global embedding, search, draw."""
     from pathlib import Path
 
+    from ..data.world import ShardError
     from ..pipeline.demo import default_model
     from ..retrieval import query
 
@@ -68,17 +70,23 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
                                             "model) to retrieve, or a subcommand: build, search"))
     _set_threads(args.threads)
     try:
+        _check_size(args.size)
         inputs = _parse_from(args.inputs)
         out = Path(args.query_out) if args.query_out else Path(args.index) / "query.png"
         q = query(default_model(args.model), args.index, inputs, modality=args.modality, k=args.query_k,
                   steps=args.steps, seed=args.seed, resize=not args.no_resize, notify=_notice, out=out,
                   gallery=args.gallery_world, size=args.size)
-    except (ValueError, KeyError, OSError) as e:
+    except (ValueError, KeyError, IndexError, OSError, ShardError) as e:  # IndexError, ShardError: --gallery-world
         return _fail("retrieve", e)
     for b, (keys, scores) in enumerate(zip(q.result.hits.keys, q.result.hits.scores.tolist())):
         print(f"query {b} ({q.modality}): " + "  ".join(f"#{k} {s:.3f}" for k, s in zip(keys, scores)))
     print(f"matches: {q.path}")
     return 0
+
+
+def _check_size(size: int) -> None:
+    if size < 1:  # PIL's own word for it names no option
+        raise ValueError(f"--size must be at least 1 pixel, got {size}")
 
 
 def _add_retrieve_parser(sub) -> None:

@@ -126,6 +126,8 @@ class GalleryIndex:
     def from_samples(cls, samples: Iterable[Mapping], *, modality: str, metric: str = "cosine",
                      limit: int | None = None) -> GalleryIndex:
         """A gallery of ``sample[modality]`` vectors ((D,) or (1, D)), keyed by ``sample["__key__"]``."""
+        if limit is not None and limit < 1:  # else "no samples" would blame the data
+            raise ValueError(f"limit must be at least 1 (samples to index), got {limit}")
         vectors, keys = [], []
         for i, s in enumerate(samples):
             if limit is not None and i >= limit:
