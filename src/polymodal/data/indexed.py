@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError, ExperimentConfig, import_path
-from .world import IMAGE_KEYS, read_info, read_shard, render_sample
+from .world import IMAGE_KEYS, ShardError, read_info, read_shard, render_sample
 
 Source = Callable[[int, int], dict[str, np.ndarray]]
 
@@ -75,8 +75,16 @@ class ModalityStore:
         if index not in self.cache:
             if self.cfg.data.path:  # a whole shard at once: shards are read sequentially
                 j = index // self.info["shard_size"]
-                for s in read_shard(Path(self.cfg.data.path) / self.info["shards"][j], modalities=[self.key]):
-                    self.cache[s["__key__"]] = s[self.key]
+                shard = Path(self.cfg.data.path) / self.info["shards"][j]
+                seen = set()
+                for s in read_shard(shard, modalities=[self.key]):
+                    seen.add(s["__key__"])
+                    if self.key in s:
+                        self.cache[s["__key__"]] = s[self.key]
+                if index not in self.cache:  # a shard written by other means, or edited since
+                    what = f"sample {index} has no {self.key!r} entry" if index in seen else f"no sample {index}"
+                    raise ShardError(f"shard {shard}: {what} (dataset.json lists it there); rerun `polymodal data "
+                                     "synth` with the same arguments to rewrite the shard")
             else:
                 self.cache[index] = np.asarray(self.fn(self.cfg.data.seed, index)[self.key])
         return self.cache[index]

@@ -37,10 +37,20 @@ from ..config import MaskingConfig
 from ..modalities import Kind, Modality
 from .batch import Batch, ModalityTokens
 from .masking import sample_batch
+from .world.store import ShardError
 
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _worker_message(message: str) -> str:
+    """A worker's error as its own one line: torch re-raises it as "Caught ShardError in DataLoader worker process
+    0.\nOriginal Traceback ...\n<module>.ShardError: shard ..." (the message naming the shard is the last line)."""
+    if not message.startswith("Caught "):
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split("ShardError: ", 1)[-1]
 
 
 def batch_sources(seed: int, slot: int, j: int, batch_size: int, weights: np.ndarray) -> np.ndarray:
@@ -179,7 +189,10 @@ class TokenLoader:
             self._group = None
         r = self.position % self.group
         if self._group is None or r == 0:
-            self._group = next(self._it)  # a resumed loader's first group may start mid-way: rows r.. are next
+            try:
+                self._group = next(self._it)  # a resumed loader's first group may start mid-way: rows r.. are next
+            except ShardError as e:
+                raise ShardError(_worker_message(str(e))) from None
         batch = rows(self._group, r * self.batch_size, (r + 1) * self.batch_size, trim=self.trim)
         self.position += 1
         return batch

@@ -3,8 +3,8 @@
 - `atomic_tar`: a shard appears under its final name only once complete (written under ``NAME.tmp-PID``, then
   renamed), so a killed job leaves either the whole shard or a temporary file that the next run deletes.
 - `add_member`: fixed member metadata (mtime 0, mode 644), so the same samples always give the same bytes.
-- `cut_short`: tarfile stops quietly at a cut inside the last member's data; this checks that the data and the two
-  end blocks are there.
+- `cut_short`: tarfile stops quietly at a cut inside the last member's data or at a header it cannot parse; this
+  checks that the data and the two end blocks are there, and nothing but zeros after the last entry.
 - `worker_pool`: the process pool of a sharded job, or None when one process does.
 """
 
@@ -54,6 +54,14 @@ def cut_short(path: Path, members: list[tarfile.TarInfo]) -> str | None:
     size = path.stat().st_size
     if size < -(-end // 512) * 512 + 1024:
         return f"cut short at byte {size} (the last entry ends at {end})"
+    # tarfile also stops quietly at a header that does not parse (bytes overwritten): the entries after it are lost.
+    # A whole archive holds only zeros (end blocks, record padding) past its last entry.
+    start = -(-end // 512) * 512
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(1 << 20):
+            if chunk.count(0) != len(chunk):
+                return f"unreadable entry header at byte {start}: the entries from there on are lost"
     return None
 
 

@@ -248,13 +248,9 @@ def read_shard(path: str | os.PathLike, *, modalities: Iterable[str] | None = No
     try:
         with tarfile.open(path, "r:") as tar:
             members = tar.getmembers()
-            reason = None
-            if members:
-                end = members[-1].offset_data + members[-1].size
-                if path.stat().st_size < -(-end // 512) * 512 + 1024:
-                    reason = f"cut short at byte {path.stat().st_size}"
-            if reason or not members:
-                raise ShardError(f"shard {path} is truncated or corrupt ({reason or 'no entries'}); rerun "
+            reason = cut_short(path, members)
+            if reason:
+                raise ShardError(f"shard {path} is truncated or corrupt ({reason}); rerun "
                                  "`polymodal data synth` with the same arguments to rewrite it")
             sample: dict = {}
             for m in members:
