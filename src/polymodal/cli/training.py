@@ -29,17 +29,32 @@ def load_recipe(path: str):
     spec.loader.exec_module(module)
     if not hasattr(module, "config"):
         raise SystemExit(f"polymodal: recipe {path} defines no config() function")
-    return module.config()
+    from ..config import ExperimentConfig
+
+    cfg = module.config()
+    if not isinstance(cfg, ExperimentConfig):
+        raise SystemExit(f"polymodal: recipe {path}: config() returned {type(cfg).__name__}, not an ExperimentConfig")
+    return cfg
+
+
+def _refused(e: BaseException) -> BaseException:
+    """What a run stopped by (a bad value, a resume with other settings, data that is missing or corrupt, a loss
+    that diverged, a folder or disk that refuses a write) as one line: an OSError without Python's "[Errno N]", and
+    its path; a ShardError names its shard already."""
+    if isinstance(e, OSError) and e.strerror is not None:
+        return OSError(f"{e.strerror}: {e.filename}" if e.filename else e.strerror)
+    return e
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..config import ConfigError, apply_overrides
-    from ..train.loop import CheckpointMismatch, train
+    from ..data.world import ShardError
+    from ..train.loop import CheckpointMismatch, TrainingDiverged, train
 
     try:
         result = train(apply_overrides(load_recipe(args.recipe), args.overrides))
-    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
-        return _fail("train", e)
+    except (ConfigError, CheckpointMismatch, ShardError, TrainingDiverged, OSError) as e:
+        return _fail("train", _refused(e))
     if result.release_dir is not None:
         val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         print(f"{_done(result)}{val}\nrun folder: {result.run_dir}\nrelease:    {result.release_dir}")
@@ -48,7 +63,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from ..config import ConfigError, apply_overrides
-    from ..train.loop import CheckpointMismatch, train
+    from ..data.world import ShardError
+    from ..train.loop import CheckpointMismatch, TrainingDiverged, train
 
     try:
         cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
@@ -56,8 +72,8 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.recipe} trains objective {cfg.objective!r}, not a tokenizer (use "
                               "`polymodal train`)")
         result = train(cfg)
-    except (ConfigError, CheckpointMismatch) as e:  # a bad value, or a resume with other settings
-        return _fail("tokenizer train", e)
+    except (ConfigError, CheckpointMismatch, ShardError, TrainingDiverged, OSError) as e:
+        return _fail("tokenizer train", _refused(e))
     if result.release_dir is not None:
         print(f"{_done(result)}\nrun folder: {result.run_dir}\n"
               f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
@@ -80,9 +96,9 @@ def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
     try:
         tok = train_text_tokenizer(args.corpus, vocab_size=args.vocab_size, extra_classes=classes,
                                    max_length=args.max_length, show_progress=not args.quiet)
+        tok.save_pretrained(args.out)
     except (ValueError, OSError) as e:
-        raise SystemExit(f"polymodal tokenizer train-text: {e}") from None
-    tok.save_pretrained(args.out)
+        raise SystemExit(f"polymodal tokenizer train-text: {_refused(e)}") from None
     extra = ", ".join(tok.extra_classes) or "none"
     print(f"text tokenizer: {tok.vocab_size} ids, extra single-token classes: {extra}\nsaved: {args.out}")
     return 0
