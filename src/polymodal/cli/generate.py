@@ -13,6 +13,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
     from ..pipeline.official_values import check_decode_settings
+    from ..pipeline.outputs import check_out_folder
     from ..pipeline.settings import check_settings
 
     _set_threads(args.threads)
@@ -21,6 +22,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         check_settings(prefix="--", steps=args.steps, temperature=args.temperature, guidance=args.guidance,
                        seed=args.seed)
         check_decode_settings(args.decode_steps, args.sampler, prefix="--")
+        check_out_folder(args.out, "--out")
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device, adapters=args.adapters,
@@ -48,9 +50,20 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..pipeline import Pipeline
+    from ..pipeline.outputs import check_out_folder
 
     try:
+        out = check_out_folder(args.out, "--out").resolve()
+        # Writing over a source it is still reading from (--out the --model folder itself) rewrote that folder in
+        # place, e.g. the shipped float16 weights as float32: refused, whatever the flags.
+        sources = [("--model", args.model), ("--text-tokenizer", args.text_tokenizer),
+                   *(("--tokenizer", t.partition("=")[2] or t) for t in args.tokenizer)]
+        for flag, src in sources:
+            if src and Path(src).exists() and Path(src).resolve().is_relative_to(out):
+                raise ValueError(f"--out {args.out} holds {flag} {src}; write the bundle to another folder")
         path = Pipeline.from_pretrained(args.model, text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer).save(args.out, half=args.half)
     except (ValueError, KeyError, OSError) as e:
@@ -117,12 +130,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
-    from ..pipeline.embed import embed_folder, list_images
+    from ..pipeline.embed import check_out_file, embed_folder, list_images
 
     _set_threads(args.threads)
     start, notices = time.perf_counter(), {}
     try:
         list_images(args.images)  # an empty or absent folder fails before the model loads
+        check_out_file(args.out, "--out")
         model = default_model(args.model)
         pipe = Pipeline.from_pretrained(model, tokenizers=args.tokenizer, device=args.device)
         r = embed_folder(pipe, args.images, args.out, batch_size=args.batch_size, tokens=args.tokens,

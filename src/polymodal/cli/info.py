@@ -52,9 +52,13 @@ def _info_model(model: str | None):
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..pipeline.demo import run_demo
+    from ..pipeline.outputs import check_out_folder
 
     _set_threads(args.threads)
     try:
+        check_out_folder(args.out, "--out")
+        if args.scenes < 1 and args.image is None:
+            raise ValueError(f"--scenes: must be a whole number of at least 1, got {args.scenes}")
         r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed,
                      device=args.device, notify=_notice, text_tokenizer=args.text_tokenizer,
                      tokenizers=args.tokenizer)

@@ -30,13 +30,14 @@ from ..model.fourm import FourM
 from ..tokenizers import load_tokenizer
 from ..tokenizers.text import TextTokenizer
 from ..tokenizers.text_layout import NUM_SENTINELS, SENTINEL_BASE
+from ..tokenizers.vqvae import ViTVQVAE
 from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
 from .official import ReleaseTokenizers, demo_settings, is_official_model, split_overrides, text_tokenizer_of
 from .official_values import check_decode_settings, decode_release
 from .outputs import Outputs, safe_name
 from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
-from .settings import check
+from .settings import check, check_device
 
 FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
 # What a download of a bundle or model repo fetches: pipeline.json, configs, weights, tokenizer JSON, cards.
@@ -150,6 +151,7 @@ class Pipeline:
         The tokenizers stay float32 (they run once per input and output), except a released model's DiVAE UNets,
         which run in ``dtype`` too (its diffusion decodes are most of an RGB -> all run)."""
         dtype = model_dtype(dtype)
+        device = check_device(device)  # before anything loads or downloads
         path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
         if not (path / BUNDLE_FILE).is_file() and is_official_model(path):
             overrides = split_overrides(tokenizers)  # checked before the model loads
@@ -268,7 +270,7 @@ class Pipeline:
         """(conditions for `generation.generate`, shown values, their picture kinds) of user values. ``paths=False``:
         values only, no string is read as a file (`inputs.refuse_paths`; a server takes requests this way)."""
         notify = notify or _warn
-        side = max((self.model.config.modality(n).image_size or (0,))[0] for n in self.inputs) or 224
+        side = self._image_side()
         conds, shown, kinds = {}, {}, {}
         names = self.resolve_inputs(values)  # every name checked before any file is read
         for key, value in values.items():
@@ -284,6 +286,19 @@ class Pipeline:
         if len(set(sizes.values()) - {1}) > 1:
             raise PipelineError(f"inputs have different batch sizes: {sizes}")
         return conds, shown, kinds
+
+    def _image_side(self) -> int:
+        """The side in pixels of this model's images, which pixel boxes (the world's det) are measured in: its pixel
+        inputs', else its RGB tokenizer's (a bundle's ViT VQ-VAE), else 224 (a released model's)."""
+        cfg = self.model.config
+        side = max((cfg.modality(n).image_size or (0,))[0] for n in self.inputs)
+        if side:
+            return side
+        if isinstance(self.tokenizers, ReleaseTokenizers):  # looking one up would load it: releases are 224 px
+            return 224
+        sizes = [tok.cfg.image_size for n, tok in self.tokenizers.items()
+                 if base_name(n) == "rgb" and isinstance(tok, ViTVQVAE)]
+        return max(sizes, default=224)
 
     def conditions(self, values: Mapping[str, Any], *, resize: bool = True,
                    notify: Callable[[str], None] | None = None, paths: bool = True) -> dict[str, Any]:
@@ -369,10 +384,13 @@ class Pipeline:
         the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
                              top_k=top_k, top_p=top_p, given=list(conds))
         # A sequence given and asked for is a prompt to complete where it has sentinels [S_k] (span infilling).
-        clash = [t for t in the_plan.targets if t in conds and not _has_sentinel(conds[t])]
+        # Only a sequence: image token ids 4..203 are the sentinels' ids too, and nearly every image has some.
+        seq = {t for t in the_plan.targets if self.model.config.modality(t).kind is Kind.SEQUENCE}
+        clash = [t for t in the_plan.targets if t in conds and not (t in seq and _has_sentinel(conds[t]))]
         if clash:
-            raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them (to fill "
-                                "in a text, mark the spans to write with [S_1], [S_2], ... in it)")
+            hint = (" (to fill in a text, mark the spans to write with [S_1], [S_2], ... in it)"
+                    if seq.intersection(clash) else "")
+            raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them{hint}")
         b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
         values, out_kinds = self.decode(ids, decode_steps=decode_steps, sampler=sampler, seed=seed, progress=progress)

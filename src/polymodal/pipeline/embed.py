@@ -103,6 +103,15 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     return files
 
 
+def check_out_file(out: str | os.PathLike, what: str = "out") -> Path:
+    """``out`` as a file to write (absent or a file); a PipelineError naming ``what`` if it is a folder, before any
+    image is embedded (the final rename would fail only after all of them)."""
+    path = Path(out)
+    if path.is_dir():
+        raise PipelineError(f"{what} {out} is a folder; give a .safetensors file to write")
+    return path
+
+
 def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLike, *, batch_size: int = 32,
                  tokens: bool = False, progress: bool = False, notify: Callable[[str], None] | None = None,
                  model_name: str = "") -> Embedded:
@@ -113,6 +122,7 @@ def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLi
     if batch_size < 1:
         raise PipelineError(f"batch size must be >= 1, got {batch_size}")
     files = list_images(images)
+    out = check_out_file(out)
     root = Path(images)
     name = pipe.resolve("rgb")
     done, skipped, pooled, grids = [], [], [], []
@@ -135,7 +145,6 @@ def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLi
     if not done:
         raise PipelineError(f"none of the {len(files)} images under {root} could be read (first: {skipped[0][0]}: "
                             f"{skipped[0][1]})")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"features": torch.cat(pooled)}
     if tokens:
@@ -143,6 +152,9 @@ def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLi
     meta = {"files": json.dumps(done), "skipped": json.dumps(skipped), "model": model_name, "input": name,
             "pooling": "mean over the encoder's tokens (after encoder_norm)"}
     tmp = out.with_name(out.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written left behind when the write or the rename fails
     return Embedded(out, done, skipped, int(tensors["features"].shape[1]))

@@ -188,31 +188,67 @@ def _parse_text_value(base: str, v: Any, name: str, *, paths: bool = True) -> An
     return v
 
 
+def vectors(name: str, value: Any) -> torch.Tensor:
+    """A vector value as a float tensor: a tensor, an array, a list of numbers, or (the command line's) a .json file
+    holding such a list (what `Outputs.save` writes for a global vector) or that list as JSON text."""
+    if isinstance(value, (str, Path)):
+        text, file = str(value).strip(), Path(value).expanduser()
+        if text.endswith(".json") and file.is_file():
+            text = file.read_text().strip()
+        try:
+            value = json.loads(text) if text[:1] == "[" else None
+        except json.JSONDecodeError as e:
+            raise PipelineError(f"{name}: not valid JSON ({e})") from None
+        if value is None:
+            raise PipelineError(f"{name}: {text!r:.80} is neither a .json file nor JSON text of a list of numbers")
+    try:
+        v = value.float() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"{name}: expected a vector of numbers ({e})") from None
+    if v.ndim == 0:
+        raise PipelineError(f"{name}: expected a vector of numbers, got one number")
+    return v
+
+
 def _boxes(v: Any, res: int, name: str) -> list[Box]:
+    if not isinstance(v, (list, tuple)):  # a dict would be read key by key as boxes
+        raise PipelineError(f"{name}: expected a list of boxes, got a {type(v).__name__}")
     out = []
     for i, b in enumerate(v):
         if isinstance(b, Box):
             out.append(b)
             continue
         try:
-            coords = [float(c) for c in b["box"]]
-            scale = res if max(coords) > 1.0 else 1.0  # pixel boxes (the world's) -> normalized
-            out.append(Box(*(c / scale for c in coords), str(b["class"])))
+            coords, label = [float(c) for c in b["box"]], str(b["class"])
         except (KeyError, TypeError, ValueError) as e:
             raise PipelineError(f"{name}: box {i} is not a Box or {{'class': ..., 'box': [x0, y0, x1, y1]}} "
                                 f"({e}): {b!r:.80}") from None
+        if len(coords) != 4:
+            raise PipelineError(f"{name}: box {i} has {len(coords)} coordinates, expected 4 [x0, y0, x1, y1]: "
+                                f"{b!r:.80}")
+        scale = res if max(coords) > 1.0 else 1.0  # pixel boxes (the world's) -> normalized
+        out.append(Box(*(c / scale for c in coords), label))
     return out
 
 
 def sequence_row(name: str, mod: Modality, v: Any, text: TextTokenizer, res: int, *,
-                 paths: bool = True) -> list[int]:
-    """One sample's ids of sequence domain ``name`` (ids + [EOS], at most the modality's length)."""
+                 paths: bool = True, notify: Callable[[str], None] | None = None) -> list[int]:
+    """One sample's ids of sequence domain ``name`` (ids + [EOS], at most the modality's length). ``notify``: where
+    a text cut to that length is reported (else the tokenizer's warning)."""
     base = base_name(name)
     v = _parse_text_value(base, v, name, paths=paths)
     if isinstance(v, str):
         if not v.strip():
             raise PipelineError(f"{name}: empty text; give some words or leave {name} out of the inputs")
-        return text.encode_lists([v], max_length=mod.max_length)[0]
+        if notify is None or text.config.truncation == "error":
+            return text.encode_lists([v], max_length=mod.max_length)[0]
+        # Uncut, then cut here as 4M cuts (after [EOS]): the cut is a notice naming the modality, which a command
+        # prints as one line, instead of a Python warning with its source line.
+        ids = text.encode_lists([v], max_length=1 << 62)[0]  # uncut
+        if len(ids) > mod.max_length:
+            notify(f"{name}: text is {len(ids)} tokens with [EOS], over the maximum of {mod.max_length}: cut by "
+                   f"{len(ids) - mod.max_length} tokens (the cut sequence has no [EOS], as in 4M)")
+        return ids[:mod.max_length]
     serializer = SERIALIZERS.get(base)
     if serializer is None:
         raise PipelineError(f"{name}: expected a string, got {type(v).__name__}")
@@ -278,7 +314,7 @@ def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm
             raise PipelineError(f"{name}: no text tokenizer to write it with; load the pipeline with one "
                                 "(--text-tokenizer PATH, or a bundle that has it)")
         items = sequence_items(name, value)
-        rows = [sequence_row(name, mod, v, text, res, paths=paths) for v in items]
+        rows = [sequence_row(name, mod, v, text, res, paths=paths, notify=notify) for v in items]
         over = [i for r in rows for i in r if i >= mod.vocab_size]
         if over:
             raise PipelineError(f"{name}: token id {over[0]} ({text.decode_piece([over[0]])!r}) is outside this "
@@ -291,16 +327,16 @@ def to_condition(name: str, mod: Modality, value: Any, *, tokenizers: dict, norm
         kind = base_name(name) if base_name(name) in SERIALIZERS or base_name(name) == "caption" else "text"
         return ids, shown, kind
     if mod.kind is Kind.SEQUENCE_EMB:
-        v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
-        v = v.float().reshape(-1, v.shape[-1])[None] if v.ndim < 3 else v.float()
+        v = vectors(name, value)
+        v = v.reshape(-1, v.shape[-1])[None] if v.ndim < 3 else v
         return v, v[:, 0], "vector"
     tok = tokenizers.get(name)
     if isinstance(tok, ViTVQVAE):
         values = tokenizer_values(name, tok, value, resize=resize, notify=notify)
         return tok.encode(values), values, tok.cfg.values
     if isinstance(tok, MLPTokenizer):
-        v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
-        v = v.float().reshape(-1, v.shape[-1])
+        v = vectors(name, value)
+        v = v.reshape(-1, v.shape[-1])
         return tok.encode(v), v, "vector"
     from ..tokenizers.ml4m.folder import official_tokenizer_types  # the released 4M tokenizers
 

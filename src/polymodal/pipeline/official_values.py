@@ -47,7 +47,7 @@ from ..tokenizers.ml4m.vqvae import OfficialVQVAE
 from ..tokenizers.serializers import PersonPose
 from ..viz.decode import TEXT, decode_outputs, value_kind
 from ..viz.official import SamInstances, SMPLPerson, official_value_kind
-from .inputs import PipelineError, fit, image_items, image_tensor
+from .inputs import PipelineError, fit, image_items, image_tensor, vectors
 from .official import ReleaseTokenizers, domain_size
 
 DECODE_STEPS = {"rgb": 25, "depth": 25, "normal": 25, "edge": 10, "raw": 25}
@@ -123,8 +123,8 @@ def release_condition(name: str, mod: Modality, tok: Any, value: Any, *, resize:
     """(ids (B, N), shown values, picture kind) of a user value for a released tokenizer's domain."""
     kind = official_value_kind(tok)
     if isinstance(tok, OfficialVQVAE) and tok.cfg.values == "vector":
-        v = torch.as_tensor(np.asarray(value, dtype=np.float32)) if not isinstance(value, torch.Tensor) else value
-        v = v.float().reshape(-1, v.shape[-1])
+        v = vectors(name, value)
+        v = v.reshape(-1, v.shape[-1])
         return tok.encode(v), v, "vector"
     values = torch.stack([_item(name, tok, item, resize=resize, notify=notify) for item in image_items(value)])
     shown = values if tok.cfg.values != "normal" else values.clamp(-1, 1)

@@ -54,6 +54,7 @@ from ..generation import Plan
 from ..tokenizers.serializers import Box
 from ..viz import colors, picture, save_png, tile_grid
 from ..viz.official import SamInstances, semseg_classes
+from .inputs import PipelineError
 
 IMAGE_KINDS = ("rgb", "depth", "normal", "semseg", "edge", "feature", "tokens", "relative_depth", "coco_semseg")
 JSON_KINDS = ("det", "metadata", "color_palette", "human_poses", "sam_instance", "vector", "sam_masks", "smpl_poses")
@@ -133,7 +134,7 @@ class Outputs:
     def save(self, out_dir: str | Path, *, size: int = 128) -> list[Path]:
         """Write every output as a file (see the module table), ``tokens.safetensors`` and ``grid.png``; returns
         the paths written."""
-        out = Path(out_dir)
+        out = check_out_folder(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         raw: dict[str, torch.Tensor] = {}
@@ -173,6 +174,15 @@ class Outputs:
             written.append(out / "values.safetensors")
         written.append(save_png(self.grid(size=size), out / "grid.png"))
         return written
+
+
+def check_out_folder(path: str | Path, what: str = "out_dir") -> Path:
+    """``path`` as a folder to write into (absent or a folder); a PipelineError naming ``what`` if it is a file, so
+    a command refuses it before any work rather than after (``mkdir``'s bare "[Errno 17] File exists")."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PipelineError(f"{what} {path} is a file; give a folder to write into")
+    return path
 
 
 def _write_json(path: Path, data: Any) -> Path:

@@ -25,6 +25,8 @@ import math
 import numbers
 from typing import Any
 
+import torch
+
 from .inputs import PipelineError
 
 RANGES: dict[str, tuple[float, float | None]] = {"steps": (1, None), "temperature": (0.0, 5.0),
@@ -76,3 +78,22 @@ def check_steps(steps: int, tokens: int, target: str) -> None:
         raise SettingError(f"{target}: {steps} steps for its {tokens} tokens is too many (steps: must be a whole "
                            f"number from 1 to {tokens})" if steps > tokens else
                            f"steps: must be {allowed('steps')}, got {steps}")
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a `torch.device` this machine has; a `SettingError` naming it otherwise (torch's own error
+    comes only when the model moves, as a traceback listing two dozen device types, or an AssertionError)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SettingError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SettingError(f"device {str(device)!r}: this machine has no CUDA device; use cpu")
+        if d.index is not None and d.index >= n:
+            raise SettingError(f"device {str(device)!r}: this machine has {n} CUDA device{'s' if n > 1 else ''} "
+                               f"(cuda:0 to cuda:{n - 1})")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingError(f"device {str(device)!r}: this machine has no MPS device; use cpu")
+    return d
