@@ -117,3 +117,52 @@ def test_null_arguments_take_their_defaults(tmp_path):
     path = with_fields(tmp_path / "b", "tok_dinov2_global", num_codebooks=None, n_labels=None)
     with pytest.raises(TokenizerLoadError, match=r"tensor quantize.codes has shape \(16, 96, 8\) in the file"):
         load_tokenizer(path)  # the default of 1 codebook, which these weights do not have: said so in one line
+
+
+def without(tmp_path: Path, folder: str, drop: str = "", add: str = "") -> Path:
+    dst = tmp_path / folder
+    shutil.copytree(fixtures_dir("ml4m-4m21-tiny-tokenizers", folder), dst, ignore=shutil.ignore_patterns("case.*"))
+    weights = dst / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata()
+    sd = load_file(str(weights))
+    sd.pop(drop, None)
+    if add:
+        sd[add] = torch.zeros(2)
+    save_file(sd, str(weights), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize(("drop", "add", "part"), [
+    ("decoder.output_blocks.0.0.in_layers.2.weight", "", "missing (1): decoder.output_blocks.0.0.in_layers.2.weight"),
+    ("decoder.middle_block.1.proj_out.bias", "", "missing (1): decoder.middle_block.1.proj_out.bias"),
+    ("decoder.output_blocks.1.2.conv.weight", "", "missing (1): decoder.output_blocks.1.2.conv.weight"),
+    ("", "decoder.output_blocks.0.0.junk.weight", "unexpected (1): decoder.output_blocks.0.0.junk.weight"),
+], ids=["res-conv", "attention", "upsampling-after-attention", "extra"])
+def test_a_missing_or_extra_unet_tensor_is_named_as_in_the_file(tmp_path, drop, add, part):
+    folder = without(tmp_path, "tok_rgb@224", drop, add)
+    with pytest.raises(TokenizerLoadError) as e:
+        load_tokenizer(folder)
+    assert str(e.value) == (f"{folder / 'model.safetensors'}: the tensors do not match the config "
+                            f"({folder / 'config.json'}): {part}")
+
+
+def test_reference_names_invert_the_renaming():
+    """Every UNet key of a released layout (attention at some levels, upsampling after it) -> ours -> back."""
+    from polymodal.tokenizers.ml4m.unet import official_names, reference_name
+
+    keys = [k[len("decoder."):] for k in load_file(str(fixtures_dir("ml4m-4m21-tiny-tokenizers", "tok_rgb@224",
+                                                                    "model.safetensors"))) if k.startswith("decoder.")]
+    names = official_names(keys)
+    assert len(names) == len(keys)
+    assert {ours: reference_name(ours, names) for ours in names} == names
+
+
+def test_reference_names_invert_the_renaming_with_and_without_attention_before_an_upsampling():
+    """The released size (attention at 4x and 8x only: up blocks with and without it before their upsampling)."""
+    from polymodal.tokenizers.ml4m.unet import PatchedUNet, UNetConfig, official_names, reference_name
+
+    ours = list(PatchedUNet(UNetConfig(1, 8, model_channels=32, num_res_blocks=1)).state_dict())
+    theirs = [reference_name(k, ours) for k in ours]
+    assert any(".1.conv." in k for k in theirs) and any(".2.conv." in k for k in theirs)
+    assert official_names(theirs) == dict(zip(ours, theirs, strict=True))

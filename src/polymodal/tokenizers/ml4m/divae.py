@@ -49,7 +49,7 @@ from ..base import (
 from . import diffusion
 from .folder import read_official_folder, reference_arg
 from .quantizers import LucidVQ
-from .unet import PatchedUNet, UNetConfig, config_from_official, official_names, official_state_dict
+from .unet import PatchedUNet, UNetConfig, config_from_official, official_names, official_state_dict, reference_name
 from .vit import ViTEncoder, vit_shape
 
 VALUES = ("rgb", "depth", "normal", "edge", "raw")
@@ -272,10 +272,17 @@ class DiVAE(nn.Module):
 
 
 def _check_unet_shapes(model: DiVAE, unet: dict[str, torch.Tensor], folder: Path) -> None:
-    """Each UNet tensor of the file (keys without ``decoder.``) against the model's, named and shaped as the file
-    has it: `checked_state` sees them renamed, and the attention's Conv1d weights (out, in, 1) as (out, in)."""
-    expected = model.decoder.state_dict()
-    for ours, theirs in official_names(unet).items():
+    """The UNet tensors of the file (keys without ``decoder.``) against the model's, named and shaped as the file
+    has them: `checked_state` sees them renamed, and the attention's Conv1d weights (out, in, 1) as (out, in)."""
+    expected, names = model.decoder.state_dict(), official_names(unet)
+    missing = sorted("decoder." + reference_name(k, expected) for k in expected if k not in names)
+    unexpected = sorted("decoder." + theirs for ours, theirs in names.items() if ours not in expected)
+    if missing or unexpected:  # the message of `checked_state`, in the file's names
+        parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
+        parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:5])}"] if unexpected else []
+        raise TokenizerLoadError(f"{folder / WEIGHTS}: the tensors do not match the config ({folder / CONFIG}): "
+                                 f"{'; '.join(parts)}")
+    for ours, theirs in names.items():
         if ours in expected:
             want = tuple(expected[ours].shape)
             want += (1,) if ".attn." in ours and len(want) == 2 else ()

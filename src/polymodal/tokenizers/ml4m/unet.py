@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -253,6 +253,31 @@ def official_names(keys: Iterable[str]) -> dict[str, str]:
     """Reference UNet keys (without ``decoder.``) by the `PatchedUNet` name `official_state_dict` gives them: ours ->
     the file's, for errors that name a tensor as the file does."""
     return {_rename(key): key for key in keys}
+
+
+def reference_name(key: str, keys: Collection[str]) -> str:
+    """The reference's key of `PatchedUNet` key ``key`` (the inverse of `_rename`), for naming a tensor a file
+    lacks; ``keys`` are the model's, which say whether an up block has attention (its upsampling conv then sits
+    third, else second)."""
+    for new, old in (("stem.", "input_blocks.0.0."), ("out_norm.", "out.0."), ("out_conv.", "out.2.")):
+        if key.startswith(new):
+            return old + key[len(new):]
+    m = re.match(r"(down|up|mid)\.(\d+)\.(res|attn|conv|up)\.(.*)", key)
+    if m is None:
+        return key
+    group, i, part, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    if part == "attn" and rest.startswith("proj."):
+        rest = "proj_out." + rest[len("proj."):]
+    for old, new in _RES:
+        if rest.startswith(new):
+            rest = old + rest[len(new):]
+    if group == "mid":
+        return f"middle_block.{2 * i + (part == 'attn')}.{rest}"
+    if group == "down":
+        return f"input_blocks.{i + 1}.{'0.op' if part == 'conv' else '1' if part == 'attn' else '0'}.{rest}"
+    if part == "up":
+        return f"output_blocks.{i}.{2 if any(k.startswith(f'up.{i}.attn.') for k in keys) else 1}.conv.{rest}"
+    return f"output_blocks.{i}.{1 if part == 'attn' else 0}.{rest}"
 
 
 def config_from_official(state: dict[str, torch.Tensor], in_channels: int, *, num_heads: int = 1) -> UNetConfig:
