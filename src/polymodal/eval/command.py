@@ -64,6 +64,8 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     else:
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     where = data or f"world seed {world_seed}, {res} px"
+    if data is not None and len(samples) < n:  # else the report's title is the only sign
+        print(f"notice: {data} holds {len(samples)} samples; scoring those {len(samples)} (--n {n})", file=sys.stderr)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
     name0 = Path(model).name or model
     runs = {name0: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks, batch_size=batch_size,
@@ -85,6 +87,12 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
                                              samples, tasks=perception, batch_size=batch_size, source=where,
                                              progress="ceiling" if progress else None)
     return write_report(runs, out, title=f"Evaluation of {model} on {len(samples)} samples of {where}", gaps=gaps)
+
+
+def out_is_file(out: str, command: str) -> None:
+    """Refuse an --out that names a file, before the run rather than at its end."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise SystemExit(f"polymodal {command}: --out {out} is a file, not a folder")
 
 
 def _load(folder: str):
@@ -133,12 +141,19 @@ def add_parser(sub) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..pipeline import PipelineError
+    from ..data.world import ShardError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise SystemExit(f"polymodal eval: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
+    if not tasks:
+        raise SystemExit(f"polymodal eval: --tasks names no task; tasks: {', '.join(TASKS)}")
+    for flag, value, least in (("--n", args.n, 1), ("--bootstrap", args.bootstrap, 0),
+                               ("--batch-size", args.batch_size, 1), ("--examples", args.examples, 0)):
+        if value < least:
+            raise SystemExit(f"polymodal eval: {flag} must be at least {least}, got {value}")
+    out_is_file(args.out, "eval")  # before minutes of scoring
     bad = [c for c in args.compare if "=" not in c]
     if bad:
         raise SystemExit(f"polymodal eval: --compare takes NAME=DIR, got {bad[0]!r}")
@@ -149,7 +164,8 @@ def _main(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, text_embeddings=args.text_embeddings, examples=args.examples,
                     steps=args.steps, generation_steps=args.generation_steps, bootstrap=args.bootstrap,
                     progress=not args.quiet)
-    except (PipelineError, FileNotFoundError) as e:  # no default model here, an unreadable or absent bundle
+    # No default model, an unreadable or absent bundle, a corrupt data shard, a resolution or seed out of range
+    except (ValueError, OSError, ShardError) as e:
         print(f"polymodal eval: {e}", file=sys.stderr)  # one line, exit code 2, as every command's bad input
         return 2
     print(paths["markdown"].read_text())

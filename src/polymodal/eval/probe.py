@@ -228,6 +228,8 @@ def run_probe(model: str | None = None, *, train: int = 2000, test: int = 500, r
         raise ValueError(f"need at least 10 train scenes and 1 test scene, got --train {train} --test {test}")
     if bootstrap < 0:
         raise ValueError(f"--bootstrap takes a number of rounds >= 0, got {bootstrap}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     path = str(default_model(model))
     pipe = _load(path)
     torch.manual_seed(seed)
@@ -349,6 +351,9 @@ def add_parser(sub) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from .command import out_is_file
+
+    out_is_file(args.out, "probe")  # before minutes of fitting
     torch.set_num_threads(max(1, args.threads))
     try:
         results = run_probe(args.model, train=args.train, test=args.test, res=args.res, batch_size=args.batch_size,

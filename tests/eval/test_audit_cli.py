@@ -1,0 +1,83 @@
+"""`polymodal eval` and `polymodal probe` with bad input found by the session 9 audit: one line on stderr, exit code
+2 and nothing written, where before each was a traceback (eval: --n 0 or -1, --bootstrap -1, --batch-size 0,
+--res 5, --world-seed -1, --out naming a file, a data folder with a corrupt shard; probe: --out naming a file,
+after the fits) or a line naming nothing the user typed (probe --batch-size 0: "range() arg 3 must not be zero");
+eval --tasks "" wrote an empty table, and --n past the data scored fewer scenes without a word."""
+
+from __future__ import annotations
+
+import pytest
+
+from polymodal.cli import main
+from polymodal.data.world import synthesize
+
+from ..pipeline.conftest import build_pipeline
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("audit_eval")
+    bundle = build_pipeline(tmp_path_factory).save(d / "tiny")
+    synthesize(d / "world", 2, 64, seed=1, shard_size=2)
+    synthesize(d / "broken", 2, 64, seed=1, shard_size=2)
+    shard = d / "broken" / "shard-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    (d / "a_file").write_text("not a folder")
+    return d, bundle
+
+
+def _refused(args, capsys) -> str:
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--n", "0"], "polymodal eval: --n must be at least 1, got 0\n"),
+    (["--n", "-1", "--data", "WORLD"], "polymodal eval: --n must be at least 1, got -1\n"),
+    (["--bootstrap", "-1"], "polymodal eval: --bootstrap must be at least 0, got -1\n"),
+    (["--batch-size", "0"], "polymodal eval: --batch-size must be at least 1, got 0\n"),
+    (["--examples", "-1"], "polymodal eval: --examples must be at least 0, got -1\n"),
+    (["--tasks", " , "], "polymodal eval: --tasks names no task; tasks: depth, normal, semseg, det, caption, "
+                          "retrieval, caption2rgb, det2rgb\n"),
+    (["--out", "A_FILE"], "polymodal eval: --out A_FILE is a file, not a folder\n"),
+    (["--res", "5"], "polymodal eval: resolution must be an integer from 32 to 1024 pixels, got 5\n"),
+    (["--world-seed", "-1"], "polymodal eval: seed and index must be non-negative, got seed=-1, index=0\n"),
+    (["--data", "BROKEN"], "polymodal eval: shard BROKEN/shard-000000.tar is truncated or corrupt"),
+])
+def test_eval_refuses_in_one_line(files, tmp_path, capsys, extra, said):
+    d, bundle = files
+    subst = {"WORLD": str(d / "world"), "BROKEN": str(d / "broken"), "A_FILE": str(d / "a_file")}
+    args = [subst.get(a, a) for a in extra]
+    out = tmp_path / "report"
+    err = _refused(["eval", "--model", str(bundle), "--n", "2", "--tasks", "depth", "--out", str(out), "--quiet",
+                    *args], capsys)
+    for k, v in subst.items():
+        said = said.replace(k, v)
+    assert err.startswith(said), err
+    assert not out.exists()
+
+
+def test_eval_says_when_the_data_holds_fewer_scenes_than_n(files, tmp_path, capsys):
+    d, bundle = files
+    out = tmp_path / "report"
+    assert main(["eval", "--model", str(bundle), "--data", str(d / "world"), "--n", "5", "--tasks", "depth",
+                 "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"notice: {d / 'world'} holds 2 samples; scoring those 2 (--n 5)\n" in err
+    assert "on 2 samples of" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--batch-size", "0"], "polymodal probe: --batch-size must be at least 1, got 0\n"),
+    (["--out", "A_FILE"], "polymodal probe: --out A_FILE is a file, not a folder\n"),
+])
+def test_probe_refuses_in_one_line_before_any_fit(files, capsys, monkeypatch, extra, said):
+    from polymodal.eval import probe
+
+    d, bundle = files
+    monkeypatch.setattr(probe, "world_scenes", lambda *a, **k: pytest.fail("rendered scenes before refusing"))
+    args = [str(d / "a_file") if a == "A_FILE" else a for a in extra]
+    err = _refused(["probe", "--model", str(bundle), "--train", "10", "--test", "2", "--quiet", *args], capsys)
+    assert err == said.replace("A_FILE", str(d / "a_file"))
