@@ -81,3 +81,23 @@ def test_probe_refuses_in_one_line_before_any_fit(files, capsys, monkeypatch, ex
     args = [str(d / "a_file") if a == "A_FILE" else a for a in extra]
     err = _refused(["probe", "--model", str(bundle), "--train", "10", "--test", "2", "--quiet", *args], capsys)
     assert err == said.replace("A_FILE", str(d / "a_file"))
+
+
+@pytest.mark.parametrize("compare, said", [
+    (["--compare", "tiny=BUNDLE"], "polymodal eval: --compare tiny=BUNDLE: tiny is the model's own column; give the "
+                                   "compared model another name\n"),
+    (["--compare", "tokenizer ceiling=BUNDLE", "--ceiling"],
+     "polymodal eval: --compare tokenizer ceiling=BUNDLE: tokenizer ceiling is the --ceiling column; give the "
+     "compared model another name\n"),
+    (["--compare", "x=BUNDLE", "--compare", "x=BUNDLE"], "polymodal eval: --compare x is given twice; give each "
+                                                         "compared model its own name\n"),
+])
+def test_eval_refuses_a_compare_name_that_would_replace_a_column(files, tmp_path, capsys, compare, said):
+    """Before, the compared model's scores silently replaced the model's own column (or the ceiling's, or the first
+    of two compared models), and the gap table compared a model with itself."""
+    d, bundle = files
+    out = tmp_path / "report"
+    args = [a.replace("BUNDLE", str(bundle)) for a in compare]
+    err = _refused(["eval", "--model", str(bundle), "--n", "1", "--tasks", "depth", "--out", str(out), "--quiet",
+                    *args], capsys)
+    assert err == said.replace("BUNDLE", str(bundle)) and not out.exists()

@@ -56,6 +56,12 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     if absent:  # before minutes of scoring the model
         raise FileNotFoundError(f"--compare: no such folder: {', '.join(absent)}")
     model = str(default_model(model))
+    name0 = Path(model).name or model
+    for name, folder in (compare or {}).items():  # a column of that name would be replaced by the compared model's
+        if name == name0 or (ceiling and name == "tokenizer ceiling"):
+            whose = "the model's own" if name == name0 else "the --ceiling"
+            raise ValueError(f"--compare {name}={folder}: {name} is {whose} column; give the compared model another "
+                             "name")
     # Every model is loaded before the test set is rendered and scored: a damaged folder fails in a second.
     pipe = _load(model)
     others = {name: _load(folder) for name, folder in (compare or {}).items()}
@@ -67,7 +73,6 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     if data is not None and len(samples) < n:  # else the report's title is the only sign
         print(f"notice: {data} holds {len(samples)} samples; scoring those {len(samples)} (--n {n})", file=sys.stderr)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
-    name0 = Path(model).name or model
     runs = {name0: evaluate(pipeline_predictor(pipe, **decoding), samples, tasks=tasks, batch_size=batch_size,
                             examples=examples, source=where, bootstrap=bootstrap,
                             progress=name0 if progress else None)}
@@ -157,6 +162,10 @@ def _main(args: argparse.Namespace) -> int:
     bad = [c for c in args.compare if "=" not in c]
     if bad:
         raise SystemExit(f"polymodal eval: --compare takes NAME=DIR, got {bad[0]!r}")
+    names = [c.split("=", 1)[0] for c in args.compare]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # a dict would keep the last one only
+        raise SystemExit(f"polymodal eval: --compare {twice} is given twice; give each compared model its own name")
     start = time.perf_counter()
     try:
         paths = run(args.model, args.out, data=args.data, world_seed=args.world_seed, n=args.n, res=args.res,
