@@ -126,3 +126,14 @@ def test_a_non_floating_dtype_is_refused_in_one_line(folder):
     with pytest.raises(ValueError) as e:
         FourM.from_pretrained(folder, dtype=torch.int32)
     assert one_line(e) == "dtype=torch.int32: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)"
+
+
+@pytest.mark.parametrize(("fields", "message"), [({"num_heads": 3}, "dim 32 is not divisible by num_heads 3"),
+                                                 ({"dim": None}, "model.dim: got None, expected an integer >= 1")])
+def test_a_bad_field_of_a_polymodal_folder_names_its_config_too(folder, tmp_path, fields, message):
+    """polymodal's own format (save_pretrained): ModelConfig's checks name the field, the loader adds the file."""
+    ours = FourM.from_pretrained(folder).save_pretrained(tmp_path / "ours")
+    cfg = set_fields(ours, **fields)
+    with pytest.raises(ValueError) as e:
+        FourM.from_pretrained(ours)
+    assert one_line(e) == f"{cfg}: {message}"

@@ -270,8 +270,13 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=config_source(folder, weights))
     else:
-        cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
-                                   source=str(folder / CONFIG))
+        try:
+            cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
+                                       source=str(folder / CONFIG))
+        except ConfigError as e:  # ModelConfig's own checks name the field ("model.dim: ..."), not the file
+            if str(e).startswith(str(folder / CONFIG)):
+                raise
+            raise ConfigError(f"{folder / CONFIG}: {e}") from None
     tables = any(k.startswith("decoder_embeddings.") and k.endswith(".token_emb.weight")
                  and get_modality(k.split(".")[1]).kind is Kind.IMAGE_TOKENS for k in shapes)
     with parameters_on_meta():
