@@ -20,6 +20,7 @@ as the chain produces outputs.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -64,6 +65,15 @@ class Step:
             raise PlanError(f"{self.target}: guidance_scale must be a finite number, got {self.guidance_scale}")
         if not 0 <= self.top_p <= 1:
             raise PlanError(f"{self.target}: top_p must be in [0, 1], got {self.top_p}")
+        # an int counts tokens, a float is a share of the vocabulary (ml-4m's rule): -1 filtered nothing, and 1.5
+        # kept every token, both silently
+        if isinstance(self.top_k, numbers.Integral):  # a NumPy count too, which filter_top_k would take as a share
+            object.__setattr__(self, "top_k", int(self.top_k))
+        if not (self.top_k >= 0 and (isinstance(self.top_k, int) or self.top_k <= 1)):
+            raise PlanError(f"{self.target}: top_k must be a count >= 0 or a fraction of the vocabulary in (0, 1], "
+                            f"got {self.top_k}")
+        if self.max_tokens is not None and not self.max_tokens >= 1:  # 0 was "the prompt fills the modality"
+            raise PlanError(f"{self.target}: max_tokens must be a whole number >= 1 (or None), got {self.max_tokens}")
         if self.guide is not None:
             object.__setattr__(self, "guide", tuple(self.guide))
         if self.condition_weights and self.target in self.condition_weights:

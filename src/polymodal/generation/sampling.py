@@ -125,7 +125,8 @@ def filter_top_k(logits: torch.Tensor, top_k: int | float) -> torch.Tensor:
     if top_k <= 0:
         return logits
     v = logits.shape[-1]
-    k = min(top_k, v) if isinstance(top_k, int) else min(int(top_k * v), v)
+    # a fraction under one token keeps the most probable one (ml-4m asks torch.topk for 0 and fails)
+    k = min(top_k, v) if isinstance(top_k, int) else max(1, min(int(top_k * v), v))
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 
