@@ -36,3 +36,16 @@ def test_a_data_url_without_its_comma_is_a_400(stopped_app, url):
         r = client.post("/api/generate", json={"inputs": {"rgb": url}, "targets": ["caption"]})
     assert r.status_code == 400, r.text
     assert r.json()["error"].endswith("is not a data: URL with its data after a comma (data:image/png;base64,...)")
+
+
+def test_retrieval_from_the_embedding_it_predicts_is_a_400(stopped_app):
+    """The gallery search predicts tok_minilm_global: given as an input too, the job used to be queued and then fail
+    with generation's internal advice ("pass ModalityTokens whose is_input ..."); now refused before queueing."""
+    with TestClient(stopped_app) as client:
+        r = client.post("/api/retrieve", json={"inputs": {"tok_minilm_global": [0.1] * 384, "caption": "a cube"}})
+        assert r.status_code == 400, r.text
+        assert r.json() == {"error": "tok_minilm_global: retrieval predicts it from the other inputs; clear this "
+                                     "input"}
+        assert stopped_app.state.queue.waiting == 0
+        r = client.post("/api/retrieve", json={"inputs": {"caption": "a cube"}})  # without it: queued as before
+        assert r.status_code == 202 and stopped_app.state.queue.waiting == 1

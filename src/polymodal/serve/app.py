@@ -31,6 +31,7 @@ from . import requests as req
 from .jobs import JobQueue, QueueFull
 from .page import PAGE
 from .work import (
+    RETRIEVAL_MODALITY,
     Gallery,
     check_plan,
     model_info,
@@ -134,7 +135,11 @@ def create_app(pipe: Pipeline, *, queue: JobQueue | None = None) -> FastAPI:
         def check():
             values = req.user_inputs(pipe, body)
             k = req.top_k(body)
-            return req.conditions(pipe, values), k
+            conds = req.conditions(pipe, values)
+            if RETRIEVAL_MODALITY in conds[0]:  # else queued, then failed with generation's internal advice
+                raise req.RequestError(f"{RETRIEVAL_MODALITY}: retrieval predicts it from the other inputs; clear "
+                                       "this input")
+            return conds, k
 
         (conds, shown, kinds), k = await run_in_threadpool(check)
         return _queued("retrieve", lambda progress: {"view": run_retrieve(pipe, gallery_of, (conds, shown, kinds),
