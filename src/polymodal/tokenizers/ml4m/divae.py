@@ -171,7 +171,7 @@ class DiVAE(nn.Module):
                                       f"multiple of the patch size {p}")
         x = x.to(self.quant_proj.weight.device).float()
         check_finite(x, self._what)
-        return self.quantize.ids(self.quant_proj(self.encoder(x)))
+        return self.quantize.ids(self.quant_proj(self.encoder(x.to(self.quant_proj.weight.dtype))))  # bf16 weights
 
     @torch.inference_mode()
     def decode_tokens(self, ids: torch.Tensor, timesteps: int | None = None,

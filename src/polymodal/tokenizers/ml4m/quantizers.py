@@ -61,7 +61,7 @@ class LucidVQ(nn.Module):
     def ids(self, z: torch.Tensor) -> torch.Tensor:
         h, w = z.shape[-2:]
         flat = rearrange(z.float(), "b d h w -> (b h w) d")
-        embed = self._codebook.embed
+        embed = self._codebook.embed.float()  # the search in float32, also for a tokenizer held in bf16 / fp16
         if self.norm_codes:
             score = F.normalize(flat, dim=-1) @ F.normalize(embed, dim=-1).t()
         else:  # minus the squared distance
@@ -107,7 +107,7 @@ class Memcodes(nn.Module):
         h, w = z.shape[-2:]
         # Scaled as the reference does it (a positive scale moves no argmax, but float rounding of near ties may).
         q = rearrange(z.float(), "b (nc d) h w -> b nc (h w) d", nc=self.heads) * (self.dim // self.heads) ** -0.5
-        logits = torch.einsum("bcnd,cvd->bcnv", q, self.to_k(self.codes))
+        logits = torch.einsum("bcnd,cvd->bcnv", q, self.to_k(self.codes).float())  # float32 also for bf16 weights
         ids = rearrange(logits.argmax(-1), "b nc (h w) -> b nc h w", h=h, w=w)
         return ids[:, 0] if self.heads == 1 else ids
 

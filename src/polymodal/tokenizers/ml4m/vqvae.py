@@ -161,7 +161,8 @@ class OfficialVQVAE(nn.Module):
         x = self._check_reference_input(x)
         if self.cls_emb is not None:
             x = rearrange(self.cls_emb(x), "b h w c -> b c h w")
-        return self.quantize.ids(self.quant_proj(self.encoder(x)))
+        # The checks work in float32; a tokenizer loaded in bf16 / fp16 computes in its weights' dtype.
+        return self.quantize.ids(self.quant_proj(self.encoder(x.to(self.quant_proj.weight.dtype))))
 
     @torch.no_grad()
     def decode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
