@@ -122,10 +122,12 @@ def test_a_folder_with_only_a_pickle_says_it_is_never_read(folder, monkeypatch):
                            "pytorch_model.bin, a pickle, which polymodal never loads (convert it to safetensors)")
 
 
-def test_a_non_floating_dtype_is_refused_in_one_line(folder):
+@pytest.mark.parametrize("dtype", [torch.int32, "bfloat16"])
+def test_a_non_floating_dtype_is_refused_in_one_line(folder, dtype):
+    """Was load_state_dict's multi-line RuntimeError (an integer dtype) or a TypeError (a dtype's name)."""
     with pytest.raises(ValueError) as e:
-        FourM.from_pretrained(folder, dtype=torch.int32)
-    assert one_line(e) == "dtype=torch.int32: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)"
+        FourM.from_pretrained(folder, dtype=dtype)
+    assert one_line(e) == f"dtype={dtype!r}: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)"
 
 
 @pytest.mark.parametrize(("fields", "message"), [({"num_heads": 3}, "dim 32 is not divisible by num_heads 3"),

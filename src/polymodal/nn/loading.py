@@ -59,7 +59,7 @@ def parameters_on_meta() -> Iterator[None]:
 def check_dtype(dtype: torch.dtype | None) -> None:
     """A ValueError unless ``dtype`` is None or a floating dtype (what the ``dtype=`` of every loader casts to)."""
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype={dtype}: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)")
+        raise ValueError(f"dtype={dtype!r}: weights load in a floating dtype (torch.float32, torch.bfloat16, ...)")
 
 
 def target_dtypes(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.dtype]:
