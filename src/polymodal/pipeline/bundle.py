@@ -269,6 +269,8 @@ class Pipeline:
                 paths: bool = True) -> tuple[dict, dict, dict]:
         """(conditions for `generation.generate`, shown values, their picture kinds) of user values. ``paths=False``:
         values only, no string is read as a file (`inputs.refuse_paths`; a server takes requests this way)."""
+        if not isinstance(values, Mapping):
+            raise PipelineError(f"inputs: expected a mapping of modality name -> value, got {type(values).__name__}")
         notify = notify or _warn
         side = self._image_side()
         conds, shown, kinds = {}, {}, {}
@@ -330,6 +332,9 @@ class Pipeline:
             return demo_settings(chain) if isinstance(self.tokenizers, ReleaseTokenizers) else chain
         if isinstance(targets, str):
             targets = [t.strip() for t in targets.split(",") if t.strip()]
+        if targets is not None and not (isinstance(targets, Sequence) and all(isinstance(t, str) for t in targets)):
+            raise PipelineError(f"targets: expected modality names (a list, or one string with commas), got "
+                                f"{type(targets).__name__}")
         if not targets:
             raise PipelineError("nothing to generate: give targets or a plan")
         names = [self.resolve(t, output=True) for t in targets]

@@ -72,9 +72,11 @@ def _read(path: str | Path, what: str, mode: str) -> tuple[Image.Image, tuple[in
         raise PipelineError(f"{what}: {e}") from None
 
 
-def image_items(value: Any) -> list[Any]:
+def image_items(value: Any, what: str = "images") -> list[Any]:
     """A value as a list of per-sample images (a list, or a tensor/array with a batch axis, is a batch)."""
     if isinstance(value, (list, tuple)):
+        if not value:
+            raise PipelineError(f"{what}: an empty list; give at least one image")
         return list(value)
     if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 4:
         return list(value)
@@ -92,12 +94,24 @@ def image_tensor(item: Any, what: str, *, gray: bool = False) -> tuple[torch.Ten
     copies stay small; arrays: uint8 / 255, uint16 / 65535, floats as they are."""
     mode, size = ("L" if gray else "RGB"), None
     if isinstance(item, (str, Path)):
+        if not str(item).strip():  # Path("") is "." : "image file '.' not found" named no file
+            raise PipelineError(f"{what}: an empty file name; give an image file")
         item, size = _read(item, what, mode)
     elif isinstance(item, Image.Image):
         size = item.size
         item = as_mode(item, mode, min_side=DECODE_SIDE)
+    elif not isinstance(item, (torch.Tensor, np.ndarray)):
+        raise PipelineError(f"{what}: expected an image (a file path, a PIL image, an array or a tensor), got "
+                            f"{type(item).__name__}")
     t = torch.as_tensor(np.array(item)) if not isinstance(item, torch.Tensor) else item
     scale = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(t.dtype, 1.0)
+    if scale == 1.0 and t.dtype.is_floating_point and t.numel():
+        # floats are taken as they are, 0..1: a 0..255 float array or an ImageNet-normalized tensor would give a
+        # clipped, wrong picture without a word (the tokenizer's own check names NaN and infinities)
+        lo, hi = (float(x) for x in torch.aminmax(t.detach().float()))
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise PipelineError(f"{what}: float image values must be from 0 to 1 (uint8 arrays are read as 0 to "
+                                f"255), got {lo:.3g} to {hi:.3g}")
     t = t.float().div_(scale) if scale != 1.0 else t.float()  # in place: one float copy of a large image
     if gray:
         if t.ndim == 3 and 1 in (t.shape[0], t.shape[-1]):
@@ -142,7 +156,7 @@ def pixels(name: str, mod: Modality, value: Any, norm: dict, *, resize: bool,
     """(condition (B, 3, S, S) normalized, shown (B, 3, S, S) 0..1)."""
     s = mod.image_size[0]
     shown = []
-    for v in image_items(value):
+    for v in image_items(value, name):
         x, given = image_tensor(v, name)
         shown.append(fit(x, s, name, resize=resize, notify=notify, given=given))
     shown = torch.stack(shown)
@@ -156,7 +170,7 @@ def tokenizer_values(name: str, tok: ViTVQVAE, value: Any, *, resize: bool,
     """The values a VQ-VAE encodes, batched, at its size: rgb/edge from images, others from arrays."""
     kind, s = tok.cfg.values, tok.cfg.image_size
     out = []
-    for item in image_items(value):
+    for item in image_items(value, name):
         given = None
         if kind in ("rgb", "edge"):
             x, given = image_tensor(item, name, gray=kind == "edge")

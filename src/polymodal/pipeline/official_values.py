@@ -126,7 +126,7 @@ def release_condition(name: str, mod: Modality, tok: Any, value: Any, *, resize:
         v = vectors(name, value)
         v = v.reshape(-1, v.shape[-1])
         return tok.encode(v), v, "vector"
-    values = torch.stack([_item(name, tok, item, resize=resize, notify=notify) for item in image_items(value)])
+    values = torch.stack([_item(name, tok, item, resize=resize, notify=notify) for item in image_items(value, name)])
     shown = values if tok.cfg.values != "normal" else values.clamp(-1, 1)
     return tok.encode(values), shown, kind
 

@@ -1,0 +1,46 @@
+"""Python values of the wrong type or range given to `Pipeline.generate`: a PipelineError that names the modality
+and what is expected, instead of NumPy's, torch's or Python's own error (or a silent wrong picture)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polymodal.pipeline import PipelineError
+
+RGB = "rgb@pt"  # the tiny bundle's pixel input (tests/pipeline/conftest.py)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, f"{RGB}: expected an image (a file path, a PIL image, an array or a tensor), got NoneType"),
+    ({"x": 1}, f"{RGB}: expected an image (a file path, a PIL image, an array or a tensor), got dict"),
+    ([], f"{RGB}: an empty list; give at least one image"),
+    ("", f"{RGB}: an empty file name; give an image file"),
+    # an ImageNet-normalized tensor or a float array of 0..255 was taken as 0..1 and clipped: a wrong picture
+    (np.full((64, 64, 3), 200.0, np.float32), f"{RGB}: float image values must be from 0 to 1 (uint8 arrays are "
+                                               "read as 0 to 255), got 200 to 200"),
+    (torch.linspace(-2.1, 2.6, 3 * 64 * 64).reshape(3, 64, 64), f"{RGB}: float image values must be from 0 to 1 "
+                                                                "(uint8 arrays are read as 0 to 255), got -2.1 to 2.6"),
+])
+def test_a_wrong_image_value_is_named(pipe, value, message):
+    with pytest.raises(PipelineError) as e:
+        pipe.generate({RGB: value}, ["caption"])
+    assert str(e.value) == message
+
+
+def test_float_images_from_0_to_1_still_work(pipe):
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = pipe.generate({RGB: img}, ["tok_depth@pt"])
+    assert torch.equal(out.inputs[RGB][0], img)  # shown as given: nothing clipped or rescaled
+
+
+@pytest.mark.parametrize("inputs, targets, message", [
+    ([RGB], ["caption"], "inputs: expected a mapping of modality name -> value, got list"),
+    ({RGB: np.zeros((64, 64, 3), np.uint8)}, 5, "targets: expected modality names (a list, or one string with "
+                                                  "commas), got int"),
+])
+def test_wrong_container_types_are_named(pipe, inputs, targets, message):
+    with pytest.raises(PipelineError) as e:
+        pipe.generate(inputs, targets)
+    assert str(e.value) == message
