@@ -3,6 +3,7 @@ browser test and the load benchmark)."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -23,6 +24,8 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     """Load ``model`` (default: the shipped default bundle) and serve the demo until Ctrl-C."""
     import uvicorn
 
+    if not 0 <= port <= 65535:  # before the model loads; bind() would raise OverflowError
+        raise ValueError(f"--port must be from 0 to 65535, got {port}")
     torch.set_num_threads(max(1, threads))
     pipe = load_demo_pipeline(model, device, text_tokenizer=text_tokenizer, tokenizers=tokenizers)
     app = create_app(pipe)
@@ -36,7 +39,10 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     except OSError as e:
         sock.close()
         app.state.queue.stop()
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
+        # A name that does not resolve, or an address that is not this machine's: the host is wrong, not the port.
+        flag = "--host" if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL else "--port"
+        raise OSError(f"cannot listen on {host}:{port} ({e.strerror}); choose another {flag}") from None
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose
     print(f"polymodal serve: {url_of(host, port)} (model {model or 'default'}; Ctrl-C stops)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print("polymodal serve: warning: listening beyond this machine; the demo has no login", flush=True)
