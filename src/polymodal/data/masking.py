@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..config import MaskingConfig
+from ..config import ConfigError, MaskingConfig
 from ..modalities import Kind, Modality, is_registered
 from .batch import Batch, ModalityTokens
 from .spans import MAX_SPANNED_LENGTH, assemble, content_lengths, sample_keep
@@ -152,9 +152,10 @@ def _build_mixture(key) -> Mixture:
     if name not in MIXTURES:
         raise ValueError(f"unknown masking mixture {name!r}; known: {', '.join(MIXTURES)}")
     mix = MIXTURES[name](mods)
-    for n, _ in (*in_over, *tg_over, *keep_over):
-        if not is_registered(n):
-            raise ValueError(f"masking config names {n!r}, which is not a registered modality")
+    for field, over in (("input_alphas", in_over), ("target_alphas", tg_over), ("keep_schemes", keep_over)):
+        for n, _ in over:
+            if not is_registered(n):
+                raise ConfigError(f"masking.{field}: {n!r} is not a registered modality")
     a_in, a_tg, keep = mix.input_alphas.clone(), mix.target_alphas.clone(), dict(mix.keep)
     col = {m.name: i for i, m in enumerate(mods)}
     for n, a in in_over:

@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..config import ConfigError
+
 # The masking "step" of validation samples: no training step uses it, so held-out masks never repeat a training one.
 VAL_STEP = 2**31 - 1
 
@@ -35,14 +37,14 @@ def sample_index(seed: int, n: int, batch_size: int, step: int, j: int) -> int:
 
 def check_accumulation(batch_size: int, grad_accum: int) -> None:
     if batch_size % grad_accum:
-        raise ValueError(f"train.batch_size {batch_size} is not divisible by train.grad_accum {grad_accum}")
+        raise ConfigError(f"train.batch_size {batch_size} is not divisible by train.grad_accum {grad_accum}")
 
 
 def micro_positions(batch_size: int, grad_accum: int, rank: int, world: int) -> list[list[int]]:
     """This rank's global positions of a step, as ``grad_accum`` micro-batches of ``batch_size / world /
     grad_accum`` positions each: rank r takes positions [r * B/world, (r + 1) * B/world)."""
     if batch_size % (world * grad_accum):
-        raise ValueError(f"train.batch_size {batch_size} must divide into {world} ranks x {grad_accum} "
+        raise ConfigError(f"train.batch_size {batch_size} must divide into {world} ranks x {grad_accum} "
                          "accumulation steps")
     per_rank = batch_size // world
     m = per_rank // grad_accum

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ExperimentConfig
+from ..config import ConfigError, ExperimentConfig
 from .batch import Batch, collate
 from .loader import TokenLoader, stack_raw
 from .masking import sample_batch
@@ -41,7 +41,7 @@ class TokenStream:
         d = cfg.data
         spec = dict(d.mixture) or ({d.path: 1.0} if d.path else {})
         if not spec:
-            raise ValueError('data.source="tokens" needs data.path (a token dataset) or data.mixture {path: weight}')
+            raise ConfigError('data.source="tokens" needs data.path (a token dataset) or data.mixture {path: weight}')
         self.cfg, self.mods = cfg, mods
         self.sources = [open_source(p, text_tokenizer=d.text_tokenizer, on_bad_shard=d.on_bad_shard) for p in spec]
         self.weights = [float(w) for w in spec.values()]
@@ -51,7 +51,7 @@ class TokenStream:
     def micro_batches(self, step: int, rank: int, world: int) -> list[Batch]:
         t, d = self.cfg.train, self.cfg.data
         if t.batch_size % (world * t.grad_accum):
-            raise ValueError(f"train.batch_size {t.batch_size} must divide into {world} ranks x {t.grad_accum} "
+            raise ConfigError(f"train.batch_size {t.batch_size} must divide into {world} ranks x {t.grad_accum} "
                              "accumulation steps")
         if self.loader is None:
             position = self.resume["batches"] if self.resume else step * t.grad_accum

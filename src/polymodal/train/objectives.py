@@ -22,7 +22,7 @@ from .. import config as config_lib
 from ..config import ExperimentConfig
 from ..data.batch import Batch, collate
 from ..data.indexed import get_source
-from ..data.masking import sample_batch
+from ..data.masking import build_mixture, sample_batch
 from ..data.order import VAL_STEP, check_accumulation, micro_positions, sample_index, sample_seed
 from ..modalities import Kind
 from ..model import FourM
@@ -110,6 +110,19 @@ def make_objective(cfg: ExperimentConfig) -> Objective:
     return objective_class(cfg.objective)(cfg)
 
 
+def _check_targets(masking: config_lib.MaskingConfig, mods: dict) -> None:
+    """Refuse, before the run starts, a masking under which no token is ever a target: the loss would have no
+    gradient (backward fails at the first step). Names the field; an unknown modality in the masking's alphas
+    is refused here too (`build_mixture`)."""
+    if masking.num_target_tokens < 1:
+        raise config_lib.ConfigError(f"masking.num_target_tokens: got {masking.num_target_tokens}, but 4M training "
+                                     "needs tokens to predict (an integer >= 1)")
+    mixture = build_mixture(masking, list(mods.values()))
+    if not (mixture.target_alphas > 0).any():
+        raise config_lib.ConfigError(f"masking.target_alphas: every target alpha of {', '.join(mods)} is 0: no "
+                                     "token would ever be a target")
+
+
 class FourMObjective(Objective):
     """4M's multimodal masked modeling on an index-addressed source with the Dirichlet masking sampler, or on
     pre-tokenized shards (``data.source="tokens"``, `data.token_stream`)."""
@@ -117,6 +130,7 @@ class FourMObjective(Objective):
     def __init__(self, cfg: ExperimentConfig):
         super().__init__(cfg)
         self.mods = {n: cfg.model.modality(n) for n in dict.fromkeys(cfg.model.domains_in + cfg.model.domains_out)}
+        _check_targets(cfg.masking, self.mods)
         self.stream = None
         if cfg.data.source == "tokens":
             from ..data.token_stream import TokenStream
@@ -143,7 +157,7 @@ class FourMObjective(Objective):
         out = micro_positions(t.batch_size, t.grad_accum, rank, world)
         m = len(out[0])
         if m % chunk:
-            raise ValueError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / {t.grad_accum} "
+            raise config_lib.ConfigError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / {t.grad_accum} "
                              f"accumulation steps) is not a multiple of data.mask_chunk={chunk}; set "
                              f"data.mask_chunk to a divisor of {m}")
         return out
