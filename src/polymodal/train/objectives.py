@@ -157,9 +157,9 @@ class FourMObjective(Objective):
         out = micro_positions(t.batch_size, t.grad_accum, rank, world)
         m = len(out[0])
         if m % chunk:
-            raise config_lib.ConfigError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / {t.grad_accum} "
-                             f"accumulation steps) is not a multiple of data.mask_chunk={chunk}; set "
-                             f"data.mask_chunk to a divisor of {m}")
+            raise config_lib.ConfigError(f"a micro-batch of {m} samples ({t.batch_size} / {world} ranks / "
+                                         f"{t.grad_accum} accumulation steps) is not a multiple of data.mask_chunk="
+                                         f"{chunk}; set data.mask_chunk to a divisor of {m}")
         return out
 
     def data_state(self) -> dict | None:
