@@ -78,3 +78,12 @@ def test_an_unusable_device_is_refused(device, message):
         with pytest.raises(PipelineError) as e:
             Pipeline.from_pretrained(folder, device=device)
         assert str(e.value) == message
+
+
+def test_a_missing_json_file_is_not_read_as_text(pipe, tmp_path):
+    # "det=missing.json" was tokenized as the text 'missing.json' and generation ran on it
+    missing = tmp_path / "missing.json"
+    for name in ("det", "metadata", "color_palette"):
+        with pytest.raises(PipelineError) as e:
+            pipe.prepare({name: str(missing)})
+        assert str(e.value) == f"{name}: file '{missing}' not found"

@@ -192,7 +192,9 @@ def _parse_text_value(base: str, v: Any, name: str, *, paths: bool = True) -> An
     if not isinstance(v, str) or base in ("caption", "text"):
         return v
     text = v.strip()
-    if paths and text.endswith(".json") and Path(text).expanduser().is_file():
+    if paths and text.endswith(".json"):
+        if not Path(text).expanduser().is_file():  # else its name was tokenized as the modality's text
+            raise PipelineError(f"{name}: file {text!r} not found")
         text = Path(text).expanduser().read_text()
     if text[:1] in "[{":
         try:
