@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -304,7 +305,7 @@ def markdown(results: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---|"]
     for title, r in results["rows"].items():
         got, ci = r["classes"]["test"] | r["count"]["test"], r.get("ci95", {})
-        cells = [f"{got[m]:{f}}" + (f" ({ci[m][0]:{f}}–{ci[m][1]:{f}})" if m in ci else "")
+        cells = [_num(got[m], f) + (f" ({_num(ci[m][0], f)}–{_num(ci[m][1], f)})" if m in ci else "")
                  for m, f in (("mAP", ".3f"), ("F1", ".3f"), ("acc", ".3f"), ("MAE", ".2f"))]
         decays = f"{r['classes']['decay']:g}, {r['count']['decay']:g}" if "decay" in r["classes"] else "-"
         lines.append(f"| {title} | {r['dim'] or '-'} | {' | '.join(cells)} | {decays} |")
@@ -312,7 +313,9 @@ def markdown(results: dict) -> str:
         first = next(iter(results["rows"]))
         lines += ["", f"| {first}, relative to | mAP gap (95%) | count acc gap (95%) |", "|---|---:|---:|"]
         for other, g in results["gaps"].items():
-            cells = [f"{g[m]['gap']:+.1%} ({g[m]['lo']:+.1%} to {g[m]['hi']:+.1%})" for m in ("mAP", "acc")]
+            cells = ["–" if math.isnan(g[m]["gap"]) else  # no gap to a score of 0 (`bootstrap.relative_gap`)
+                     f"{g[m]['gap']:+.1%} ({_num(g[m]['lo'], '+.1%')} to {_num(g[m]['hi'], '+.1%')})"
+                     for m in ("mAP", "acc")]
             lines.append(f"| {other} | {cells[0]} | {cells[1]} |")
     s = results["setup"]
     took = ", ".join(f"{k} {v}" for k, v in results["seconds"].items())
@@ -321,12 +324,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _num(x: float, fmt: str) -> str:
+    return "–" if math.isnan(x) else f"{x:{fmt}}"  # as the eval report shows a score that has no value
+
+
 def write(results: dict, out: str | Path) -> tuple[Path, Path]:
+    from .report import _clean
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "probe.md", out / "probe.json"
     md.write_text(markdown(results))
-    js.write_text(json.dumps(results, indent=1) + "\n")
+    js.write_text(json.dumps(_clean(results), indent=1) + "\n")  # NaN as null: JSON has no NaN
     return md, js
 
 
