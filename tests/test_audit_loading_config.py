@@ -139,3 +139,18 @@ def test_a_bad_field_of_a_polymodal_folder_names_its_config_too(folder, tmp_path
     with pytest.raises(ValueError) as e:
         FourM.from_pretrained(ours)
     assert one_line(e) == f"{cfg}: {message}"
+
+
+def test_a_tokenizer_folder_given_as_the_model_says_so():
+    """A user mixing up the release's folders: was 'missing required 4M config field(s): dim, ...' (a released
+    tokenizer) or 'unknown field(s) for ModelConfig: 'values', ...' (a polymodal tokenizer)."""
+    released = fixtures_dir("ml4m-4m21-tiny-tokenizers", "tok_rgb@224")
+    with pytest.raises(CheckpointError) as e:
+        FourM.from_pretrained(released)
+    assert one_line(e) == (f"{released / 'config.json'}: a released 4M tokenizer's config (enc_type, dec_type, "
+                           "quant_type), not a 4M model's; load it with polymodal.tokenizers.load_tokenizer")
+    ours = Path(__file__).parents[1] / "src/polymodal/weights/default/tokenizers/tok_depth_64"
+    with pytest.raises(CheckpointError) as e:
+        FourM.from_pretrained(ours)
+    assert one_line(e) == (f"{ours / 'config.json'}: the config of a ViTVQVAE, not of a FourM model (tokenizer "
+                           "folders load with polymodal.tokenizers.load_tokenizer)")

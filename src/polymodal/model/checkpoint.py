@@ -41,6 +41,8 @@ _HUB_FILES = ("*.json", "*.safetensors", "*.md")
 # 4M config fields that polymodal reads; the rest of a 4M config must hold the values listed in _ACCEPTED.
 _OFFICIAL_REQUIRED = ("dim", "encoder_depth", "decoder_depth", "num_heads", "domains_in", "domains_out")
 _ACCEPTED = {"decoder_causal_mask": (False,), "decoder_sep_mask": (True,), "num_register_tokens": (0,)}
+# The keys that mark a released tokenizer's config (`polymodal.tokenizers.ml4m.folder.REFERENCE_KEYS`).
+_TOKENIZER_KEYS = ("enc_type", "dec_type", "quant_type")
 _IGNORED = re.compile(r"^(drop.*|.*dropout.*|.*drop_path.*|use_act_checkpoint|init_std|model_type|_.*|"
                       r"architectures|image_size|patch_size)$")
 
@@ -262,6 +264,15 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     raw = read_config(folder, weights)
     shapes = _shapes(weights)
     lora = (raw.get("lora") or {}) if is_run_config(raw) else {}
+    # Another artifact's folder given as the model (the release's folders sit side by side): said so, not as the
+    # fields a model config lacks or does not know.
+    if any(k in raw for k in _TOKENIZER_KEYS) and is_official(raw):
+        raise CheckpointError(f"{config_source(folder, weights)}: a released 4M tokenizer's config "
+                              f"({', '.join(_TOKENIZER_KEYS)}), not a 4M model's; load it with "
+                              "polymodal.tokenizers.load_tokenizer")
+    if raw.get("_class_name", CLASS_NAME) != CLASS_NAME and not is_run_config(raw):
+        raise CheckpointError(f"{config_source(folder, weights)}: the config of a {raw['_class_name']}, not of a "
+                              f"{CLASS_NAME} model (tokenizer folders load with polymodal.tokenizers.load_tokenizer)")
     if is_run_config(raw):  # a training checkpoint (checkpoints/step_*): its run's config holds the model's
         if raw["objective"] != "fourm":
             raise CheckpointError(f"{folder}: a checkpoint of a {raw['objective']!r} run, not of a 4M model")
