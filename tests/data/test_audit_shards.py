@@ -80,3 +80,25 @@ def test_a_bad_token_shard_read_by_a_loader_worker_is_one_line(tmp_path):
     # torch wraps a worker's error as "Caught ShardError in DataLoader worker process 0.\nOriginal Traceback ...".
     assert "\n" not in str(e.value)
     assert str(e.value).startswith("shard ") and "tokens-000001.tar is truncated or corrupt (bad header" in str(e.value)
+
+
+def test_a_dataset_whose_writing_was_stopped_is_refused_for_training_naming_the_fix(world, tmp_path):
+    import json
+
+    from polymodal.config import ConfigError
+    from polymodal.data.world import read_shard
+
+    bad = tmp_path / "world"
+    bad.mkdir()
+    for f in world.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "shard-000001.tar").unlink()  # a killed `polymodal data synth`: the last shard never written
+    info = json.loads((bad / "dataset.json").read_text())
+    (bad / "dataset.json").write_text(json.dumps({**info, "complete": False}))
+    cfg = apply_overrides(load_recipe(str(ROOT / "configs" / "tokenizer_rgb_world64.py")),
+                          [f"data.path={bad}", "data.val_samples=2"])
+    with pytest.raises(ConfigError, match=r"^data.path: .*world is not complete \(`polymodal data synth` was "
+                                          r"stopped\); rerun it with the same arguments to finish it$"):
+        ModalityStore(cfg, "rgb", 32)
+    with pytest.raises(ShardError, match=r"^shard .*shard-000001\.tar is missing; rerun `polymodal data synth`"):
+        list(read_shard(bad / "shard-000001.tar"))

@@ -53,6 +53,9 @@ class ModalityStore:
         d = cfg.data
         if d.path:
             info = read_info(d.path)
+            if info.get("complete") is False:  # written by a run that was stopped: its last shards are missing
+                raise ConfigError(f"data.path: {d.path} is not complete (`polymodal data synth` was stopped); rerun "
+                                  "it with the same arguments to finish it")
             if res is not None and info["resolution"] != res:
                 raise ConfigError(f"{d.path} holds {info['resolution']} px samples; the tokenizer wants {res} px")
             if key not in info["modalities"]:

@@ -245,6 +245,8 @@ def read_shard(path: str | os.PathLike, *, modalities: Iterable[str] | None = No
     """
     path = Path(path)
     wanted = set(MODALITIES + TEXT_KEYS if modalities is None else modalities)
+    if not path.exists():
+        raise ShardError(f"shard {path} is missing; rerun `polymodal data synth` with the same arguments to write it")
     try:
         with tarfile.open(path, "r:") as tar:
             members = tar.getmembers()
