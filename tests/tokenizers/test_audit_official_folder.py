@@ -98,6 +98,9 @@ BAD_ARGS = [
     ("tok_rgb@224", {"n_channels": "three"}, "n_channels='three' is not an integer"),
     ("tok_rgb@224", {"num_train_timesteps": "many"}, "num_train_timesteps='many' is not an integer"),
     ("tok_rgb@224", {"thresholding": "yes"}, "thresholding='yes' is not true or false"),
+    # An IndexError / RuntimeError from building the noise schedule before.
+    ("tok_rgb@224", {"num_train_timesteps": 0}, "num_train_timesteps=0 is not a positive integer"),
+    ("tok_rgb@224", {"num_train_timesteps": -5}, "num_train_timesteps=-5 is not a positive integer"),
 ]
 
 
@@ -166,3 +169,18 @@ def test_reference_names_invert_the_renaming_with_and_without_attention_before_a
     theirs = [reference_name(k, ours) for k in ours]
     assert any(".1.conv." in k for k in theirs) and any(".2.conv." in k for k in theirs)
     assert official_names(theirs) == dict(zip(ours, theirs, strict=True))
+
+
+@pytest.mark.parametrize(("folder", "fields", "message"), [
+    ("clip", {"image_size": 100}, "image_size 100 is not a multiple of patch_size 16"),
+    ("dinov2-global", {"num_codebooks": 3}, "Memcodes latent dim 128 is not divisible by its 3 codebooks"),
+], ids=["image_size", "num_codebooks"])
+def test_arguments_the_tokenizer_cannot_be_built_with_name_the_file(tmp_path, folder, fields, message):
+    """Checks made when the config or the module is built named no file (a bare ValueError)."""
+    dst = tmp_path / folder
+    shutil.copytree(fixtures_dir("ml4m-tokenizers", folder), dst, ignore=shutil.ignore_patterns("case.*"))
+    cfg = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps(cfg | fields))
+    with pytest.raises(TokenizerLoadError) as e:
+        load_tokenizer(dst)
+    assert str(e.value) == f"{dst / 'config.json'}: {message}"

@@ -335,6 +335,9 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
         raise TokenizerLoadError(f"{weights}: tensor decoder.input_blocks.0.0.weight has shape {stem} in the file; "
                                  f"{enc.channels}-channel images in {p}x{p} patches and {latent_dim}-d codes need "
                                  f"{enc.channels * p * p + latent_dim} input channels (its dim 1)")
+    steps = reference_arg(raw, "num_train_timesteps", int, 1000, where)
+    if steps < 1:  # the noise schedule has one entry per step
+        raise TokenizerLoadError(f"{where}: num_train_timesteps={steps!r} is not a positive integer")
     if values in CHANNELS and CHANNELS[values] != enc.channels:
         raise TokenizerLoadError(f"{where}: a {values} tokenizer has {CHANNELS[values]} channels, these weights "
                                  f"{enc.channels}")
@@ -344,7 +347,7 @@ def config_from_official_divae(raw: dict, state: dict[str, torch.Tensor], *, val
         enc_dim=enc.dim, enc_depth=enc.depth, patch_size=enc.patch_size, enc_grid=enc.grid, post_mlp=enc.post_mlp,
         latent_dim=latent_dim, codebook_size=codebook, unet=unet,
         norm_codes=reference_arg(raw, "norm_codes", bool, True, where),
-        num_train_timesteps=reference_arg(raw, "num_train_timesteps", int, 1000, where),
+        num_train_timesteps=steps,
         beta_schedule=raw.get("beta_schedule", "squaredcos_cap_v2"),
         prediction_type=raw.get("prediction_type", "v_prediction"),
         zero_terminal_snr=reference_arg(raw, "zero_terminal_snr", bool, True, where),

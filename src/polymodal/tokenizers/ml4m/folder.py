@@ -110,9 +110,14 @@ def load_official_tokenizer(path: str | Path, *, name: str = "", image_size: int
         return DiVAE.from_official(path, name=name or _domain_name(path), map_location=map_location, dtype=dtype,
                                    decoder_dtype=decoder_dtype)
     args, state = read_official_folder(path, map_location=map_location, dtype=dtype)
-    cfg = official_vqvae_config(args, state, source=path, name=name or _domain_name(path), image_size=image_size)
-    with parameters_on_meta():
-        model = OfficialVQVAE(cfg)
+    try:  # the config's and the modules' own checks (image_size and patch, codebooks and latent dim) name no file
+        cfg = official_vqvae_config(args, state, source=path, name=name or _domain_name(path), image_size=image_size)
+        with parameters_on_meta():
+            model = OfficialVQVAE(cfg)
+    except TokenizerLoadError:
+        raise
+    except ValueError as e:
+        raise TokenizerLoadError(f"{path / CONFIG}: {e}") from None
     return assign_state(model, checked_state(model, state, path), dtype=dtype).eval().to(map_location)
 
 
