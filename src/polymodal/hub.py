@@ -123,6 +123,19 @@ def _snapshot(repo: str, revision: str | None, allow_patterns: Sequence[str] | N
     return Path(folder)
 
 
+def partial_snapshot_hint(folder: str | Path) -> str:
+    """For an error about a file missing from ``folder``: when it is a Hub cache snapshot
+    (``.../models--OWNER--NAME/snapshots/<commit>``), a clause naming its repo and the command that completes it
+    (a download cut off before a large file was complete leaves the snapshot without it); else ""."""
+    folder = Path(folder)
+    storage = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not storage.startswith("models--"):
+        return ""
+    repo = storage[len("models--"):].replace("--", "/", 1)  # repo ids hold no "--" (`split_repo_id`)
+    return (f"; it is the Hub cache's snapshot of {repo} at {folder.name}, only partly downloaded: complete it "
+            f"with `hf download {repo} --revision {folder.name}`")
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

@@ -68,7 +68,8 @@ def _weights_path(folder: Path) -> Path:
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLES)
     held = (f"; it holds {', '.join(pickles)}, {'a pickle' if len(pickles) == 1 else 'pickles'}, which polymodal "
             "never loads (convert it to safetensors)") if pickles else ""
-    raise CheckpointError(f"{folder}: no {WEIGHTS} (or other .safetensors file) in this folder{held}")
+    raise CheckpointError(f"{folder}: no {WEIGHTS} (or other .safetensors file) in this folder{held}"
+                          f"{hub.partial_snapshot_hint(folder)}")
 
 
 def config_source(folder: Path, weights: Path) -> str:

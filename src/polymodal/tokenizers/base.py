@@ -118,7 +118,7 @@ def load_folder(cls: type, config_cls: type, path: str | Path, *, map_location: 
     cfg = config_lib.from_dict(config_cls, {k: v for k, v in data.items() if not k.startswith("_")},
                                source=str(path / CONFIG))
     if not (path / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{path}: no {WEIGHTS}")
+        raise FileNotFoundError(f"{path}: no {WEIGHTS}{hub.partial_snapshot_hint(path)}")
     with parameters_on_meta():
         model = cls(cfg)
     state = read_weights(path, model, map_location=map_location, dtype=dtype)

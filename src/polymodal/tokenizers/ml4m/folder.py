@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ...hub import partial_snapshot_hint
 from ...nn.loading import assign_state, check_dtype, parameters_on_meta, read_safetensors
 from ..base import CONFIG, WEIGHTS, TokenizerLoadError, checked_state
 from .mlp import mlp_shape
@@ -85,7 +86,8 @@ def read_official_args(path: Path) -> dict:
         raise TokenizerLoadError(f"{where}: not a released 4M tokenizer config: no {', '.join(missing)} "
                                  "(and no _class_name of a polymodal tokenizer)")
     if not weights.is_file():
-        raise FileNotFoundError(f"{path} is not a complete tokenizer folder: {CONFIG} but no {WEIGHTS}")
+        raise FileNotFoundError(f"{path} is not a complete tokenizer folder: {CONFIG} but no {WEIGHTS}"
+                                f"{partial_snapshot_hint(path)}")
     return args
 
 
