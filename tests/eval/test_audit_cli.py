@@ -101,3 +101,19 @@ def test_eval_refuses_a_compare_name_that_would_replace_a_column(files, tmp_path
     err = _refused(["eval", "--model", str(bundle), "--n", "1", "--tasks", "depth", "--out", str(out), "--quiet",
                     *args], capsys)
     assert err == said.replace("BUNDLE", str(bundle)) and not out.exists()
+
+
+@pytest.mark.parametrize("source", [["--res", "32"], ["--data", "WORLD32"]])
+def test_eval_refuses_scenes_of_another_resolution_than_the_model(files, tmp_path, capsys, source):
+    """A 64 px model on 32 px scenes: depth failed on the shapes, and boxes were scored in the model's pixels
+    against the scene's (mAP silently 0). Now refused in one line, naming both sizes."""
+    d, bundle = files
+    world32 = d / "world32"
+    if not world32.exists():
+        synthesize(world32, 1, 32, seed=1)
+    out = tmp_path / "report"
+    args = [str(world32) if a == "WORLD32" else a for a in source]
+    err = _refused(["eval", "--model", str(bundle), "--n", "1", "--tasks", "det", "--out", str(out), "--quiet",
+                    *args], capsys)
+    assert err.startswith("polymodal eval: tiny reads 64 px images, the test scenes are 32 px"), err
+    assert "--res 64" in err and not out.exists()

@@ -49,7 +49,7 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     ``bootstrap`` > 0: every score's 95% interval, and the model's paired gap to each ``compare`` model.
     ``progress``: a progress bar per model and task on stderr."""
     from ..pipeline.demo import default_model
-    from .pipeline_adapter import pipeline_predictor
+    from .pipeline_adapter import model_resolution, pipeline_predictor
     from .report import write_report
 
     absent = [f"{name}={folder}" for name, folder in (compare or {}).items() if not Path(folder).exists()]
@@ -70,6 +70,12 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
     else:
         samples = world_test_set(n, seed=world_seed, res=res, text_embeddings=text_embeddings)
     where = data or f"world seed {world_seed}, {res} px"
+    side = int(samples[0]["rgb"].shape[0]) if samples else res
+    for name, p in {name0: pipe, **others}.items():  # else depth fails on shapes and boxes score in the wrong pixels
+        if model_resolution(p) != side:
+            raise ValueError(f"{name} reads {model_resolution(p)} px images, the test scenes are {side} px ({where}): "
+                             f"score it on scenes of its size (--res {model_resolution(p)}, or --data of a world "
+                             f"synthesized with --res {model_resolution(p)})")
     if data is not None and len(samples) < n:  # else the report's title is the only sign
         print(f"notice: {data} holds {len(samples)} samples; scoring those {len(samples)} (--n {n})", file=sys.stderr)
     decoding = dict(seed=world_seed, steps=steps, generation_steps=generation_steps)
@@ -86,7 +92,6 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
             gaps[name] = {t: paired_gaps(runs[name0]["rescore"][t], runs[name]["rescore"][t], len(samples),
                                          rounds=bootstrap, seed=world_seed) for t in both}
     if ceiling:
-        side = int(samples[0]["rgb"].shape[0])
         perception = [t for t in tasks if not TASKS[t].generation]
         runs["tokenizer ceiling"] = evaluate(ceiling_predictor(samples, pipeline_tokenizers(pipe), res=side),
                                              samples, tasks=perception, batch_size=batch_size, source=where,
