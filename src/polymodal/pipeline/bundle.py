@@ -189,7 +189,10 @@ class Pipeline:
                                 "folders (tokenizers=..., --tokenizer DIR ...) or from a bundle") from None
         if adapters:
             model = model.load_adapters(adapters, merge=True)
-        plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
+        try:
+            plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
+        except PipelineError as e:  # the bundle's file, not the user's settings
+            raise PipelineError(f"{path / BUNDLE_FILE}: {e}") from None
         return cls(model, toks, pixels=info.get("pixels"), plans=plans)
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:

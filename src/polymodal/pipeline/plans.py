@@ -137,6 +137,8 @@ def plan_from_dict(data: dict, name: str = "custom") -> Plan:
                     name=name)
     except (KeyError, TypeError, AttributeError) as e:
         raise PipelineError(f"plan {name!r}: not a plan ({e})") from None
+    except ValueError as e:  # a step's own check (PlanError): which plan holds it
+        raise PipelineError(f"plan {name!r}: {e}") from None
 
 
 def _renamed(step: dict) -> dict:
