@@ -127,7 +127,8 @@ def _add_dataset_commands(dsub) -> None:
                            help="canny, palette, metadata, or hf-depth, hf-segmentation, hf-detection, hf-caption, "
                                 "hf-feature (these need --model NAME=DIR_OR_HUB_ID)")
             p.add_argument("--model", nargs="+", metavar="NAME=DIR", help="model of each hf-* labeler")
-        p.add_argument("--res", type=int, default=224, help="stored side: shorter side resized, centre crop (224)")
+        p.add_argument("--res", type=int, default=224,
+                       help="stored side, 16 to 1024: shorter side resized, centre crop (224)")
         p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
         p.add_argument("--shard-size", type=int, default=500, help="images per shard (default 500)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -120,8 +120,11 @@ def label_images(images: str | os.PathLike, out: str | os.PathLike, *, labelers=
     root, out = Path(images), Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of images")
-    if res < MIN_SIDE or workers < 1 or shard_size < 1:
-        raise ValueError(f"need res >= {MIN_SIDE}, workers >= 1, shard_size >= 1 (got {res}, {workers}, {shard_size})")
+    # Images are decoded at a short side of DECODE_SIDE at most: a larger res would only upscale (100000 px asked
+    # OpenCV for 30 GB).
+    if not MIN_SIDE <= res <= DECODE_SIDE or workers < 1 or shard_size < 1:
+        raise ValueError(f"need res from {MIN_SIDE} to {DECODE_SIDE}, workers >= 1, shard_size >= 1 (got {res}, "
+                         f"{workers}, {shard_size})")
     names, models = tuple(labelers), tuple(sorted((models or {}).items()))
     built = build_labelers(names, dict(models))  # fails early on a bad name or model; records versions
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
