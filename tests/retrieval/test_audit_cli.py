@@ -96,3 +96,32 @@ def test_a_tile_size_below_one_names_size(files, capsys, cmd):
             ["retrieve", "--model", str(bundle), "--index", str(d / "index"), "--from", f"rgb={d / 'scene.png'}"])
     err = _run([*args, "--size", "0"], capsys)
     assert err.endswith("--size must be at least 1 pixel, got 0\n"), err
+
+
+@pytest.mark.parametrize("keys", ["numbers", "captions"])
+def test_search_draws_keys_as_text_when_the_gallery_has_no_pictures(files, tmp_path, capsys, keys):
+    """A gallery without a world folder (built in Python) or keyed by captions has no pictures to show: `retrieve
+    --from` draws its keys as text, but `retrieve search --world` failed with " is not a world dataset" (an empty
+    path) or "invalid literal for int()" (a caption read as a sample number)."""
+    d, _ = files
+    stored = GalleryIndex.load(d / "world_index")
+    names = None if keys == "numbers" else [f"caption {i}" for i in range(len(stored))]
+    index = GalleryIndex(stored.vectors, names, modality="minilm_global").save(tmp_path / "index")
+    out = tmp_path / "m.png"
+    rc = main(["retrieve", "search", str(index), "--samples", "0", "--world", str(d / "world"), "--k", "2",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    best = "caption 0" if names else "0"
+    assert captured.out.startswith(f"#0: #{best} 1.000") and Image.open(out).size[0] > 0
+
+
+def test_query_draws_caption_keys_as_text_even_with_a_world_folder(files, tmp_path, capsys):
+    d, bundle = files
+    index = GalleryIndex(torch.randn(6, 12), [f"caption {i}" for i in range(6)], modality="auditvec_global",
+                         source=str(d / "world")).save(tmp_path / "index")
+    rc = main(["retrieve", "--model", str(bundle), "--index", str(index), "--from", f"rgb={d / 'scene.png'}",
+               "--k", "2", "--out", str(tmp_path / "q.png")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err  # was: "invalid literal for int() with base 10: 'caption ...'"
+    assert re.match(r"query 0 \(tok_auditvec_global\): #caption \d \S+  #caption \d", captured.out), captured.out

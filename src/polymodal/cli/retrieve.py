@@ -47,7 +47,10 @@ def _cmd_retrieve_search(args: argparse.Namespace) -> int:
                     ("caption", picture("caption", s["caption"], size=args.size))]
                    for i, s in zip(args.samples, samples)]
         gallery = args.gallery_world or index.source
-        out = save_png(draw_matches(result, world_pictures(gallery), queries=queries, size=args.size),
+        # No world folder, or keys that are not sample numbers: no pictures to show; its keys as text (as query's)
+        pictures = world_pictures(gallery) if gallery and not isinstance(index.keys[0], str) else None
+        out = save_png(draw_matches(result, pictures or (lambda key: f"#{key}"), queries=queries, size=args.size,
+                                    kind="rgb" if pictures else "caption"),
                        Path(args.out) if args.out else Path(args.index) / "matches.png")
     except (ValueError, KeyError, IndexError, OSError, ShardError) as e:
         return _fail("retrieve search", e)

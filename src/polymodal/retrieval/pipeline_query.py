@@ -111,7 +111,7 @@ def query(model: str | os.PathLike | Pipeline, index: str | os.PathLike | Galler
     outputs = pipe.generate(inputs, [name], steps=steps, temperature=0.0, seed=seed, resize=resize, notify=notify)
     vectors = query_vectors(outputs.values[name], modality=name)  # decoded by the pipeline: (B, D) floats
     result = Retrieval(vectors, index.search(vectors, k))
-    source = gallery or index.source
+    source = (gallery or index.source) if not isinstance(index.keys[0], str) else None  # str keys: no sample numbers
     gallery_picture = world_pictures(source) if source else _key_picture
     rows = [[t for t in outputs.tiles(b, size=size, short=True) if t[0].startswith("in: ")]
             for b in range(vectors.shape[0])]
