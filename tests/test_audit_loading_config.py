@@ -154,3 +154,18 @@ def test_a_tokenizer_folder_given_as_the_model_says_so():
         FourM.from_pretrained(ours)
     assert one_line(e) == (f"{ours / 'config.json'}: the config of a ViTVQVAE, not of a FourM model (tokenizer "
                            "folders load with polymodal.tokenizers.load_tokenizer)")
+
+
+def test_a_config_that_shares_what_the_file_holds_apart_is_refused(folder):
+    """4M-21 keeps separate encoder and decoder modality embeddings; a config.json without
+    share_modality_embeddings (absent means shared, as 4M-7) tied them to one of the two values silently: the
+    logits moved by 4.5 from the reference's."""
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["share_modality_embeddings"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        FourM.from_pretrained(folder)
+    assert one_line(e) == (
+        f"{folder / 'model.safetensors'}: decoder_embeddings.caption.mod_emb and encoder_embeddings.caption.mod_emb "
+        "differ in the file, but the config makes them one parameter (share_modality_embeddings is absent or true "
+        "in the config: set it to false for separate encoder and decoder modality embeddings)")

@@ -214,6 +214,16 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
         key, more = wrong[0], f" ({len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else ""
         raise CheckpointError(f"{source}: tensor {key} has shape {tuple(sd[key].shape)} in the file, the config "
                               f"expects {tuple(expected[key].shape)}{more}")
+    # One parameter of the model held under several names with different values: the config ties what the file
+    # keeps apart (a 4M-21 file whose config lacks share_modality_embeddings: false); loading would keep one.
+    for names in sorted(sorted(group) for group in by_tensor.values() if len(group) > 1):
+        held = [k for k in names if k in sd]
+        for other in held[1:]:
+            if sd[other].shape == sd[held[0]].shape and not torch.equal(sd[other], sd[held[0]]):
+                why = (" (share_modality_embeddings is absent or true in the config: set it to false for separate "
+                       "encoder and decoder modality embeddings)") if other.endswith(".mod_emb") else ""
+                raise CheckpointError(f"{source}: {held[0]} and {other} differ in the file, but the config makes "
+                                      f"them one parameter{why}")
     # Integers where the model has a floating weight (or the reverse): a damaged or foreign file, not to be cast.
     for key, t in sd.items():
         if key in expected and t.is_floating_point() != expected[key].is_floating_point():
