@@ -125,3 +125,17 @@ def test_query_draws_caption_keys_as_text_even_with_a_world_folder(files, tmp_pa
     captured = capsys.readouterr()
     assert rc == 0, captured.err  # was: "invalid literal for int() with base 10: 'caption ...'"
     assert re.match(r"query 0 \(tok_auditvec_global\): #caption \d \S+  #caption \d", captured.out), captured.out
+
+
+@pytest.mark.parametrize("into", ["world", "bundle"])
+def test_build_refuses_an_out_folder_that_is_not_an_index(files, capsys, into):
+    """`retrieve build W --out W` replaced the world's README.md with the index's (and a model folder's config.json
+    would have gone the same way); an index folder is still rewritten in place."""
+    d, bundle = files
+    folder = d / "world" if into == "world" else bundle
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    err = _run(["retrieve", "build", str(d / "world"), "--out", str(folder)], capsys)
+    assert err == (f"polymodal retrieve build: --out {folder} holds other files (it is not a gallery index folder): "
+                   "choose a new or empty folder\n")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert main(["retrieve", "build", str(d / "world"), "--out", str(d / "world_index")]) == 0  # an index: rewritten

@@ -13,6 +13,7 @@ def _cmd_retrieve_build(args: argparse.Namespace) -> int:
     from ..retrieval import GalleryIndex
 
     try:
+        _check_out(args.out)
         index = GalleryIndex.from_world(args.world, modality=args.modality, metric=args.metric, limit=args.limit)
         index.save(args.out)  # an --out that is a file: one line, as any other bad argument
     except (ValueError, KeyError, OSError, ShardError) as e:
@@ -85,6 +86,24 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
         print(f"query {b} ({q.modality}): " + "  ".join(f"#{k} {s:.3f}" for k, s in zip(keys, scores)))
     print(f"matches: {q.path}")
     return 0
+
+
+def _check_out(out: str) -> None:
+    """An --out folder must be new, empty or a gallery index (rewritten in place): the index's README.md and
+    config.json would replace another folder's (a world's, a model's)."""
+    import json
+    from pathlib import Path
+
+    path = Path(out)
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    try:
+        is_index = json.loads((path / "config.json").read_bytes()).get("_class_name") == "GalleryIndex"
+    except (OSError, ValueError, AttributeError):
+        is_index = False
+    if not is_index:
+        raise ValueError(f"--out {out} holds other files (it is not a gallery index folder): choose a new or empty "
+                         "folder")
 
 
 def _check_size(size: int) -> None:
