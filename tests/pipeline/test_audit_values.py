@@ -44,3 +44,20 @@ def test_wrong_container_types_are_named(pipe, inputs, targets, message):
     with pytest.raises(PipelineError) as e:
         pipe.generate(inputs, targets)
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("images, captions", [(2, 1), (1, 2)])
+def test_an_input_given_once_beside_a_batch_is_shown_in_every_row(pipe, tmp_path, images, captions):
+    # generation repeats a batch-1 input for every sample; saving indexed it per sample: IndexError after the
+    # first sample's files were written
+    rng = np.random.default_rng(0)
+    rgb = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(images)]
+    text = ["two red cubes", "a blue sphere"][:captions]
+    out = pipe.generate({RGB: rgb if images > 1 else rgb[0], "caption": text if captions > 1 else text[0]},
+                        ["tok_depth@pt"])
+    assert len(out) == 2
+    paths = out.save(tmp_path / "o")
+    assert {p.relative_to(tmp_path / "o").as_posix() for p in paths} == {
+        "sample_0/tok_depth_pt.png", "sample_1/tok_depth_pt.png", "tokens.safetensors", "values.safetensors",
+        "grid.png"}
+    assert [[t for t, _ in out.tiles(b)] for b in range(2)] == [["in: rgb@pt", "in: caption", "out: tok_depth@pt"]] * 2

@@ -115,7 +115,7 @@ class Outputs:
         for group in (self.inputs, self.values):
             for name, v in group.items():
                 if self.kinds.get(name) == "rgb":
-                    return v[b]
+                    return _row(v, b)
         return None
 
     def tiles(self, b: int, *, size: int = 128, short: bool = False) -> list[tuple[str, Image.Image]]:
@@ -123,7 +123,7 @@ class Outputs:
         name the modality without prefix and resolution (``depth``, not ``tok_depth@64``)."""
         bg = self._background(b)
         label = (lambda n: n.removeprefix("tok_").split("@")[0]) if short else (lambda n: n)  # noqa: E731
-        out = [(f"in: {label(n)}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.inputs.items()
+        out = [(f"in: {label(n)}", tile(self.kinds[n], _row(v, b), size, bg)) for n, v in self.inputs.items()
                if n in self.kinds]
         return out + [(f"out: {label(n)}", tile(self.kinds[n], v[b], size, bg)) for n, v in self.values.items()]
 
@@ -174,6 +174,11 @@ class Outputs:
             written.append(out / "values.safetensors")
         written.append(save_png(self.grid(size=size), out / "grid.png"))
         return written
+
+
+def _row(value: Any, b: int) -> Any:
+    """Sample ``b`` of a shown input; an input given once beside a batch (generation repeats it) is every row's."""
+    return value[b] if len(value) > 1 else value[0]
 
 
 def check_out_folder(path: str | Path, what: str = "out_dir") -> Path:
