@@ -1,8 +1,9 @@
 """`polymodal eval` and `polymodal probe` with bad input found by the session 9 audit: one line on stderr, exit code
 2 and nothing written, where before each was a traceback (eval: --n 0 or -1, --bootstrap -1, --batch-size 0,
 --res 5, --world-seed -1, --out naming a file, a data folder with a corrupt shard; probe: --out naming a file,
-after the fits) or a line naming nothing the user typed (probe --batch-size 0: "range() arg 3 must not be zero");
-eval --tasks "" wrote an empty table, and --n past the data scored fewer scenes without a word."""
+after the fits) or a line naming nothing the user typed (probe --batch-size 0: "range() arg 3 must not be zero",
+--seed -1: "expected non-negative integer"); eval --tasks "" wrote an empty table, and --n past the data scored
+fewer scenes without a word."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def test_eval_says_when_the_data_holds_fewer_scenes_than_n(files, tmp_path, caps
 
 @pytest.mark.parametrize("extra, said", [
     (["--batch-size", "0"], "polymodal probe: --batch-size must be at least 1, got 0\n"),
+    (["--seed", "-1", "--bootstrap", "3"], "polymodal probe: --seed must be at least 0, got -1\n"),  # numpy's words
     (["--out", "A_FILE"], "polymodal probe: --out A_FILE is a file, not a folder\n"),
 ])
 def test_probe_refuses_in_one_line_before_any_fit(files, capsys, monkeypatch, extra, said):

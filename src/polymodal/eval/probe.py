@@ -231,6 +231,8 @@ def run_probe(model: str | None = None, *, train: int = 2000, test: int = 500, r
         raise ValueError(f"--bootstrap takes a number of rounds >= 0, got {bootstrap}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:  # numpy's generator refuses it only after the fits, in words that name no option
+        raise ValueError(f"--seed must be at least 0, got {seed}")
     path = str(default_model(model))
     pipe = _load(path)
     torch.manual_seed(seed)
