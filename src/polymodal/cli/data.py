@@ -68,6 +68,9 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise SystemExit(f"polymodal data: {what} {item!r} is not of the form KEY=VALUE")
+        if key in out:  # a dict would keep only the last
+            raise SystemExit(f"polymodal data: {what} {key} is given twice ({key}={out[key]} and {item}); give each "
+                             "once")
         out[key] = value
     return out
 

@@ -306,6 +306,9 @@ def pretokenize(dataset: str, tokenizers: dict[str, str], out: str | os.PathLike
     """
     if crops < 1 or workers < 1:
         raise ValueError(f"crops and workers must be >= 1, got {crops} and {workers}")
+    for name, value in (("size", size), ("shard_size", shard_size)):  # a negative size drops every box
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     out = Path(out)
     tok_args = (tuple(sorted((k, str(Path(v).resolve())) for k, v in tokenizers.items())), crops, seed, size)
     units = _units(dataset, shard_size)
