@@ -61,3 +61,16 @@ def test_an_input_given_once_beside_a_batch_is_shown_in_every_row(pipe, tmp_path
         "sample_0/tok_depth_pt.png", "sample_1/tok_depth_pt.png", "tokens.safetensors", "values.safetensors",
         "grid.png"}
     assert [[t for t, _ in out.tiles(b)] for b in range(2)] == [["in: rgb@pt", "in: caption", "out: tok_depth@pt"]] * 2
+
+
+def test_a_sequence_output_without_a_text_tokenizer_is_a_notice(pipe, tmp_path):
+    # without a text tokenizer a caption was dropped from the values and the files without a word (exit 0)
+    from polymodal.pipeline import Pipeline
+
+    bare = Pipeline(pipe.model, {k: v for k, v in pipe.tokenizers.items() if k != "text"})
+    notes: list[str] = []
+    out = bare.generate({RGB: np.zeros((64, 64, 3), np.uint8)}, ["caption"], notify=notes.append)
+    assert notes == ["caption: no text tokenizer to decode it, so it is kept as ids only (tokens.safetensors); "
+                     "load the pipeline with one (--text-tokenizer PATH) to get its text"]
+    assert out.ids["caption"].shape[0] == 1 and "caption" not in out.values
+    assert out.notices == notes

@@ -402,6 +402,9 @@ class Pipeline:
         b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
         values, out_kinds = self.decode(ids, decode_steps=decode_steps, sampler=sampler, seed=seed, progress=progress)
+        for name in [n for n in ids if n not in values]:  # a sequence without a text tokenizer: said, not a gap
+            note(f"{name}: no text tokenizer to decode it, so it is kept as ids only (tokens.safetensors); load the "
+                 "pipeline with one (--text-tokenizer PATH) to get its text")
         return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices,
                        record_pictures=release)
 
