@@ -18,10 +18,12 @@ hf-*            see `labelers.hf`: depth, semseg, det, caption, a feature vector
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ...hub import split_repo_id
 from ..world import labels as world_labels
 
 
@@ -70,6 +72,9 @@ def build_labelers(names, models: dict[str, str] | None = None) -> list:
     out = []
     for name in names:
         if name in OFFLINE:
+            if name in models:
+                raise ValueError(f"labeler {name} takes no model (--model {name}={models[name]}); only hf-* "
+                                 "labelers do")
             out.append(OFFLINE[name]())
             continue
         from .hf import TASKS, PipelineLabeler
@@ -78,7 +83,11 @@ def build_labelers(names, models: dict[str, str] | None = None) -> list:
             raise ValueError(f"unknown labeler {name!r}; known: {', '.join([*OFFLINE, *TASKS])}")
         if name not in models:
             raise ValueError(f"labeler {name} needs a model: --model {name}=FOLDER_OR_HUB_ID")
-        out.append(PipelineLabeler(name, models[name]))
+        model = models[name]
+        if not Path(model).expanduser().exists() and split_repo_id(model) is None:  # else transformers' own words
+            raise ValueError(f"labeler {name}: --model {name}={model!r}: no such folder, and not a Hub repo id "
+                             "(owner/name)")
+        out.append(PipelineLabeler(name, model))
     unknown = sorted(set(models) - set(names))
     if unknown:
         raise ValueError(f"models given for labelers not asked for: {', '.join(unknown)}")
