@@ -29,6 +29,8 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     from ..viz.world import grid
 
     out = Path(args.out) if args.out else Path(args.dir) / "preview.png"
+    if args.n < 1:
+        raise SystemExit(f"polymodal data show: --n must be >= 1, got {args.n}")
     try:
         samples = list(islice(iter_samples(args.dir), args.n))
         grid(samples).save(out)
