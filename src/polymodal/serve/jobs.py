@@ -8,7 +8,7 @@ stays bounded however long the server runs.
 
 from __future__ import annotations
 
-import itertools
+import secrets
 import threading
 import time
 import traceback
@@ -49,7 +49,6 @@ class JobQueue:
         self._waiting: deque[Job] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._cond = threading.Condition()
-        self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stop = False
         if start:
@@ -70,7 +69,9 @@ class JobQueue:
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull(f"the server has {len(self._waiting)} jobs waiting; try again in a minute")
-            job = Job(f"{kind[0]}{next(self._ids)}", kind, work)
+            # Unguessable: anyone who knows a job's id can poll it and download its outputs (there is no login),
+            # so one user must not reach another's by counting (g1, g2, ...).
+            job = Job(f"{kind[0]}-{secrets.token_urlsafe(12)}", kind, work)
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._forget_old()

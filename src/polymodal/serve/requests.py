@@ -114,6 +114,9 @@ def _too_large(name: str, size: str) -> RequestError:
                         413)
 
 
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+
+
 def decode_image(name: str, data: Any) -> Image.Image:
     """A ``data:image/...;base64,...`` URL (or bare base64) -> an RGB PIL image, in memory, size-checked.
 
@@ -139,7 +142,9 @@ def decode_image(name: str, data: Any) -> Image.Image:
     not_an_image = RequestError(f"{name}: the file is not an image that can be read (use PNG, JPEG, GIF, BMP or "
                                 "WebP)")
     try:
-        img = Image.open(io.BytesIO(raw))
+        # only the formats the message names: Pillow would also open TIFF, ICO, PSD, EPS (Ghostscript) ... whose
+        # decoders a web request has no business reaching
+        img = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         raise _too_large(name, f"{int(pixels[1]):,} pixels" if pixels else "too many pixels") from None
