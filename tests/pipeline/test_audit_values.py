@@ -74,3 +74,12 @@ def test_a_sequence_output_without_a_text_tokenizer_is_a_notice(pipe, tmp_path):
                      "load the pipeline with one (--text-tokenizer PATH) to get its text"]
     assert out.ids["caption"].shape[0] == 1 and "caption" not in out.values
     assert out.notices == notes
+
+
+def test_a_folder_or_an_empty_file_given_as_an_image_is_named(pipe, tmp_path):
+    # were "image file 'DIR' not found" and "cannot identify image file <_io.BufferedReader name='...'>"
+    (tmp_path / "empty.png").write_bytes(b"")
+    for path, why in ((tmp_path, "is a folder, not an image file"), (tmp_path / "empty.png", "is empty (0 bytes)")):
+        with pytest.raises(PipelineError) as e:
+            pipe.generate({RGB: str(path)}, ["caption"])
+        assert str(e.value) == f"{RGB}: image file {str(path)!r} {why}"
