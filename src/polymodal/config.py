@@ -350,6 +350,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "train")
+        if not self.out_dir.strip():  # `train.out_dir=$OUT` with OUT unset would run in the current folder
+            raise ConfigError(f"train.out_dir: got {self.out_dir!r}, expected a folder for the run (\".\" for the "
+                              "current one)")
 
 
 @dataclass(frozen=True)
