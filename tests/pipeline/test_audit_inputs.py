@@ -62,6 +62,10 @@ def test_a_cut_caption_is_a_notice_not_a_warning(shipped_pipe):
     ({"class": "cube", "box": [0.1, 0.2, 0.3, 0.4]}, "det: expected a list of boxes, got a dict"),
     ([{"class": "cube", "box": [0.1, 0.2]}], "det: box 0 has 2 coordinates, expected 4 [x0, y0, x1, y1]: "
                                               "{'class': 'cube', 'box': [0.1, 0.2]}"),
+    # pixel boxes out of the image were named by their scaled value ("xmin is -0.078125: must be in [0.0, 1.0]")
+    ([{"class": "cube", "box": [-5, 10, 50, 70]}], "det: box 0 ('cube') has pixel coordinates [-5.0, 10.0, 50.0, "
+                                                    "70.0] outside the model's 64x64 image (or give 0..1 "
+                                                    "coordinates)"),
 ])
 def test_a_malformed_box_list_is_named(shipped_pipe, value, message):
     with pytest.raises(PipelineError) as e:

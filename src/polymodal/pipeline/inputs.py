@@ -249,6 +249,9 @@ def _boxes(v: Any, res: int, name: str) -> list[Box]:
             raise PipelineError(f"{name}: box {i} has {len(coords)} coordinates, expected 4 [x0, y0, x1, y1]: "
                                 f"{b!r:.80}")
         scale = res if max(coords) > 1.0 else 1.0  # pixel boxes (the world's) -> normalized
+        if scale != 1.0 and not all(0 <= c <= res for c in coords):  # named in the pixels given, not scaled
+            raise PipelineError(f"{name}: box {i} ({label!r}) has pixel coordinates {coords} outside the model's "
+                                f"{res}x{res} image (or give 0..1 coordinates)")
         out.append(Box(*(c / scale for c in coords), label))
     return out
 
