@@ -8,9 +8,16 @@ import argparse
 from .common import _fail
 
 
+def _check_out(out: str, command: str) -> None:
+    """An empty --out (``--out "$OUT"`` with OUT unset) would write into the current folder, among what is there."""
+    if not out.strip():
+        raise SystemExit(f'polymodal {command}: --out is empty; give the folder to write ("." for the current one)')
+
+
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from ..data.world import synthesize
 
+    _check_out(args.out, "data synth")
     try:
         info = synthesize(args.out, args.n, args.res, args.seed, args.workers, shard_size=args.shard_size,
                           text_embeddings=args.text_embeddings, progress=True)
@@ -81,6 +88,7 @@ def _cmd_data_tokenize(args: argparse.Namespace) -> int:
     from ..data.pretokenize import pretokenize
     from ..data.world import ShardError
 
+    _check_out(args.out, "data tokenize")
     try:
         info = pretokenize(args.dataset, _parse_pairs(args.tokenizer, "--tokenizer"), args.out, crops=args.crops,
                            seed=args.seed, size=args.size, workers=args.workers, shard_size=args.shard_size,
@@ -97,6 +105,7 @@ def _cmd_data_tokenize(args: argparse.Namespace) -> int:
 def _cmd_data_label(args: argparse.Namespace) -> int:
     from ..data.labelers import label_images
 
+    _check_out(args.out, f"data {args.data_command}")
     try:
         info = label_images(args.images, args.out, labelers=args.labelers or (), res=args.res,
                             workers=args.workers, shard_size=args.shard_size,

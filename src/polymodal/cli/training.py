@@ -91,7 +91,9 @@ def _add_tokenizer_train_command(tsub) -> None:
 def _cmd_tokenizer_train_text(args: argparse.Namespace) -> int:
     from ..data.world.scene import OBJECT_CLASSES
     from ..tokenizers.text import train_text_tokenizer
+    from .data import _check_out
 
+    _check_out(args.out, "tokenizer train-text")
     classes = args.classes if args.classes is not None else OBJECT_CLASSES
     try:
         tok = train_text_tokenizer(args.corpus, vocab_size=args.vocab_size, extra_classes=classes,
