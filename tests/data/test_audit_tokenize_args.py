@@ -26,3 +26,18 @@ def test_a_dataset_key_given_twice_is_refused(tmp_path, capsys):
     assert main(args) == 2  # it took the last one without a word
     assert capsys.readouterr().err.strip() == ("polymodal data: --tokenizer rgb is given twice (rgb=tok/a and "
                                                "rgb=tok/b); give each once")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "{p}: no such folder or shard"),
+    (lambda p: p.mkdir(), "{p} holds no shards (*.tar), no dataset.json and no folder per modality"),
+    (lambda p: (p / "rgb").mkdir(parents=True), "{p} holds no samples (its modality folders are empty)"),
+])
+def test_a_dataset_that_is_not_there_or_empty_says_so(tmp_path, capsys, make, message):
+    path = tmp_path / "data"
+    make(path)
+    args = ["data", "tokenize", str(path), "--tokenizer", "rgb=unused", "--out", str(tmp_path / "t"), "--quiet"]
+    assert main(args) == 2  # was "shard DATA is missing" / "'rgb' is a modality this dataset does not hold (the
+    # dataset holds: )" / a tokenizer error
+    assert capsys.readouterr().err.strip() == "polymodal data tokenize: " + message.format(p=path)
+    assert not (tmp_path / "t").exists()

@@ -32,6 +32,7 @@ tokenizer for ``rgb`` is refused) and tokenizes the first sample's value; a Valu
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import tarfile
@@ -279,8 +280,15 @@ def _job(args: tuple) -> tuple[str, int, list[str]]:
 
 def _units(dataset: str, shard_size: int) -> list:
     path = Path(dataset)
+    if not path.exists() and not glob.has_magic(str(dataset)) and "{" not in str(dataset):
+        raise FileNotFoundError(f"{path}: no such folder or shard")
     if path.is_dir() and not (path / INFO_FILE).exists() and not any(path.glob("*.tar")):
-        n = len(FolderDataset(path))
+        folders = FolderDataset(path)
+        if not folders.files:
+            raise FileNotFoundError(f"{path} holds no shards (*.tar), no {INFO_FILE} and no folder per modality")
+        n = len(folders)
+        if n == 0:
+            raise FileNotFoundError(f"{path} holds no samples (its modality folders are empty)")
         return [(str(path), a, min(a + shard_size, n)) for a in range(0, n, shard_size)]
     return [str(p) for p in shard_paths(dataset)]
 
