@@ -101,3 +101,27 @@ def test_generate_long_caption_is_one_notice(shipped, tmp_path, capsys):
     assert rc == 0, err
     assert err == ("notice: caption: text is 601 tokens with [EOS], over the maximum of 256: cut by 345 tokens "
                    "(the cut sequence has no [EOS], as in 4M)\n")
+
+
+def test_embed_quiet_names_a_skipped_image_once(bundle, image, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(image, images / "a.png")
+    (images / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    rc = main(["embed", "--model", str(bundle), "--images", str(images), "--out", str(tmp_path / "f.safetensors"),
+               "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    # --quiet: the summary's list only; the progress bar's "skipped:" line came out too
+    assert (captured.out + captured.err).count("b.png") == 1
+
+
+@pytest.mark.parametrize("command, out", [("generate", "taken/sub"), ("embed", "taken/f.safetensors"),
+                                          ("demo", "taken/sub"), ("bundle", "taken/sub")])
+def test_out_below_a_file_is_refused_before_any_work(bundle, image, tmp_path, capsys, command, out):
+    (tmp_path / "taken").write_text("mine")
+    out = str(tmp_path / out)
+    args = {"generate": ["--from", f"rgb={image}", "--to", "depth"], "embed": ["--images", str(image.parent)],
+            "demo": [], "bundle": []}[command]
+    rc, err = _run(capsys, command, "--model", str(bundle), *args, "--out", out)
+    assert rc == 2 and err == f"polymodal {command}: --out {out}: {tmp_path / 'taken'} is a file, not a folder\n"

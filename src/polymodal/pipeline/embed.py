@@ -31,6 +31,7 @@ from ..modalities import Kind
 from ..model.features import EncoderFeatures
 from ..tokenizers.text_layout import EOS, PAD
 from .inputs import PipelineError, read_image
+from .outputs import check_parents
 
 if TYPE_CHECKING:
     from .bundle import Pipeline
@@ -109,6 +110,7 @@ def check_out_file(out: str | os.PathLike, what: str = "out") -> Path:
     path = Path(out)
     if path.is_dir():
         raise PipelineError(f"{what} {out} is a folder; give a .safetensors file to write")
+    check_parents(path, what)
     return path
 
 
@@ -135,7 +137,8 @@ def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLi
                     done.append(rel)
                 except PipelineError as e:  # corrupt, truncated, not an image: named now, listed at the end
                     skipped.append((rel, str(e)))
-                    bar.write(f"skipped: {e}")
+                    if progress:  # named beside the bar as it happens; --quiet: in the final list only
+                        bar.write(f"skipped: {e}")
             if pictures:
                 feats = embed(pipe, {name: pictures}, notify=notify)
                 pooled.append(feats.pooled.float().cpu())

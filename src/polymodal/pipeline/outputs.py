@@ -187,7 +187,18 @@ def check_out_folder(path: str | Path, what: str = "out_dir") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PipelineError(f"{what} {path} is a file; give a folder to write into")
+    check_parents(path, what)
     return path
+
+
+def check_parents(path: Path, what: str) -> None:
+    """A PipelineError if a file stands where a folder above ``path`` would be made ("[Errno 20] Not a
+    directory" only when the outputs are written)."""
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise PipelineError(f"{what} {path}: {above} is a file, not a folder")
+            return
 
 
 def _write_json(path: Path, data: Any) -> Path:
