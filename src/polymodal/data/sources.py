@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import modalities
+from ..config import ConfigError
 from .pretokenize import FORMAT, TOKENS_FILE
 from .world.store import ShardError
 
@@ -254,6 +255,6 @@ def open_source(spec: str, *, text_tokenizer: str = "", on_bad_shard: str = "rai
     files = sorted(glob.glob(spec)) if glob.has_magic(spec) else [spec]
     if files and all(f.endswith(".txt") for f in files):
         if not text_tokenizer:
-            raise ValueError(f"the text source {spec} needs a text tokenizer (data.text_tokenizer)")
+            raise ConfigError(f"data.text_tokenizer: the text source {spec} needs a text tokenizer")
         return TextSource(files, text_tokenizer)
     return TokenSource(spec, on_bad_shard=on_bad_shard)

@@ -42,6 +42,9 @@ class TokenStream:
         spec = dict(d.mixture) or ({d.path: 1.0} if d.path else {})
         if not spec:
             raise ConfigError('data.source="tokens" needs data.path (a token dataset) or data.mixture {path: weight}')
+        if not any(w > 0 for w in spec.values()):  # the loader draws sources in proportion to the weights
+            weights = ", ".join(f"{p}: {float(w)}" for p, w in spec.items())
+            raise ConfigError(f"data.mixture: every weight is 0 ({weights}); give a source a weight > 0")
         self.cfg, self.mods = cfg, mods
         self.sources = [open_source(p, text_tokenizer=d.text_tokenizer, on_bad_shard=d.on_bad_shard) for p in spec]
         self.weights = [float(w) for w in spec.values()]
