@@ -90,3 +90,10 @@ def test_a_text_tokenizer_out_folder_under_a_file_is_one_line(tmp_path, capsys):
     assert main(args) == 2
     err = _one_line(capsys)
     assert err.startswith("polymodal tokenizer train-text: ") and "afile" in err
+
+
+def test_a_recipe_that_does_not_parse_names_the_file_and_line(tmp_path, capsys):
+    recipe = tmp_path / "bad.py"
+    recipe.write_text("def config():\n    return (\n")
+    assert main(["train", str(recipe)]) == 2
+    assert _one_line(capsys) == f"polymodal: recipe {recipe}: line 2: '(' was never closed"

@@ -26,7 +26,10 @@ def load_recipe(path: str):
         raise SystemExit(f"polymodal: recipe {path!r} not found")
     spec = importlib.util.spec_from_file_location(f"polymodal_recipe_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:  # the file and line are all there is to say; any other error keeps its traceback
+        raise SystemExit(f"polymodal: recipe {path}: line {e.lineno}: {e.msg}") from None
     if not hasattr(module, "config"):
         raise SystemExit(f"polymodal: recipe {path} defines no config() function")
     from ..config import ExperimentConfig
