@@ -83,3 +83,14 @@ def test_a_folder_or_an_empty_file_given_as_an_image_is_named(pipe, tmp_path):
         with pytest.raises(PipelineError) as e:
             pipe.generate({RGB: str(path)}, ["caption"])
         assert str(e.value) == f"{RGB}: image file {str(path)!r} {why}"
+
+
+def test_guidance_with_nothing_given_is_a_notice(pipe):
+    # u + s (c - u) with no condition to drop is c: --guidance 3 from nothing changed nothing, silently
+    notes: list[str] = []
+    out = pipe.generate({}, ["tok_depth@pt"], guidance=3.0, seed=0, notify=notes.append)
+    assert notes == ["guidance 3 has no effect: no input is given to guide by"]
+    assert torch.equal(out.ids["tok_depth@pt"], pipe.generate({}, ["tok_depth@pt"], seed=0).ids["tok_depth@pt"])
+    notes.clear()
+    pipe.generate({}, ["tok_depth@pt"], guidance=1.0, notify=notes.append)
+    assert notes == []

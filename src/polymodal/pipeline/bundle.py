@@ -399,6 +399,8 @@ class Pipeline:
             hint = (" (to fill in a text, mark the spans to write with [S_1], [S_2], ... in it)"
                     if seq.intersection(clash) else "")
             raise PipelineError(f"{', '.join(clash)}: given as input and asked as output; drop one of them{hint}")
+        if guidance is not None and float(guidance) != 1 and not conds and not the_plan.grow_conditioning:
+            note(f"guidance {float(guidance):g} has no effect: no input is given to guide by")  # u + s (c - u) = c
         b = max((c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size for c in conds.values()), default=1)
         ids = generate(self.model, conds, the_plan, seed=seed, batch_size=b if b > 1 else None)
         values, out_kinds = self.decode(ids, decode_steps=decode_steps, sampler=sampler, seed=seed, progress=progress)
