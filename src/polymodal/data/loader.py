@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..config import MaskingConfig
+from ..config import ConfigError, MaskingConfig
 from ..modalities import Kind, Modality
 from .batch import Batch, ModalityTokens
 from .masking import sample_batch
@@ -210,7 +210,7 @@ class TokenLoader:
         now = self.state_dict()
         diff = [k for k in ("batch_size", "seed", "world", "workers", "group") if k in state and state[k] != now[k]]
         if diff:
-            raise ValueError("the recorded data position belongs to another stream (" + ", ".join(
+            raise ConfigError("the recorded data position belongs to another stream (" + ", ".join(
                 f"{k}: {state[k]} recorded, {now[k]} now" for k in diff) + "); resume with the same data settings")
 
     def close(self) -> None:

@@ -71,6 +71,13 @@ class TokenStream:
         return self.loader.state_dict()
 
     def load_state(self, state: dict) -> None:
+        # data.workers may change on resume (loop.RESUMABLE) for index-addressed data, not for a token stream: its
+        # readers are the workers' slots. Refused here, before the run folder is touched (0 workers read as 1).
+        recorded, now = state.get("workers"), max(self.cfg.data.workers, 1)
+        if recorded is not None and recorded != now:
+            raise ConfigError(f"data.workers: the checkpoint's token stream was read by {recorded} worker"
+                              f"{'s' if recorded > 1 else ''} per rank, this run asks {now}; resume with "
+                              f"data.workers={recorded} (its batch order depends on it)")
         self.resume = dict(state)
         if self.loader is not None:  # a loader already running elsewhere: restart it at the recorded position
             self.loader.close()
