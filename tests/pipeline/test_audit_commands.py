@@ -125,3 +125,15 @@ def test_out_below_a_file_is_refused_before_any_work(bundle, image, tmp_path, ca
             "demo": [], "bundle": []}[command]
     rc, err = _run(capsys, command, "--model", str(bundle), *args, "--out", out)
     assert rc == 2 and err == f"polymodal {command}: --out {out}: {tmp_path / 'taken'} is a file, not a folder\n"
+
+
+def test_generate_into_a_used_folder_names_the_files_it_left(bundle, image, tmp_path, capsys):
+    # a second run into the same --out left the first run's det.json beside the new outputs without a word
+    out = tmp_path / "o"
+    base = ["generate", "--model", str(bundle), "--from", f"rgb={image}", "--out", str(out)]
+    assert _run(capsys, *base, "--to", "det,tok_depth@pt")[0] == 0
+    rc, err = _run(capsys, *base, "--to", "tok_depth@pt")
+    assert rc == 0
+    assert err == (f"notice: {out} also holds files this run did not write (an earlier run's?): det.json\n")
+    rc, err = _run(capsys, *base, "--to", "tok_depth@pt")
+    assert rc == 0 and err == f"notice: {out} also holds files this run did not write (an earlier run's?): det.json\n"

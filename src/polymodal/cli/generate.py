@@ -38,15 +38,29 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                             guidance=args.guidance, seed=args.seed, resize=not args.no_resize, notify=_notice,
                             decode_steps=args.decode_steps, sampler=args.sampler, progress=sys.stderr.isatty())
         nearest = nearest_captions(out.values, galleries, k=args.k) if galleries else {}
+        before = _output_files(args.out)
         paths = out.save(args.out)
         paths[-1:-1] = write_captions(args.out, nearest, galleries) if galleries else []
     except (ValueError, KeyError, OSError) as e:
         return _fail("generate", e)
+    left = sorted(str(f.relative_to(args.out)) for f in before - set(paths))
+    if left:  # files of another run beside these outputs would read as this run's
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        _notice(f"{args.out} also holds files this run did not write (an earlier run's?): {', '.join(left[:5])}{more}")
     for line in summary_lines(nearest) if galleries else []:
         print(line)
     print(f"{', '.join(out.plan.targets)} from {', '.join(out.inputs) or 'nothing'}: {len(paths)} files in "
           f"{args.out} (grid: {paths[-1]})")
     return 0
+
+
+def _output_files(out: str) -> set:
+    """The files in ``out`` where `Outputs.save` writes (the folder and its sample_<b>/ folders)."""
+    from pathlib import Path
+
+    root = Path(out)
+    folders = [root, *root.glob("sample_*")] if root.is_dir() else []
+    return {f for d in folders if d.is_dir() for f in d.iterdir() if f.is_file()}
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
