@@ -97,3 +97,10 @@ def test_a_recipe_that_does_not_parse_names_the_file_and_line(tmp_path, capsys):
     recipe.write_text("def config():\n    return (\n")
     assert main(["train", str(recipe)]) == 2
     assert _one_line(capsys) == f"polymodal: recipe {recipe}: line 2: '(' was never closed"
+
+
+def test_a_recipes_own_refusal_is_prefixed_with_the_recipe(tmp_path, capsys):
+    recipe = tmp_path / "env.py"  # as configs/transfer_world64.py refuses a bad POLYMODAL_TRANSFER
+    recipe.write_text("def config():\n    raise SystemExit(\"POLYMODAL_X: 'bad' is not one of a, b\")\n")
+    assert main(["train", str(recipe)]) == 2
+    assert _one_line(capsys) == f"polymodal: recipe {recipe}: POLYMODAL_X: 'bad' is not one of a, b"

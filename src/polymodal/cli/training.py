@@ -34,7 +34,12 @@ def load_recipe(path: str):
         raise SystemExit(f"polymodal: recipe {path} defines no config() function")
     from ..config import ExperimentConfig
 
-    cfg = module.config()
+    try:
+        cfg = module.config()
+    except SystemExit as e:  # a recipe's own refusal (a bad POLYMODAL_* variable): say whose it is
+        if isinstance(e.code, str) and not e.code.startswith("polymodal"):
+            raise SystemExit(f"polymodal: recipe {path}: {e.code}") from None
+        raise
     if not isinstance(cfg, ExperimentConfig):
         raise SystemExit(f"polymodal: recipe {path}: config() returned {type(cfg).__name__}, not an ExperimentConfig")
     return cfg
