@@ -104,3 +104,13 @@ def test_a_recipes_own_refusal_is_prefixed_with_the_recipe(tmp_path, capsys):
     recipe.write_text("def config():\n    raise SystemExit(\"POLYMODAL_X: 'bad' is not one of a, b\")\n")
     assert main(["train", str(recipe)]) == 2
     assert _one_line(capsys) == f"polymodal: recipe {recipe}: POLYMODAL_X: 'bad' is not one of a, b"
+
+
+def test_a_run_folder_of_another_objective_is_named_as_such(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["tokenizer", "train", TOKENIZER, f"train.out_dir={run}", "train.steps=1", "train.batch_size=2",
+                 "data.num_samples=4", "data.val_samples=0", "train.progress=false"]) == 0
+    capsys.readouterr()
+    assert main(_train(f"train.out_dir={run}")) == 2  # was one line of every field of both models (~1800 chars)
+    assert _one_line(capsys) == (f"polymodal train: {run / 'checkpoints' / 'step_00000001'} holds a run of objective "
+                                 "'tokenizer', not 'fourm' (use a new train.out_dir)")

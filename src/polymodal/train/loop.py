@@ -96,6 +96,9 @@ def resume_differences(saved: dict, current: dict) -> list[str]:
 
 
 def _check_compatible(saved: dict, current: dict, where: Path) -> None:
+    if saved.get("objective") != current.get("objective"):  # every model field differs too: name the one cause
+        raise CheckpointMismatch(f"{where} holds a run of objective {saved.get('objective')!r}, not "
+                                 f"{current.get('objective')!r} (use a new train.out_dir)")
     diffs = resume_differences(saved, current)
     if diffs:
         raise CheckpointMismatch(f"{where} was written with other settings, which a resumed run cannot change: "
