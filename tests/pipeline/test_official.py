@@ -263,3 +263,21 @@ def test_sam_instances_and_poses_decode_through_their_tokenizers(tmp_path):
     assert isinstance(person, SMPLPerson) and person.pose_codes == [3, 700, 0, 1, 2, 1023, 5, 6]
     assert torch.allclose(torch.tensor(person.body_pose),
                           toks["human_poses"].decode(torch.tensor([list(people[0].pose)])).reshape(23, 3, 3))
+
+
+def test_a_mistyped_channel_count_is_the_loaders_line(photo, tmp_path, capsys):
+    """The pipeline's own channel check read n_channels with int() first: "invalid literal for int() with base 10:
+    'three'" instead of the tokenizer loader's line naming config.json and the field."""
+    import shutil
+
+    folder = tmp_path / "tok_rgb@224"
+    shutil.copytree(tokenizer_dir("tok_rgb@224"), folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_channels": "three"}))
+    out = tmp_path / "out"
+    rc = main(["generate", "--model", str(fixtures_dir("ml4m-4m21-tiny")), "--tokenizer", f"tok_rgb@224={folder}",
+               "--from", f"rgb={photo}", "--to", "tok_rgb@224", "--out", str(out)])
+    assert rc == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"polymodal generate: {folder / 'config.json'}: n_channels='three' is not an integer")
+    assert not out.exists()

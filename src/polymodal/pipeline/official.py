@@ -43,7 +43,7 @@ from ..generation import Plan
 from ..modalities import Kind, Modality
 from ..tokenizers import load_tokenizer
 from ..tokenizers.ml4m.divae import CHANNELS, DiVAE
-from ..tokenizers.ml4m.folder import load_official_tokenizer
+from ..tokenizers.ml4m.folder import load_official_tokenizer, reference_arg
 from ..tokenizers.ml4m.vqvae import OfficialVQVAE
 from ..tokenizers.serializers.instances import MASK_VOCAB, NUM_MASK_CODES
 from ..tokenizers.serializers.poses import NUM_POSE_CODES, POSE_VOCAB
@@ -199,11 +199,13 @@ def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality, *,
         if args is None:
             tok = load_tokenizer(folder)  # a polymodal tokenizer folder; its misfit is found below
         else:
-            divae, channels = str(args["dec_type"]).startswith(("unet", "uvit")), args.get("n_channels")
+            divae = str(args["dec_type"]).startswith(("unet", "uvit"))
+            # read as the loader reads it: a mistyped value is the loader's one line naming config.json
+            channels = reference_arg(args, "n_channels", int, None, Path(folder) / "config.json")
             if divae and family != "DiVAE":
                 raise PipelineError(f"{domain}: tokenizer {source} is a DiVAE (a diffusion decoder of images), "
                                     f"{domain} takes {_a(values)} {family}")
-            if divae and channels is not None and int(channels) != CHANNELS[values]:
+            if divae and channels is not None and channels != CHANNELS[values]:
                 raise PipelineError(f"{domain}: tokenizer {source} reads {channels}-channel images, {domain} takes "
                                     f"{_a(values)} DiVAE of {CHANNELS[values]} channels")
             tok = load_official_tokenizer(folder, name=domain, image_size=domain_size(domain),
