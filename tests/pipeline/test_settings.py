@@ -74,6 +74,14 @@ def test_every_step_count_up_to_the_tokens_runs_a_token_a_step_at_least(pipe):
         pipe.plan(["depth"], steps=17)
 
 
+def test_a_preset_refuses_too_many_steps_as_a_list_of_targets_does(pipe):
+    """--plan rgb_to_all --steps 100 used to be cut to each target's token count quietly, where --to refused it."""
+    with pytest.raises(SettingError, match=r"^tok_depth@pt: 17 steps for its 16 tokens is too many"):
+        pipe.plan(plan="rgb_to_all", steps=17)
+    steps = {s.target: s.num_steps for s in pipe.plan(plan="rgb_to_all", steps=4).steps if s.scheme != "autoregressive"}
+    assert steps and set(steps.values()) == {4}
+
+
 @pytest.mark.parametrize("steps", ["8", "16"])
 def test_generate_runs_the_step_counts_that_failed(bundle, tmp_path, capsys, steps):
     rc = main(["generate", "--model", str(bundle), "--from", "caption=a red cube", "--to", "depth", "--steps", steps,

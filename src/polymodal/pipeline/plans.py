@@ -113,7 +113,9 @@ def preset_plan(cfg: ModelConfig, name: str, *, until: str | None = None, steps:
             n = cfg.modality(s.target).num_tokens
             twin = _twin(s.target)
             ref = modalities.get(twin).num_tokens if is_registered(twin) and twin != s.target else n
-            k = min(max(1, round(s.num_steps * n / ref)) if steps is None else steps, n)
+            if steps is not None:
+                check_steps(steps, n, s.target)  # refused, not clipped, as for a list of targets (module docstring)
+            k = min(max(1, round(s.num_steps * n / ref)), n) if steps is None else steps
             s = dataclasses.replace(s, num_steps=k, temperature=s.temperature if temperature is None else temperature,
                                     guidance_scale=s.guidance_scale if guidance is None else guidance)
         fixed.append(s)
