@@ -9,8 +9,10 @@ their own with `register(Modality(...))`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -145,6 +147,45 @@ def register(modality: Modality, *, overwrite: bool = False) -> Modality:
         )
     _REGISTRY[modality.name] = modality
     return modality
+
+
+def to_spec(mod: Modality) -> dict:
+    """A modality as JSON (what bundles, token datasets and model folders record of the domains they use)."""
+    d = {k: v for k, v in dataclasses.asdict(mod).items() if v is not None and k != "description"}
+    d["kind"] = mod.kind.value
+    return d
+
+
+def from_spec(spec: Mapping) -> Modality:
+    """`to_spec`'s JSON back; a ValueError (a field missing, unknown, or of the wrong type) otherwise."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a modality definition is a JSON object, got {type(spec).__name__}")
+    spec = dict(spec)
+    if spec.get("grid") is not None:
+        spec["grid"] = tuple(spec["grid"])
+    try:
+        return Modality(**spec)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def register_specs(specs: Mapping[str, Mapping], source: str, file: str) -> None:
+    """Register the modality definitions ``file`` records (``source``, the folder, and ``file`` name it in errors). A
+    name registered with another definition is refused: the file was written for another modality of that name."""
+    if not isinstance(specs, Mapping):
+        raise ValueError(f"{source}: modalities in {file} must be a JSON object of definitions, got "
+                         f"{type(specs).__name__}")
+    for name, spec in specs.items():
+        try:
+            mod = from_spec(spec)
+        except ValueError as e:
+            raise ValueError(f"{source}: modality {name!r} has a bad definition in {file} ({e})") from None
+        if mod.name != name:
+            raise ValueError(f"{source}: the definition recorded as {name!r} in {file} is named {mod.name!r}")
+        if is_registered(name) and get(name) != mod:
+            raise ValueError(f"{source}: modality {name!r} is registered with another definition here ({get(name)}) "
+                             f"than {file}'s ({mod})")
+        register(mod)
 
 
 def get(name: str) -> Modality:

@@ -31,7 +31,6 @@ tokenizer for ``rgb`` is refused) and tokenizes the first sample's value; a Valu
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -59,10 +58,7 @@ KEY_VALUES = {"rgb": "rgb", "depth": "depth", "normal": "normal", "semseg": "sem
               "caption": "text", **dict.fromkeys(SERIALIZED, "text")}
 
 
-def modality_spec(mod: modalities.Modality) -> dict:
-    d = {k: v for k, v in dataclasses.asdict(mod).items() if v is not None and k != "description"}
-    d["kind"] = mod.kind.value
-    return d
+modality_spec = modalities.to_spec  # kept under its old name: other modules import it from here
 
 
 def crops_for(key: str, h: int, w: int, n: int, seed: int) -> list[Crop]:

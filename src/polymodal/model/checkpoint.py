@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .. import config as config_lib
-from .. import hub
+from .. import hub, modalities
 from ..config import ConfigError, ModelConfig
 from ..modalities import Kind
 from ..modalities import get as get_modality
@@ -292,6 +292,11 @@ def load_folder(path_or_id: str | Path, *, dtype: torch.dtype | None = None, str
     elif is_official(raw):
         cfg = config_from_official(raw, shapes, source=config_source(folder, weights))
     else:
+        if "_modalities" in raw:  # what save_folder recorded of the domains (the world's are not built in)
+            try:
+                modalities.register_specs(raw["_modalities"], str(folder), CONFIG)
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
         try:
             cfg = config_lib.from_dict(ModelConfig, {k: v for k, v in raw.items() if not k.startswith("_")},
                                        source=str(folder / CONFIG))
@@ -346,7 +351,12 @@ def save_folder(model, path: str | Path) -> Path:
     """Write polymodal's folder: config.json (our fields) + model.safetensors + a README for humans."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    cfg = {"_class_name": CLASS_NAME, **config_lib.to_dict(model.config)}
+    c = model.config
+    # The definitions of the domains: a model trained on modalities its data registered (the world's tok_*@64)
+    # loads in a new process, where nothing has registered them yet.
+    # (the registry's definitions: the config's own changes, such as a smaller vocabulary, are in its fields)
+    specs = {n: modalities.to_spec(modalities.get(n)) for n in dict.fromkeys((*c.domains_in, *c.domains_out))}
+    cfg = {"_class_name": CLASS_NAME, **config_lib.to_dict(c), "_modalities": specs}
     tmp = path / (WEIGHTS + ".tmp")
     # Tied tables are stored once (shared modality embeddings stay twice, as in official files); sin-cos tables
     # that the config computes exactly are left out (2 MB of a 16 MB small model in float16).
@@ -357,7 +367,6 @@ def save_folder(model, path: str | Path) -> Path:
     save_file(sd, str(tmp), metadata={"format": "pt"})
     tmp.replace(path / WEIGHTS)  # atomic: a reader never sees half a file
     (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
-    c = model.config
     (path / "README.md").write_text(
         f"# polymodal FourM\n\n{model.num_params() / 1e6:.2f}M parameters, dim {c.dim}, "
         f"{c.encoder_depth}+{c.decoder_depth} layers.\n\n- inputs: {', '.join(c.domains_in)}\n"

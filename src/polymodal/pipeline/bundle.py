@@ -24,7 +24,7 @@ import torch
 from .. import hub, modalities
 from ..data.pretokenize import modality_spec
 from ..generation import Plan, generate
-from ..modalities import Kind, Modality
+from ..modalities import Kind
 from ..model.features import EncoderFeatures
 from ..model.fourm import FourM
 from ..tokenizers import load_tokenizer
@@ -72,18 +72,10 @@ def read_bundle_file(file: Path) -> dict:
 
 def register_specs(specs: Mapping[str, dict], source: str) -> None:
     """Register the modality definitions a bundle records; a different definition already registered is refused."""
-    for name, spec in specs.items():
-        try:
-            spec = dict(spec)
-            if spec.get("grid") is not None:
-                spec["grid"] = tuple(spec["grid"])
-            mod = Modality(**spec)
-        except (TypeError, ValueError) as e:  # a field missing, unknown or of the wrong type
-            raise PipelineError(f"{source}: modality {name!r} has a bad definition in {BUNDLE_FILE} ({e})") from None
-        if modalities.is_registered(name) and modalities.get(name) != mod:
-            raise PipelineError(f"{source}: modality {name!r} is registered with another definition here "
-                                f"({modalities.get(name)}) than the bundle's ({mod})")
-        modalities.register(mod)
+    try:
+        modalities.register_specs(specs, source, BUNDLE_FILE)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
 
 
 def _has_sentinel(cond: Any) -> bool:
