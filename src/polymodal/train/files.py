@@ -8,6 +8,7 @@ makes the rename itself durable).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -35,3 +36,26 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Move the complete folder ``tmp`` to ``final`` (a sibling), replacing an old ``final``: every file of ``tmp``
+    reaches the disk first, so a reader finds the old folder, the new one or (for the moment between two renames,
+    or after a kill there) none, never a part. The old one is renamed aside before it is removed; a kill in
+    between leaves it as ``.<name>.old-<pid>``, which `clear_leftovers` removes."""
+    for path in sorted(tmp.rglob("*"), reverse=True):  # files before the folders that hold them
+        fsync_path(path)
+    fsync_path(tmp)
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_path(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clear_leftovers(final: Path) -> None:
+    """Remove the temporary and old copies of ``final`` that a kill in `replace_folder`, or while the temporary one
+    was written, left beside it (run under the run folder's lock: no other run is writing one)."""
+    for junk in [*final.parent.glob(f".{final.name}.tmp-*"), *final.parent.glob(f".{final.name}.old-*")]:
+        shutil.rmtree(junk, ignore_errors=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from ..model.adapters import save_adapters
 from ..nn.lora import apply_lora, merged_state_dict
 from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
-from .files import write_text_atomic
+from .files import clear_leftovers, replace_folder, write_text_atomic
 from .finetune import prepare as prepare_finetune
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
@@ -311,14 +313,23 @@ def train(cfg: ExperimentConfig) -> TrainResult:
     state = gather_model_state(model)
     if info.is_main:
         release = run_dir / "release"
-        if cfg.lora.r:  # the merged model (loads as any release does) and the adapters apart, with their base
-            objective.export(merged_state_dict(state, cfg.lora.alpha / cfg.lora.r), release)
-            frozen = [n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad]
-            save_adapters(state, release / "adapters", lora=cfg.lora, trained=trained_names, frozen=frozen,
-                          model_config=cfg.model, objective=cfg.objective,
-                          base=cfg.finetune.init_from or f"a fresh model, train.seed={t.seed}")
-        else:
-            objective.export(state, release)
+        # Written whole into a hidden sibling, then renamed into place: a kill during the export leaves the last
+        # release (or none), never half of one; the rerun that resumes at the last step writes it again.
+        clear_leftovers(release)
+        tmp = release.with_name(f".release.tmp-{os.getpid()}")
+        try:
+            if cfg.lora.r:  # the merged model (loads as any release does) and the adapters apart, with their base
+                objective.export(merged_state_dict(state, cfg.lora.alpha / cfg.lora.r), tmp)
+                frozen = [n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad]
+                save_adapters(state, tmp / "adapters", lora=cfg.lora, trained=trained_names, frozen=frozen,
+                              model_config=cfg.model, objective=cfg.objective,
+                              base=cfg.finetune.init_from or f"a fresh model, train.seed={t.seed}")
+            else:
+                objective.export(state, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_folder(tmp, release)
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_curves.png")
     logger.close()
     # Free the model, its FSDP/DDP state and the optimizer while the interpreter is alive: gloo work objects kept in
