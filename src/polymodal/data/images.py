@@ -11,6 +11,7 @@ pipeline's inputs, `polymodal data label`), so that every such place sizes, deco
   short side stays >= ``min_side`` (`DECODE_SIDE`, 1024 px: models take 64-448 px), so later float copies are small;
 - bit depths convert by value, not by clipping: 16-bit greys (``I;16``, and ``I``, read as 0..65535) map to 0..255
   rounded (65535 -> 255, 32768 -> 128); transparent parts become white; palettes, CMYK and the rest go through PIL;
+- a file that is not an image in a format PIL reads is one line naming it and the formats (`FORMATS`);
 - the EXIF orientation is applied (a phone's portrait photo stands upright), and the size returned is the upright one.
 
 `as_mode(img, mode)` is the same conversion for an image already in memory.
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 50_000_000  # decoded pixels; 4 bytes a pixel at most (RGBA, 32-bit grey) -> 200 MB
 DECODE_SIDE = 1024  # the short side a large image is reduced to (at least) before it is converted to floats
 _SIXTEEN = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+FORMATS = "PNG, JPEG, WebP, TIFF, BMP, GIF or another format PIL reads"  # the common ones; tests read each
 _ALPHA = ("RGBA", "LA", "PA", "La", "RGBa")
 # EXIF orientation -> the transpose that makes the image upright (as `PIL.ImageOps.exif_transpose`)
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -102,6 +104,8 @@ def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_s
         path = Path(source).expanduser()
         if not path.is_file():
             raise ImageFileError(f"{name} not found")
+        if path.stat().st_size == 0:  # PIL would say "cannot identify", the same as for a text file
+            raise ImageFileError(f"{name} is empty (0 bytes)")
         fp = open(path, "rb")
     else:
         fp = source
@@ -123,7 +127,9 @@ def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_s
         raise
     except Image.DecompressionBombError:  # a frame of a GIF or ICO larger than its header said
         raise _too_large(name, None, max_pixels) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:  # its message is PIL's repr of the file object
+        raise ImageFileError(f"{name} is not in an image format that can be read ({FORMATS})") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageFileError(f"cannot read {name} (corrupt or not an image: {e})") from None
     finally:
         if fp is not source:
