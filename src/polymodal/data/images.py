@@ -10,7 +10,10 @@ pipeline's inputs, `polymodal data label`), so that every such place sizes, deco
   (179 MP) still holds before a JPEG's draft. After decoding, the image is box-reduced by a whole factor while its
   short side stays >= ``min_side`` (`DECODE_SIDE`, 1024 px: models take 64-448 px), so later float copies are small;
 - bit depths convert by value, not by clipping: 16-bit greys (``I;16``, and ``I``, read as 0..65535) map to 0..255
-  rounded (65535 -> 255, 32768 -> 128); transparent parts become white; palettes, CMYK and the rest go through PIL;
+  rounded (65535 -> 255, 32768 -> 128); float greys (``F``, a float TIFF) are read as 0..1 (1.0 -> 255); a 32-bit
+  grey outside 0..65535 or a float one outside 0..1 (or NaN) is refused with one line naming the range found, as
+  no scale can be guessed. Transparent parts (RGBA, LA, a palette's transparency) become white; palettes, 1-bit,
+  CMYK, YCbCr, LAB and HSV go through PIL (every mode PIL has);
 - a file that is not an image in a format PIL reads is one line naming it and the formats (`FORMATS`);
 - the EXIF orientation is applied (a phone's portrait photo stands upright), and the size returned is the upright one.
 
@@ -29,6 +32,8 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 50_000_000  # decoded pixels; 4 bytes a pixel at most (RGBA, 32-bit grey) -> 200 MB
 DECODE_SIDE = 1024  # the short side a large image is reduced to (at least) before it is converted to floats
 _SIXTEEN = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# PIL converts LAB only to RGB and premultiplied grey (La) only to LA: these go by those
+_INDIRECT = {"LAB": "RGB", "La": "LA"}
 FORMATS = "PNG, JPEG, WebP, TIFF, BMP, GIF or another format PIL reads"  # the common ones; tests read each
 _ALPHA = ("RGBA", "LA", "PA", "La", "RGBa")
 # EXIF orientation -> the transpose that makes the image upright (as `PIL.ImageOps.exif_transpose`)
@@ -67,22 +72,54 @@ def _size_in_header(fp: BinaryIO) -> tuple[int, int] | None:
     return None
 
 
-def _to_eight_bits(img: Image.Image) -> Image.Image:
-    """16-bit grey -> "L", round(v / 257), a band of rows at a time (no full-size 64-bit copy)."""
+def _bands(img: Image.Image):
+    """(first row, pixel values as an array) of ``img``, a band of rows at a time (no full-size wide copy)."""
     w, h = img.size
-    out = np.empty((h, w), np.uint8)
     rows = max(1, (1 << 22) // max(w, 1))
     for y in range(0, h, rows):
-        a = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.int64)
-        out[y:y + rows] = (np.clip(a, 0, 65535) * 255 + 32767) // 65535
+        yield y, np.asarray(img.crop((0, y, w, min(h, y + rows))))
+
+
+def _to_eight_bits(img: Image.Image) -> Image.Image:
+    """16-bit grey -> "L", round(v / 257); float grey (0..1, checked) -> "L", round(v * 255)."""
+    out = np.empty(img.size[::-1], np.uint8)
+    for y, a in _bands(img):
+        if img.mode == "F":
+            out[y:y + len(a)] = np.rint(np.clip(a, 0, 1) * 255)
+        else:
+            out[y:y + len(a)] = (np.clip(a.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
     return Image.fromarray(out)
 
 
-def as_mode(img: Image.Image, mode: str = "RGB", *, min_side: int | None = None) -> Image.Image:
+def _check_range(img: Image.Image, name: str) -> None:
+    """A 32-bit or float grey whose values have no known scale: refused, naming the range found. 16-bit greys
+    always fit; "I" is read as 16-bit (what PIL opens some 16-bit PNGs and TIFFs as)."""
+    if img.mode == "I":
+        lo, hi = img.getextrema()
+        if lo < 0 or hi > 65535:
+            raise ImageFileError(f"{name} has 32-bit grey values from {lo} to {hi}; only 0 to 65535 (16-bit) "
+                                 "can be read: save it as an 8- or 16-bit image")
+    elif img.mode == "F":
+        lo, hi, nan = np.inf, -np.inf, False
+        for _, a in _bands(img):  # not getextrema: it skips NaN
+            nan = nan or bool(np.isnan(a).any())
+            lo, hi = min(lo, float(np.nanmin(a, initial=np.inf))), max(hi, float(np.nanmax(a, initial=-np.inf)))
+        if nan or lo < -1e-3 or hi > 1 + 1e-3:  # a little past 0..1 is float rounding: clipped
+            found = "pixels that are NaN" if nan else f"pixel values from {lo:.4g} to {hi:.4g}"
+            raise ImageFileError(f"{name} has float {found}; float images are read as 0 to 1: scale it to 0..1 "
+                                 "or save it as an 8- or 16-bit image")
+
+
+def as_mode(img: Image.Image, mode: str = "RGB", *, min_side: int | None = None,
+            name: str = "the image") -> Image.Image:
     """``img`` as 8-bit ``mode`` ("RGB" or "L"), bit depth and transparency converted by value (module doc);
-    ``min_side``: box-reduced by the largest whole factor that keeps the short side >= it."""
-    if img.mode in _SIXTEEN:
+    ``min_side``: box-reduced by the largest whole factor that keeps the short side >= it. An image that cannot
+    be converted by value (module doc) is an `ImageFileError` naming ``name``."""
+    if img.mode in (*_SIXTEEN, "F"):
+        _check_range(img, name)
         img = _to_eight_bits(img)
+    elif img.mode in _INDIRECT:
+        img = img.convert(_INDIRECT[img.mode])
     elif img.mode in ("P", "1"):  # no reduce for these: expand first (P keeps its transparency as alpha)
         img = img.convert("RGBA" if img.mode == "P" and "transparency" in img.info else "RGB" if img.mode == "P"
                           else "L")
@@ -122,7 +159,7 @@ def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_s
                 raise _too_large(name, full, max_pixels)
             img.load()  # everything decoded now: a truncated file fails here, not later
             orientation = img.getexif().get(0x0112, 1)  # after load: a PNG's getexif would decode it first
-            out = as_mode(img, mode, min_side=min_side)
+            out = as_mode(img, mode, min_side=min_side, name=name)
     except ImageFileError:
         raise
     except Image.DecompressionBombError:  # a frame of a GIF or ICO larger than its header said
