@@ -29,3 +29,18 @@ def test_exit_codes_other_than_messages_pass_through(monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["info"])
     assert e.value.code == 0
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    """`polymodal info | head -c 10`: the pipe closes under the listing; it was a BrokenPipeError traceback, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "polymodal", "info"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away before the listing ends
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141), err  # 0 if the listing had been written before the close
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

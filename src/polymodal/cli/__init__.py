@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .common import _THREADS_HELP, _TOKENIZER_HELP, _fail, _notice, _parse_from, _set_threads  # noqa: F401
@@ -91,4 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             print(e.code, file=sys.stderr)
             return 2
         raise
+    except BrokenPipeError:
+        # The reader went away (`polymodal info | head`): not an error of ours. Python would still try to flush
+        # stdout at exit and print a second BrokenPipeError, so stdout is pointed at devnull first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process that SIGPIPE ended (128 + 13)
 
