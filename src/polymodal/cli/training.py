@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from .common import _fail
 
@@ -83,8 +84,10 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointMismatch, ShardError, TrainingDiverged, OSError) as e:
         return _fail("tokenizer train", _refused(e))
     if result.release_dir is not None:
-        print(f"{_done(result)}\nrun folder: {result.run_dir}\n"
-              f"tokenizer:  {result.release_dir} (reconstructions/ holds a PNG per evaluation)")
+        # vector tokenizers (features, global embeddings) have no pictures to write
+        pictures = " (reconstructions/ holds a PNG per evaluation)" if (
+            Path(result.run_dir) / "reconstructions").is_dir() else ""
+        print(f"{_done(result)}\nrun folder: {result.run_dir}\ntokenizer:  {result.release_dir}{pictures}")
     return 0
 
 
