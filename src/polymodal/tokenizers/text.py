@@ -19,6 +19,7 @@ A tokenizer folder is ``config.json`` (``_class_name``, ``max_length``, ``trunca
 
 from __future__ import annotations
 
+import codecs
 import json
 import string
 import warnings
@@ -282,6 +283,31 @@ def normalize_class_name(name: str) -> str:
     return " ".join(str(name).lower().split())
 
 
+def check_text_file(path: Path, *, chunk: int = 1 << 20) -> None:
+    """A `ValueError` naming ``path`` and the first byte that is not UTF-8 text (a NUL, or a byte no UTF-8
+    sequence allows): a binary file (a shard .tar, an image) given as a corpus. Reads 1 MB at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done = 0  # bytes of the file before the current chunk
+    with open(path, "rb") as fp:
+        while True:
+            data = fp.read(chunk)
+            pending = len(decoder.getstate()[0])  # an unfinished sequence carried from the last chunk
+            bad = []  # (offset in the file, what is there): the first one is named
+            if (nul := data.find(0)) >= 0:  # valid UTF-8 but no text: tar headers, UTF-16
+                bad.append((done + nul, "a NUL"))
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                bad.append((done - pending + e.start, f"0x{e.object[e.start]:02x}"))
+            if bad:
+                at, what = min(bad)
+                raise ValueError(f"corpus file {path}: not UTF-8 text (byte {at} is {what}); give text files, one "
+                                 "document per line")
+            if not data:
+                return
+            done += len(data)
+
+
 def train_text_tokenizer(files: Iterable[str | Path], *, vocab_size: int, extra_classes: Iterable[str] = (),
                          min_frequency: int = 0, max_length: int = 256, truncation: str = "warn",
                          show_progress: bool = False) -> TextTokenizer:
@@ -298,6 +324,8 @@ def train_text_tokenizer(files: Iterable[str | Path], *, vocab_size: int, extra_
     missing = [str(f) for f in files if not f.is_file()]
     if not files or missing:
         raise FileNotFoundError(f"corpus file(s) not found: {', '.join(missing)}" if missing else "no corpus files")
+    for f in files:  # before training: the trainer's own error names no file ("stream did not contain valid UTF-8")
+        check_text_file(f)
     extras: list[str] = []
     fixed = set(fixed_tokens())
     for name in extra_classes:
