@@ -1,4 +1,5 @@
-"""Durable writes for run folders: a file or folder reaches the disk before it is renamed into place.
+"""Run folders: durable writes (a file or folder reaches the disk before it is renamed into place), and the lock that
+keeps two runs out of one folder.
 
 A rename is atomic, but without an fsync the new name can reach the disk before the data does: after a power loss
 the file is there, truncated or empty. So every file is fsynced, then renamed, then its folder is fsynced (which
@@ -59,3 +60,39 @@ def clear_leftovers(final: Path) -> None:
     was written, left beside it (run under the run folder's lock: no other run is writing one)."""
     for junk in [*final.parent.glob(f".{final.name}.tmp-*"), *final.parent.glob(f".{final.name}.old-*")]:
         shutil.rmtree(junk, ignore_errors=True)
+
+
+class RunFolderError(OSError):
+    """A run folder this run cannot use: another run holds it, or it refuses writes. One line, no errno."""
+
+
+LOCK = ".lock"
+
+
+def lock_run_folder(run_dir: Path) -> int | None:
+    """Take the run folder's lock (creating the folder) for this process's life: an exclusive ``flock`` on
+    ``run_dir/.lock``, which holds the owner's pid. The kernel drops it when the process ends in any way, so a lock
+    left by a killed run never blocks the rerun. Returns the descriptor to pass to `unlock_run_folder` (None where
+    there is no flock: no lock there). Raises `RunFolderError` naming the pid of the run that holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunFolderError(f"{run_dir} is in use by another run (pid {owner}); wait for it to end, or use "
+                             "another train.out_dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def unlock_run_folder(fd: int | None) -> None:
+    """Release the lock of `lock_run_folder` (the file stays: removing it could let two runs lock two files)."""
+    if fd is not None:
+        os.close(fd)

@@ -27,7 +27,14 @@ from ..model.adapters import save_adapters
 from ..nn.lora import apply_lora, merged_state_dict
 from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
-from .files import clear_leftovers, replace_folder, write_text_atomic
+from .files import (
+    RunFolderError,
+    clear_leftovers,
+    lock_run_folder,
+    replace_folder,
+    unlock_run_folder,
+    write_text_atomic,
+)
 from .finetune import prepare as prepare_finetune
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
@@ -184,12 +191,39 @@ def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config
     return latest
 
 
+def _claim_run_folder(run_dir: Path, info) -> int | None:
+    """Rank 0 takes the run folder's lock (`files.lock_run_folder`); every rank stops on its refusal (after
+    shutting the process group down), so that a torchrun job stops as one. Returns rank 0's lock (None on the other
+    ranks)."""
+    lock, problem = None, None
+    if info.is_main:
+        try:
+            lock = lock_run_folder(run_dir)
+        except OSError as e:  # busy, a path under a file
+            unlock_run_folder(lock)
+            problem = e
+    refused = dist.broadcast_object(None if problem is None else str(problem))
+    if refused is not None:
+        dist.shutdown()
+        raise problem if problem is not None else RunFolderError(f"rank 0 refused {run_dir}: {refused}")
+    return lock
+
+
 def train(cfg: ExperimentConfig) -> TrainResult:
+    """Train ``cfg`` into ``cfg.train.out_dir`` (resuming what is there), holding the folder's lock throughout."""
     info = dist.init_distributed(cfg.train.device)
-    t = cfg.train
-    run_dir = Path(t.out_dir)
-    torch.manual_seed(t.seed)  # identical initial weights on every rank and every rerun
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every rerun
     objective = make_objective(cfg)
+    run_dir = Path(cfg.train.out_dir)
+    lock = _claim_run_folder(run_dir, info)  # before anything in the folder is read, cleared or written
+    try:
+        return _train(cfg, info, objective, run_dir)
+    finally:
+        unlock_run_folder(lock)
+
+
+def _train(cfg: ExperimentConfig, info, objective, run_dir: Path) -> TrainResult:
+    t = cfg.train
     ckpt = CheckpointManager(run_dir, keep_last=t.keep_last, is_main=info.is_main)
     config_dict = config_lib.to_dict(cfg)
     latest = _resumable_checkpoint(ckpt, cfg, config_dict)  # checked before anything is built or loaded
