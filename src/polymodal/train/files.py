@@ -1,5 +1,5 @@
-"""Run folders: durable writes (a file or folder reaches the disk before it is renamed into place), and the lock that
-keeps two runs out of one folder.
+"""Run folders: durable writes (a file or folder reaches the disk before it is renamed into place), the lock that
+keeps two runs out of one folder, and the write check at the start of a run.
 
 A rename is atomic, but without an fsync the new name can reach the disk before the data does: after a power loss
 the file is there, truncated or empty. So every file is fsynced, then renamed, then its folder is fsynced (which
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -96,3 +97,15 @@ def unlock_run_folder(fd: int | None) -> None:
     """Release the lock of `lock_run_folder` (the file stays: removing it could let two runs lock two files)."""
     if fd is not None:
         os.close(fd)
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse, before any step is trained, a folder where files cannot be created (read-only, another owner's): a
+    run found out only at its first checkpoint, losing the steps since the start."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+    except OSError as e:
+        raise RunFolderError(f"{folder} is not writable ({e.strerror}); the run writes its checkpoints, metrics and "
+                             "release there: make it writable, or use another train.out_dir") from None
+    os.close(fd)
+    os.unlink(probe)

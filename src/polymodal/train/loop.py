@@ -29,6 +29,7 @@ from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
 from .files import (
     RunFolderError,
+    check_writable,
     clear_leftovers,
     lock_run_folder,
     replace_folder,
@@ -192,14 +193,17 @@ def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config
 
 
 def _claim_run_folder(run_dir: Path, info) -> int | None:
-    """Rank 0 takes the run folder's lock (`files.lock_run_folder`); every rank stops on its refusal (after
-    shutting the process group down), so that a torchrun job stops as one. Returns rank 0's lock (None on the other
-    ranks)."""
+    """Rank 0 checks that the run folder and its checkpoints/ take new files (`files.check_writable`) and takes the
+    folder's lock (`files.lock_run_folder`); every rank stops on its refusal (after shutting the process group
+    down), so that a torchrun job stops as one. Returns rank 0's lock (None on the other ranks)."""
     lock, problem = None, None
     if info.is_main:
         try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            for folder in (run_dir, run_dir / "checkpoints"):  # before the lock: its file is created in run_dir
+                check_writable(folder)
             lock = lock_run_folder(run_dir)
-        except OSError as e:  # busy, a path under a file
+        except OSError as e:  # not writable, busy, a path under a file
             unlock_run_folder(lock)
             problem = e
     refused = dist.broadcast_object(None if problem is None else str(problem))
