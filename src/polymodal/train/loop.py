@@ -66,6 +66,11 @@ RESUMABLE = frozenset({
 })
 
 
+def _notice(message: str) -> None:
+    """One line on stderr, as the command line's notices are printed (`polymodal.cli.common._notice`)."""
+    print(f"notice: {message}", file=sys.stderr)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -269,6 +274,8 @@ def _train(cfg: ExperimentConfig, info, objective, run_dir: Path) -> TrainResult
         progress = ckpt.load(latest, model, optimizer)
         if progress.data is not None:
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
+        if info.is_main:  # a rerun otherwise looks like a fresh start (nothing printed under train.progress=false)
+            _notice(f"resuming from {latest} (step {progress.step} of {t.steps})")
     if info.is_main:  # only now, after the checks: a refused rerun leaves the run's config.json as it was
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2) + "\n")
