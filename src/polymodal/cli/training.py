@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
-from .common import _fail
+from .common import _fail, _notice
 
 
 def _done(result) -> str:
@@ -55,13 +56,36 @@ def _refused(e: BaseException) -> BaseException:
     return e
 
 
+@contextmanager
+def _warnings_as_notices():
+    """While the block runs, a damaged checkpoint that a resumed run skips (`CheckpointSkipped`, a warning of the
+    library) is printed as this command's one-line notice when it happens, not in Python's warning format with the
+    source line that raised it. Other warnings print as before."""
+    import warnings
+
+    from ..train.checkpoint import CheckpointSkipped
+
+    with warnings.catch_warnings():  # restores warnings.showwarning on exit
+        show = warnings.showwarning
+
+        def notice(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, CheckpointSkipped):
+                _notice(str(message))
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = notice
+        yield
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..config import ConfigError, apply_overrides
     from ..data.world import ShardError
     from ..train.loop import CheckpointMismatch, TrainingDiverged, train
 
     try:
-        result = train(apply_overrides(load_recipe(args.recipe), args.overrides))
+        with _warnings_as_notices():
+            result = train(apply_overrides(load_recipe(args.recipe), args.overrides))
     except (ConfigError, CheckpointMismatch, ShardError, TrainingDiverged, OSError) as e:
         return _fail("train", _refused(e))
     if result.release_dir is not None:
@@ -80,7 +104,8 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
         if not cfg.objective.startswith("tokenizer"):
             raise ConfigError(f"{args.recipe} trains objective {cfg.objective!r}, not a tokenizer (use "
                               "`polymodal train`)")
-        result = train(cfg)
+        with _warnings_as_notices():
+            result = train(cfg)
     except (ConfigError, CheckpointMismatch, ShardError, TrainingDiverged, OSError) as e:
         return _fail("tokenizer train", _refused(e))
     if result.release_dir is not None:

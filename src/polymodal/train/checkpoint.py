@@ -8,7 +8,8 @@ Layout of a run folder::
 A checkpoint is written into a hidden temporary folder, fsynced and renamed into place, so a kill or a power loss
 at any moment leaves either the complete new checkpoint or none (the previous ones are untouched). A checkpoint
 damaged all the same (a disk that lies about fsync, a copy cut short) is found by `verify`; a resumed run skips
-it, with a warning, for the newest one that verifies. Only safetensors and JSON are read.
+it, with a warning (a one-line notice on the command line), for the newest one that verifies. Only safetensors
+and JSON are read.
 """
 
 from __future__ import annotations
@@ -172,8 +173,9 @@ class CheckpointManager:
             if problem is None:
                 return self.path(step), skipped
             skipped.append(f"{self.path(step)}: {problem}")
-            warnings.warn(f"skipping damaged checkpoint {self.path(step)} ({problem})", CheckpointSkipped,
-                          stacklevel=2)
+            if self.is_main:  # once for a torchrun job, not once per rank
+                warnings.warn(f"skipping damaged checkpoint {self.path(step)} ({problem})", CheckpointSkipped,
+                              stacklevel=2)
         return None, skipped
 
     # -------------------------------------------------------------------------------------------- save
