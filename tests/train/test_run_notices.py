@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from polymodal.cli import main
+from dataclasses import replace
 
+from polymodal.cli import main
+from polymodal.data.sources import TokenSource, read_token_shard
+from polymodal.train.loop import train
+
+from ..data.test_pretokenize_train import experiment, tokens  # noqa: F401  (tokens: a token dataset fixture)
 from .helpers import BASE, RECIPE
 
 
@@ -30,3 +35,22 @@ def test_a_damaged_checkpoint_is_a_one_line_notice_and_the_run_resumes_from_the_
     assert skipped.startswith(f"notice: skipping damaged checkpoint {newest.parent} (model.safetensors: ")
     assert skipped.endswith(")") and "Warning" not in skipped
     assert resumed == f"notice: resuming from {run / 'checkpoints' / 'step_00000002'} (step 2 of 4)"
+
+
+def test_validation_from_the_training_data_says_it_is_not_held_out(tokens, tmp_path, capsys):  # noqa: F811
+    cfg = experiment(tokens, tmp_path / "run", 1)
+    # The fact behind the notice: one pass of the training stream holds every sample validation reads.
+    source = TokenSource(tokens / "tokens")
+    stream = source.stream(cfg.data.seed, 0, 1, shuffle=8)
+    trained = {next(stream)["__key__"] for _ in range(len(source))}
+    held = [s["__key__"] for s in read_token_shard(source.shards[0])[: cfg.data.val_samples]]
+    assert len(held) == cfg.data.val_samples and set(held) <= trained
+
+    capsys.readouterr()
+    train(cfg)
+    assert capsys.readouterr().err == (
+        f"notice: validation reads the first {cfg.data.val_samples} samples of the first token dataset, which "
+        "training reads too: the validation loss is not held out (give held-out samples as data.val_path)\n")
+    train(replace(cfg, data=replace(cfg.data, val_path=str(tokens / "tokens")), train=replace(
+        cfg.train, out_dir=str(tmp_path / "held"))))
+    assert capsys.readouterr().err == ""  # a val_path given: no notice

@@ -276,6 +276,11 @@ def _train(cfg: ExperimentConfig, info, objective, run_dir: Path) -> TrainResult
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
         if info.is_main:  # a rerun otherwise looks like a fresh start (nothing printed under train.progress=false)
             _notice(f"resuming from {latest} (step {progress.step} of {t.steps})")
+    d = cfg.data
+    if info.is_main and d.source == "tokens" and d.val_samples > 0 and not d.val_path:
+        # The token stream trains on every sample of its datasets, the head of the first one included.
+        _notice(f"validation reads the first {d.val_samples} samples of the first token dataset, which training "
+                "reads too: the validation loss is not held out (give held-out samples as data.val_path)")
     if info.is_main:  # only now, after the checks: a refused rerun leaves the run's config.json as it was
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2) + "\n")
