@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from polymodal.cli import main
@@ -51,3 +52,33 @@ def test_a_run_that_crashed_in_this_process_does_not_hold_the_folder(tmp_path, c
     assert main(["train", str(RECIPE), *BASE, f"train.out_dir={run}", "optim.base_lr=1e30"]) == 2  # diverges
     assert "loss is nan" in capsys.readouterr().err
     assert main(["train", str(RECIPE), *BASE, f"train.out_dir={tmp_path / 'run'}", "train.steps=2"]) == 0
+
+
+HOLD_AND_FORK = """
+import os, sys, time
+from pathlib import Path
+from polymodal.train.files import lock_run_folder
+lock_run_folder(Path(sys.argv[1]))
+child = os.fork()  # as a data-loader worker is started
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_forked_worker_that_outlives_its_killed_run_does_not_hold_the_lock(tmp_path):
+    from polymodal.train.files import lock_run_folder, unlock_run_folder
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(run)], env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    child = int(holder.stdout.readline())
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        unlock_run_folder(lock_run_folder(run))  # the run is dead: its folder is free, the worker still alive
+    finally:
+        os.kill(child, signal.SIGKILL)
+        holder.stdout.close()

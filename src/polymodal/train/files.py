@@ -68,6 +68,19 @@ class RunFolderError(OSError):
 
 
 LOCK = ".lock"
+_HELD: set[int] = set()  # this process's run-folder locks
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a data-loader worker): close the copies of the parent's lock descriptors. A flock belongs
+    to the open file, which a child's copy keeps open: a worker that outlived its killed run would hold the lock."""
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def lock_run_folder(run_dir: Path) -> int | None:
@@ -90,12 +103,14 @@ def lock_run_folder(run_dir: Path) -> int | None:
                              "another train.out_dir") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD.add(fd)
     return fd
 
 
 def unlock_run_folder(fd: int | None) -> None:
     """Release the lock of `lock_run_folder` (the file stays: removing it could let two runs lock two files)."""
     if fd is not None:
+        _HELD.discard(fd)
         os.close(fd)
 
 
