@@ -124,7 +124,7 @@ def test_a_text_with_sentinels_is_filled_in(pipe, scene):
 def test_corrupt_image_names_the_file(pipe, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(PipelineError, match="cannot read image file .*broken.png"):
+    with pytest.raises(PipelineError, match="image file .*broken.png' is not in an image format that can be read"):
         pipe.conditions({"rgb": str(bad)})
 
 
