@@ -50,7 +50,7 @@ PLACEHOLDERS = [("--model path/to/4M-21_B", f"--model {CHECKPOINT_4M}"), ("text_
                                                                           str(TEXT_4M)),
                 ("--model BUNDLE", f"--model {BUNDLE}"), ("--model MODEL", f"--model {BUNDLE}"),
                 ("depth=SPECIALIST_BUNDLE", f"depth={BUNDLE}"), ("--image PATH", "--image img.png"),
-                ("tok/rgb", str(TOKS / "tok_rgb_64")), ("tok/depth", str(TOKS / "tok_depth_64"))]
+                ("TOK_RGB", str(TOKS / "tok_rgb_64")), ("TOK_DEPTH", str(TOKS / "tok_depth_64"))]
 # A training of a few steps on a few samples: what the README's trainings become (they state minutes to hours).
 SHORT_TRAINING = ("train.steps=2 train.batch_size=8 train.log_every=1 train.eval_every=2 train.save_every=2 "
                   "train.progress=false data.val_samples=4")
@@ -90,7 +90,7 @@ COMMANDS: dict[str, Step] = {
     'polymodal data label --images photos/ --out data/photos_d --labelers hf-depth --model '
     'hf-depth=DPT_FOLDER_OR_ID': Step(skip="downloads a DPT depth model from the network"),
     'polymodal data import --images photos/ --out data/photos_rgb': Step(),
-    'polymodal data tokenize data/world64 --tokenizer rgb=tok/rgb depth=tok/depth caption=text_tok det=text_tok '
+    'polymodal data tokenize data/world64 --tokenizer rgb=TOK_RGB depth=TOK_DEPTH caption=text_tok det=text_tok '
     '--crops 4 --out data/world64_tokens --workers 2': Step(),
     # workers=0: run in this process, a forked loader worker can inherit a lock held by earlier tests' threads
     'POLYMODAL_TOKENS=data/world64_tokens polymodal train configs/fourm_tokens_world64.py': Step(
