@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import dist
+
 
 def fsync_path(path: str | Path) -> None:
     """Flush a file's data, or a folder's entries, to the disk."""
@@ -124,3 +126,24 @@ def check_writable(folder: Path) -> None:
                              "release there: make it writable, or use another train.out_dir") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def claim_run_folder(run_dir: Path, info) -> int | None:
+    """Rank 0 checks that the run folder and its checkpoints/ take new files (`files.check_writable`) and takes the
+    folder's lock (`files.lock_run_folder`); every rank stops on its refusal (after shutting the process group
+    down), so that a torchrun job stops as one. Returns rank 0's lock (None on the other ranks)."""
+    lock, problem = None, None
+    if info.is_main:
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            for folder in (run_dir, run_dir / "checkpoints"):  # before the lock: its file is created in run_dir
+                check_writable(folder)
+            lock = lock_run_folder(run_dir)
+        except OSError as e:  # not writable, busy, a path under a file
+            unlock_run_folder(lock)
+            problem = e
+    refused = dist.broadcast_object(None if problem is None else str(problem))
+    if refused is not None:
+        dist.shutdown()
+        raise problem if problem is not None else RunFolderError(f"rank 0 refused {run_dir}: {refused}")
+    return lock

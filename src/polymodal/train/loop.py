@@ -27,43 +27,19 @@ from ..model.adapters import save_adapters
 from ..nn.lora import apply_lora, merged_state_dict
 from . import dist
 from .checkpoint import CheckpointManager, Progress, gather_model_state
-from .files import (
-    RunFolderError,
-    check_writable,
-    clear_leftovers,
-    lock_run_folder,
-    replace_folder,
-    unlock_run_folder,
-    write_text_atomic,
-)
+from .files import claim_run_folder, clear_leftovers, replace_folder, unlock_run_folder, write_text_atomic
 from .finetune import prepare as prepare_finetune
 from .metrics import MetricsLogger, plot_loss_curves
 from .objectives import make_objective
 from .optim import build_optimizer, lr_at, peak_lr, set_lr
 from .parallelize import autocast, parallelize, resolve_mode
+from .resume import RESUMABLE, CheckpointMismatch, resumable_checkpoint, resume_differences  # noqa: F401
 from .step import keep_freed_memory, train_step
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept. Found at the next step that logs,
     evaluates or saves (the loss is read on the host only there), before any checkpoint of that step."""
-
-
-class CheckpointMismatch(ValueError):
-    """The run folder's checkpoints cannot be resumed by this config: written with other settings, or none of
-    them verifies."""
-
-
-# Fields a resumed run may change: they do not change what the model computes or sees, only how long it trains
-# (a longer `steps` stretches the remaining schedule), how often it logs, evaluates and saves, and where and how it
-# runs. The run folder itself may move. Everything else (model, objective, optimizer, data, masking, batch, seed,
-# precision) must be that of the checkpoint.
-RESUMABLE = frozenset({
-    "train.steps", "train.stop_at", "train.out_dir", "train.log_every", "train.eval_every", "train.save_every",
-    "train.keep_last", "train.tensorboard", "train.progress", "train.device", "train.parallel", "train.compile",
-    "train.activation_checkpointing", "train.fused_loss", "train.bf16_via_fp32", "data.workers", "data.on_bad_shard",
-    "optim.sparse_embeddings",  # the same AdamW update either way; the optimizer state loads into both
-})
 
 
 def _notice(message: str) -> None:
@@ -86,38 +62,6 @@ def _schedule_lr(cfg: ExperimentConfig, progress: Progress, tokens_per_step: int
     now = progress.step if o.unit == "steps" else progress.tokens
     warmup = o.warmup * total if o.warmup < 1 else o.warmup
     return lr_at(now, warmup, total, peak=peak_lr(o, t.batch_size), final=o.final_lr, schedule=o.schedule)
-
-
-_ABSENT = "(absent)"
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, object]:
-    """A config dict as ``{"section.field": value}``; a dict-valued field stays one value."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not prefix:
-            out.update(_flat(v, f"{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def resume_differences(saved: dict, current: dict) -> list[str]:
-    """``"field: old -> new"`` for each field of ``current`` (a config dict) that differs from the checkpoint's
-    ``saved`` one and may not change on resume (see `RESUMABLE`)."""
-    a, b = _flat(saved), _flat(current)
-    return [f"{k}: {json.dumps(a.get(k, _ABSENT))} -> {json.dumps(b.get(k, _ABSENT))}"
-            for k in sorted(set(a) | set(b)) if k not in RESUMABLE and a.get(k, _ABSENT) != b.get(k, _ABSENT)]
-
-
-def _check_compatible(saved: dict, current: dict, where: Path) -> None:
-    if saved.get("objective") != current.get("objective"):  # every model field differs too: name the one cause
-        raise CheckpointMismatch(f"{where} holds a run of objective {saved.get('objective')!r}, not "
-                                 f"{current.get('objective')!r} (use a new train.out_dir)")
-    diffs = resume_differences(saved, current)
-    if diffs:
-        raise CheckpointMismatch(f"{where} was written with other settings, which a resumed run cannot change: "
-                                 f"{'; '.join(diffs)} (use the same settings, or a new train.out_dir)")
 
 
 def _step_summaries(pending, objective) -> list[tuple[int, dict[str, float]]]:
@@ -172,59 +116,13 @@ def sparse_embeddings_apply(cfg: ExperimentConfig, info) -> bool:
             and resolve_mode(cfg.train.parallel, info) == "none")
 
 
-def _resumable_checkpoint(ckpt: CheckpointManager, cfg: ExperimentConfig, config_dict: dict) -> Path | None:
-    """The newest checkpoint that verifies and that ``cfg`` may resume (None: a fresh start); refuses (after
-    shutting the process group down) a folder whose checkpoints all fail to verify, or were written with settings
-    that a resumed run cannot change."""
-    latest, skipped = ckpt.latest_verified()
-    if latest is None and skipped:
-        dist.shutdown()
-        raise CheckpointMismatch(f"no checkpoint in {ckpt.dir} verifies ({'; '.join(skipped)}); move them away to "
-                                 "start over, or use a new train.out_dir")
-    if latest is not None:
-        saved = json.loads((latest / "config.json").read_text())
-        # A section the checkpoint lacks was added to polymodal after it was written (lora, issue 19): the run
-        # trained as that section's defaults do, so defaults resume it and anything else is named as a difference.
-        defaults = config_lib.to_dict(ExperimentConfig(objective=cfg.objective, model=cfg.model))
-        for section, value in config_dict.items():
-            if section not in saved and value == defaults.get(section):
-                saved[section] = value
-        try:
-            _check_compatible(saved, config_dict, latest)
-        except CheckpointMismatch:
-            dist.shutdown()
-            raise
-    return latest
-
-
-def _claim_run_folder(run_dir: Path, info) -> int | None:
-    """Rank 0 checks that the run folder and its checkpoints/ take new files (`files.check_writable`) and takes the
-    folder's lock (`files.lock_run_folder`); every rank stops on its refusal (after shutting the process group
-    down), so that a torchrun job stops as one. Returns rank 0's lock (None on the other ranks)."""
-    lock, problem = None, None
-    if info.is_main:
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            for folder in (run_dir, run_dir / "checkpoints"):  # before the lock: its file is created in run_dir
-                check_writable(folder)
-            lock = lock_run_folder(run_dir)
-        except OSError as e:  # not writable, busy, a path under a file
-            unlock_run_folder(lock)
-            problem = e
-    refused = dist.broadcast_object(None if problem is None else str(problem))
-    if refused is not None:
-        dist.shutdown()
-        raise problem if problem is not None else RunFolderError(f"rank 0 refused {run_dir}: {refused}")
-    return lock
-
-
 def train(cfg: ExperimentConfig) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.out_dir`` (resuming what is there), holding the folder's lock throughout."""
     info = dist.init_distributed(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every rerun
     objective = make_objective(cfg)
     run_dir = Path(cfg.train.out_dir)
-    lock = _claim_run_folder(run_dir, info)  # before anything in the folder is read, cleared or written
+    lock = claim_run_folder(run_dir, info)  # before anything in the folder is read, cleared or written
     try:
         return _train(cfg, info, objective, run_dir)
     finally:
@@ -235,7 +133,7 @@ def _train(cfg: ExperimentConfig, info, objective, run_dir: Path) -> TrainResult
     t = cfg.train
     ckpt = CheckpointManager(run_dir, keep_last=t.keep_last, is_main=info.is_main)
     config_dict = config_lib.to_dict(cfg)
-    latest = _resumable_checkpoint(ckpt, cfg, config_dict)  # checked before anything is built or loaded
+    latest = resumable_checkpoint(ckpt, cfg, config_dict)  # checked before anything is built or loaded
     model = objective.build_model()
     try:  # starting weights (a resumed run only plans them: its checkpoint holds its weights), frozen groups
         ft = prepare_finetune(model, cfg, load=latest is None)
