@@ -71,8 +71,9 @@ class TokenStream:
         return self.loader.state_dict()
 
     def load_state(self, state: dict) -> None:
-        # data.workers may change on resume (train.resume.RESUMABLE) for index-addressed data, not for a token stream: its
-        # readers are the workers' slots. Refused here, before the run folder is touched (0 workers read as 1).
+        # data.workers may change on resume (train.resume.RESUMABLE) for index-addressed data, not for a token
+        # stream: its readers are the workers' slots. Refused here, before the run folder is touched (0 workers read
+        # as 1).
         recorded, now = state.get("workers"), max(self.cfg.data.workers, 1)
         if recorded is not None and recorded != now:
             raise ConfigError(f"data.workers: the checkpoint's token stream was read by {recorded} worker"
