@@ -100,7 +100,7 @@ def test_empty_folder_and_nothing_readable_exit_2(bundle, tmp_path, capsys):
     out = tmp_path / "e.safetensors"
     assert main(["embed", "--model", str(bundle), "--images", str(empty), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err == f"polymodal embed: no .jpg/.jpeg/.png images under {empty}\n"
+    assert err == f"polymodal embed: no .jpg/.jpeg/.png/.webp/.tif/.tiff/.bmp/.gif images under {empty}\n"
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.jpg").write_bytes(b"garbage")
@@ -114,3 +114,23 @@ def test_embed_arrays_of_another_size_are_resized_with_a_notice(pipe):
     notices = []
     f = pipe.embed({"rgb": np.zeros((80, 80, 3), np.uint8)}, notify=notices.append)
     assert f.tokens.shape[:2] == (1, 16) and notices == ["rgb@pt: 80x80 image resized to 64x64"]
+
+
+def test_a_folder_of_webp_tiff_bmp_and_gif_is_embedded(bundle, pipe, pictures, tmp_path, capsys):
+    """Only .jpg/.jpeg/.png files were listed: a folder of other formats open_image reads was 'no images', and such
+    files beside PNGs were left out without a word."""
+    d = tmp_path / "formats"
+    d.mkdir()
+    names = ("a.webp", "b.tif", "c.BMP", "d.gif")
+    for name, rgb in zip(names, [*pictures, pictures[0]]):
+        Image.fromarray(rgb).save(d / name, lossless=True) if name.endswith("webp") else \
+            Image.fromarray(rgb).save(d / name)
+    out = tmp_path / "features.safetensors"
+    assert main(["embed", "--model", str(bundle), "--images", str(d), "--out", str(out), "--quiet"]) == 0, \
+        capsys.readouterr().err
+    with safe_open(str(out), "pt") as f:
+        assert json.loads(f.metadata()["files"]) == list(names)
+        features = f.get_tensor("features")
+    # lossless formats: the same features as the arrays (the GIF's palette may move a colour a little)
+    expected = pipe.embed({"rgb": [pictures[0], pictures[1], pictures[2]]}).pooled
+    torch.testing.assert_close(features[:3], expected, atol=1e-4, rtol=1e-4)

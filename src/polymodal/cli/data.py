@@ -132,7 +132,7 @@ def _add_dataset_commands(dsub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_tokenize)
     for name, text in (("label", "pseudo-label a folder of images into a dataset (resumable)"),
-                       ("import", "turn a folder of JPEG/PNG images into an RGB-only dataset")):
+                       ("import", "turn a folder of images into an RGB-only dataset")):
         p = dsub.add_parser(name, help=text)
         p.add_argument("--images", required=True, help="folder of images (searched recursively)")
         p.add_argument("--out", required=True, help="dataset folder to write")

@@ -174,7 +174,8 @@ def _add_embed_parser(sub) -> None:
     p = sub.add_parser("embed", help="a folder of images -> the encoder's features (safetensors: pooled features, "
                                      "optionally the tokens, and the file names in order)")
     p.add_argument("--model", help=_MODEL_HELP)
-    p.add_argument("--images", required=True, help="folder of JPEG/PNG images (searched recursively, sorted by path)")
+    p.add_argument("--images", required=True,
+                   help="folder of images: JPEG, PNG, WebP, TIFF, BMP, GIF (searched recursively, sorted by path)")
     p.add_argument("--out", required=True, help="safetensors file to write (features (N, D); metadata: files)")
     p.add_argument("--tokens", action="store_true", help="also write every image's token features (N, T, D)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")

@@ -35,6 +35,8 @@ _SIXTEEN = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # PIL converts LAB only to RGB and premultiplied grey (La) only to LA: these go by those
 _INDIRECT = {"LAB": "RGB", "La": "LA"}
 FORMATS = "PNG, JPEG, WebP, TIFF, BMP, GIF or another format PIL reads"  # the common ones; tests read each
+# What a folder of images is made of (`data import`, `data label`, `embed`): the files of FORMATS' formats.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 _ALPHA = ("RGBA", "LA", "PA", "La", "RGBa")
 # EXIF orientation -> the transpose that makes the image upright (as `PIL.ImageOps.exif_transpose`)
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,

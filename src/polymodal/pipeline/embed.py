@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from ..data.batch import Batch, ModalityTokens
+from ..data.images import IMAGE_SUFFIXES
 from ..modalities import Kind
 from ..model.features import EncoderFeatures
 from ..tokenizers.text_layout import EOS, PAD
@@ -36,7 +37,6 @@ from .outputs import check_parents
 if TYPE_CHECKING:
     from .bundle import Pipeline
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the ones `polymodal data import` reads
 
 
 def input_batch(model, conditions: Mapping[str, Any]) -> Batch:

@@ -1,4 +1,5 @@
-"""Pseudo-labeling real images: a folder of JPEG/PNG files -> a polymodal dataset (WebDataset shards).
+"""Pseudo-labeling real images: a folder of image files (JPEG, PNG, WebP, TIFF, BMP, GIF) -> a polymodal dataset
+(WebDataset shards).
 
     polymodal data label --images photos/ --out data/photos --labelers canny palette metadata --res 224
     polymodal data import --images photos/ --out data/photos_rgb          # RGB only: no labelers
@@ -30,13 +31,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..images import DECODE_SIDE, ImageFileError, open_image
+from ..images import DECODE_SIDE, IMAGE_SUFFIXES, ImageFileError, open_image
 from ..shards import add_member, atomic_tar, npy_bytes, worker_pool
 from ..world import codec
 from .base import OFFLINE, build_labelers
 
 FORMAT, VERSION = "polymodal-dataset", 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MIN_SIDE = 16
 
 __all__ = ["OFFLINE", "build_labelers", "label_images", "load_image", "ImageRefused"]
