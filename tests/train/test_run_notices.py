@@ -22,6 +22,22 @@ def test_a_resumed_run_says_where_it_continues_from(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # a fresh start: no notice
     assert main(_train(run, "train.steps=6", "train.save_every=2")) == 0
     assert capsys.readouterr().err == f"notice: resuming from {run / 'checkpoints' / 'step_00000004'} (step 4 of 6)\n"
+    # a rerun that asks for fewer steps than were done: said so, not "(step 6 of 3)"
+    assert main(_train(run, "train.steps=3", "train.save_every=2")) == 0
+    assert capsys.readouterr().err == (f"notice: resuming from {run / 'checkpoints' / 'step_00000006'} (step 6: "
+                                       "train.steps=3 is reached, nothing left to train)\n")
+
+
+def test_a_torn_metrics_line_is_a_one_line_notice(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train(run, "train.steps=2", "train.save_every=2")) == 0
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "train/lo')  # a kill while a line was appended
+    capsys.readouterr()
+    assert main(_train(run, "train.steps=4", "train.save_every=2")) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any(x.startswith("notice: ") and "metrics.jsonl" in x for x in lines), lines
+    assert not any("Warning" in x or "warn(" in x for x in lines), lines
 
 
 def test_a_damaged_checkpoint_is_a_one_line_notice_and_the_run_resumes_from_the_one_before(tmp_path, capsys):

@@ -58,18 +58,20 @@ def _refused(e: BaseException) -> BaseException:
 
 @contextmanager
 def _warnings_as_notices():
-    """While the block runs, a damaged checkpoint that a resumed run skips (`CheckpointSkipped`, a warning of the
-    library) is printed as this command's one-line notice when it happens, not in Python's warning format with the
-    source line that raised it. Other warnings print as before."""
+    """While the block runs, a damaged checkpoint that a resumed run skips (`CheckpointSkipped`) and a torn last line
+    of metrics.jsonl that it drops (`TornMetricsLine`), warnings of the library, are printed as this command's
+    one-line notices when they happen, not in Python's warning format with the source line that raised them. Other
+    warnings print as before."""
     import warnings
 
     from ..train.checkpoint import CheckpointSkipped
+    from ..train.metrics import TornMetricsLine
 
     with warnings.catch_warnings():  # restores warnings.showwarning on exit
         show = warnings.showwarning
 
         def notice(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, CheckpointSkipped):
+            if issubclass(category, (CheckpointSkipped, TornMetricsLine)):
                 _notice(str(message))
             else:
                 show(message, category, filename, lineno, file, line)

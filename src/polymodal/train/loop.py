@@ -173,7 +173,9 @@ def _train(cfg: ExperimentConfig, info, objective, run_dir: Path) -> TrainResult
         if progress.data is not None:
             objective.load_data_state(progress.data)  # a streaming loader continues where it stopped
         if info.is_main:  # a rerun otherwise looks like a fresh start (nothing printed under train.progress=false)
-            _notice(f"resuming from {latest} (step {progress.step} of {t.steps})")
+            left = (f"step {progress.step} of {t.steps}" if progress.step < t.steps else
+                    f"step {progress.step}: train.steps={t.steps} is reached, nothing left to train")
+            _notice(f"resuming from {latest} ({left})")
     d = cfg.data
     if info.is_main and d.source == "tokens" and d.val_samples > 0 and not d.val_path:
         # The token stream trains on every sample of its datasets, the head of the first one included.
