@@ -49,3 +49,15 @@ def test_retrieval_from_the_embedding_it_predicts_is_a_400(stopped_app):
         assert stopped_app.state.queue.waiting == 0
         r = client.post("/api/retrieve", json={"inputs": {"caption": "a cube"}})  # without it: queued as before
         assert r.status_code == 202 and stopped_app.state.queue.waiting == 1
+
+
+def test_a_text_far_past_what_the_model_reads_is_refused_before_tokenizing(stopped_app):
+    """A caption of megabytes was tokenized whole in the request check (about 1 s per MB of the worker's time) only
+    to be cut at 256 tokens; now a 413 from its length alone. A long but reasonable text still queues."""
+    with TestClient(stopped_app) as client:
+        r = client.post("/api/generate", json={"inputs": {"caption": "a red cube " * 200_000}, "targets": ["depth"]})
+        assert r.status_code == 413, r.text
+        assert r.json()["error"].startswith("caption: the text is 2,200,000 characters, over the limit of 20,000")
+        assert stopped_app.state.queue.waiting == 0
+        r = client.post("/api/generate", json={"inputs": {"caption": "a red cube " * 1000}, "targets": ["depth"]})
+        assert r.status_code == 202, r.text

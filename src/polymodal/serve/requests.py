@@ -41,6 +41,9 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # checked from the header before decoding (a sma
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a whole request: the image in base64 (4/3 of its size) and the rest
 # A real request nests 6 deep at most (body > inputs > det > a sample's boxes > a box > its coordinates).
 MAX_DEPTH = 20
+# A text input: the model reads at most 256 tokens (~1,500 characters of English); tokenizing a whole 8 MB body
+# took ~8 s of the worker's time only to cut it there.
+MAX_TEXT_CHARS = 20_000
 MAX_NUMBER = 10**15  # far past any value a request holds (seeds < 2**31, pixel sizes, metadata counts)
 
 
@@ -233,6 +236,9 @@ def user_inputs(pipe: Pipeline, body: Any) -> dict[str, Any]:
             if base in ("caption", "text"):
                 if not isinstance(v, str):
                     raise RequestError(f"{name}: must be text")
+                if len(v) > MAX_TEXT_CHARS:
+                    raise RequestError(f"{name}: the text is {len(v):,} characters, over the limit of "
+                                       f"{MAX_TEXT_CHARS:,} (the model reads its first {mod.max_length} tokens)", 413)
                 values[name] = v
             else:
                 values[name] = _structured(name, base, v)
