@@ -155,3 +155,14 @@ def test_every_recipe_validates_and_round_trips(tmp_path, monkeypatch):
         cfg = load_recipe(str(recipe))
         assert isinstance(cfg, ExperimentConfig), recipe.name
         assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg, recipe.name
+
+
+@pytest.mark.parametrize("field,value", [("mixture", {"data/a": 1.0}), ("text_tokenizer", "tok.json"),
+                                         ("val_path", "data/val")])
+def test_token_stream_fields_on_another_source_are_refused(field, value):
+    """Only data.source=tokens reads them; on the world's index-addressed sources they were ignored without a word."""
+    from polymodal.config import ConfigError, DataConfig
+
+    with pytest.raises(ConfigError, match=rf"^data.{field}: set for data.source='world', which does not read it"):
+        DataConfig(source="world", **{field: value})
+    assert getattr(DataConfig(source="tokens", **{field: value}), field) == value

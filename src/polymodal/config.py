@@ -315,6 +315,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "data")
+        # read only by the token stream: on any other source they would be ignored without a word
+        for name in ("mixture", "text_tokenizer", "val_path"):
+            if getattr(self, name) and self.source != "tokens":
+                raise ConfigError(f"data.{name}: set for data.source={self.source!r}, which does not read it (it "
+                                  "is for data.source=tokens, pre-tokenized datasets)")
 
 
 @dataclass(frozen=True)
