@@ -9,7 +9,7 @@ from polymodal.cli import main
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "no/such/recipe.py"], "polymodal: recipe 'no/such/recipe.py' not found"),
+    (["train", "no/such/recipe.py"], "polymodal train: recipe 'no/such/recipe.py' not found"),
     (["train", "configs/fourm_tiny_cpu.py", "masking.mixture=nope"],
      "polymodal train: masking.mixture: got 'nope', expected one of 'uniform', '4m21'"),
 ])
@@ -44,3 +44,8 @@ def test_a_reader_that_goes_away_is_not_a_traceback():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) in (0, 141), err  # 0 if the listing had been written before the close
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_missing_tokenizer_recipe_names_its_command(capsys):
+    assert main(["tokenizer", "train", "no/such/recipe.py"]) == 2
+    assert capsys.readouterr().err == "polymodal tokenizer train: recipe 'no/such/recipe.py' not found\n"

@@ -78,7 +78,7 @@ def test_a_recipe_whose_config_is_not_an_experiment_is_one_line(tmp_path, capsys
     recipe = tmp_path / "five.py"
     recipe.write_text("def config():\n    return 5\n")
     assert main(["train", str(recipe)]) == 2
-    assert _one_line(capsys) == f"polymodal: recipe {recipe}: config() returned int, not an ExperimentConfig"
+    assert _one_line(capsys) == f"polymodal train: recipe {recipe}: config() returned int, not an ExperimentConfig"
 
 
 def test_a_text_tokenizer_out_folder_under_a_file_is_one_line(tmp_path, capsys):
@@ -96,14 +96,14 @@ def test_a_recipe_that_does_not_parse_names_the_file_and_line(tmp_path, capsys):
     recipe = tmp_path / "bad.py"
     recipe.write_text("def config():\n    return (\n")
     assert main(["train", str(recipe)]) == 2
-    assert _one_line(capsys) == f"polymodal: recipe {recipe}: line 2: '(' was never closed"
+    assert _one_line(capsys) == f"polymodal train: recipe {recipe}: line 2: '(' was never closed"
 
 
 def test_a_recipes_own_refusal_is_prefixed_with_the_recipe(tmp_path, capsys):
     recipe = tmp_path / "env.py"  # as configs/transfer_world64.py refuses a bad POLYMODAL_TRANSFER
     recipe.write_text("def config():\n    raise SystemExit(\"POLYMODAL_X: 'bad' is not one of a, b\")\n")
     assert main(["train", str(recipe)]) == 2
-    assert _one_line(capsys) == f"polymodal: recipe {recipe}: POLYMODAL_X: 'bad' is not one of a, b"
+    assert _one_line(capsys) == f"polymodal train: recipe {recipe}: POLYMODAL_X: 'bad' is not one of a, b"
 
 
 def test_a_run_folder_of_another_objective_is_named_as_such(tmp_path, capsys):

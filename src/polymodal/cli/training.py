@@ -18,32 +18,34 @@ def _done(result) -> str:
     return f"done: {result.steps} steps, training loss {result.final_loss:.4f}"
 
 
-def load_recipe(path: str):
-    """A recipe is a Python file under configs/ defining ``config() -> ExperimentConfig``."""
+def load_recipe(path: str, command: str = "train"):
+    """A recipe is a Python file under configs/ defining ``config() -> ExperimentConfig``; its refusals name
+    ``command`` as every other refusal of the command line does ('polymodal train: recipe ...')."""
     import importlib.util
     from pathlib import Path
 
+    who = f"polymodal {command}"
     file = Path(path)
     if not file.is_file():
-        raise SystemExit(f"polymodal: recipe {path!r} not found")
+        raise SystemExit(f"{who}: recipe {path!r} not found")
     spec = importlib.util.spec_from_file_location(f"polymodal_recipe_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:  # the file and line are all there is to say; any other error keeps its traceback
-        raise SystemExit(f"polymodal: recipe {path}: line {e.lineno}: {e.msg}") from None
+        raise SystemExit(f"{who}: recipe {path}: line {e.lineno}: {e.msg}") from None
     if not hasattr(module, "config"):
-        raise SystemExit(f"polymodal: recipe {path} defines no config() function")
+        raise SystemExit(f"{who}: recipe {path} defines no config() function")
     from ..config import ExperimentConfig
 
     try:
         cfg = module.config()
     except SystemExit as e:  # a recipe's own refusal (a bad POLYMODAL_* variable): say whose it is
         if isinstance(e.code, str) and not e.code.startswith("polymodal"):
-            raise SystemExit(f"polymodal: recipe {path}: {e.code}") from None
+            raise SystemExit(f"{who}: recipe {path}: {e.code}") from None
         raise
     if not isinstance(cfg, ExperimentConfig):
-        raise SystemExit(f"polymodal: recipe {path}: config() returned {type(cfg).__name__}, not an ExperimentConfig")
+        raise SystemExit(f"{who}: recipe {path}: config() returned {type(cfg).__name__}, not an ExperimentConfig")
     return cfg
 
 
@@ -102,7 +104,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from ..train.loop import CheckpointMismatch, TrainingDiverged, train
 
     try:
-        cfg = apply_overrides(load_recipe(args.recipe), args.overrides)
+        cfg = apply_overrides(load_recipe(args.recipe, "tokenizer train"), args.overrides)
         if not cfg.objective.startswith("tokenizer"):
             raise ConfigError(f"{args.recipe} trains objective {cfg.objective!r}, not a tokenizer (use "
                               "`polymodal train`)")
