@@ -22,7 +22,6 @@ def load_recipe(path: str, command: str = "train"):
     """A recipe is a Python file under configs/ defining ``config() -> ExperimentConfig``; its refusals name
     ``command`` as every other refusal of the command line does ('polymodal train: recipe ...')."""
     import importlib.util
-    from pathlib import Path
 
     who = f"polymodal {command}"
     file = Path(path)

@@ -141,6 +141,8 @@ def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_s
     name = name or (f"image file {str(source)!r}" if isinstance(source, (str, os.PathLike)) else "the image")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise ImageFileError(f"{name} is a folder, not an image file")
         if not path.is_file():
             raise ImageFileError(f"{name} not found")
         if path.stat().st_size == 0:  # PIL would say "cannot identify", the same as for a text file

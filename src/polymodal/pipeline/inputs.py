@@ -66,14 +66,8 @@ def read_image(path: str | Path, what: str, mode: str = "RGB") -> Image.Image:
 
 
 def _read(path: str | Path, what: str, mode: str) -> tuple[Image.Image, tuple[int, int]]:
-    file = Path(path).expanduser()
-    # named here: the reader says "not found" of a folder and gives Pillow's file-object repr for an empty file
-    if file.is_dir():
-        raise PipelineError(f"{what}: image file {str(file)!r} is a folder, not an image file")
-    if file.is_file() and file.stat().st_size == 0:
-        raise PipelineError(f"{what}: image file {str(file)!r} is empty (0 bytes)")
-    try:
-        return open_image(path, mode=mode, name=f"image file {str(file)!r}")
+    try:  # open_image names a missing, empty, folder or non-image file itself
+        return open_image(path, mode=mode, name=f"image file {str(Path(path).expanduser())!r}")
     except ImageFileError as e:
         raise PipelineError(f"{what}: {e}") from None
 
