@@ -143,19 +143,13 @@ def config_from_official(raw: dict[str, Any], shapes: dict[str, tuple[int, ...]]
         except KeyError as e:  # still a KeyError (what callers catch for an unknown modality), now naming the file
             raise KeyError(f"{source}: {e.args[0]}") from None
 
+    # Worded as a released tokenizer's arguments are (`config.json_number`, `json_flag`); unlike there
+    # (`reference_arg`), a null here is a bad value, not the default.
     def num(key: str, kind: type, default: Any = None) -> Any:
-        value = raw.get(key, default)
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            what = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{source}: {key}={value!r} is not {what}") from None
+        return config_lib.json_number(raw.get(key, default), kind, key, source)
 
     def flag(key: str, default: bool) -> bool:
-        value = raw.get(key, default)
-        if value not in (True, False):  # bool("false") is True: a string must not flip a layer choice silently
-            raise ConfigError(f"{source}: {key}={value!r} is not true or false")
-        return bool(value)
+        return config_lib.json_flag(raw.get(key, default), key, source)
 
     try:
         return ModelConfig(

@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ...config import json_flag, json_number
 from ...hub import partial_snapshot_hint
 from ...nn.loading import assign_state, check_dtype, parameters_on_meta, read_safetensors
 from ..base import CONFIG, WEIGHTS, TokenizerLoadError, checked_state
@@ -175,13 +176,8 @@ def reference_arg(args: dict, key: str, kind: type, default: Any, where: Path | 
     if value is None:
         return default
     if kind is bool:
-        if value not in (True, False):
-            raise TokenizerLoadError(f"{where}: {key}={value!r} is not true or false")
-        return bool(value)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise TokenizerLoadError(f"{where}: {key}={value!r} is not an integer") from None
+        return json_flag(value, key, where, error=TokenizerLoadError)
+    return json_number(value, int, key, where, error=TokenizerLoadError)
 
 
 def save_official(model: OfficialVQVAE, path: str | Path) -> Path:
