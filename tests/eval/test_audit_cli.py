@@ -85,6 +85,20 @@ def test_probe_refuses_in_one_line_before_any_fit(files, capsys, monkeypatch, ex
     assert err == said.replace("A_FILE", str(d / "a_file"))
 
 
+@pytest.mark.parametrize("command", ["eval", "probe"])
+def test_an_out_below_a_file_is_refused_before_any_work(files, capsys, monkeypatch, command):
+    """The commands' one --out check (`pipeline.outputs.check_out`): a file where a folder above --out would be
+    made was found only when the report was written, after the scoring or the fits."""
+    from polymodal.eval import probe
+
+    d, bundle = files
+    monkeypatch.setattr(probe, "world_scenes", lambda *a, **k: pytest.fail("rendered scenes before refusing"))
+    out = d / "a_file" / "report"
+    extra = ["--n", "1", "--tasks", "depth"] if command == "eval" else ["--train", "10", "--test", "2"]
+    err = _refused([command, "--model", str(bundle), *extra, "--out", str(out), "--quiet"], capsys)
+    assert err == f"polymodal {command}: --out {out}: {d / 'a_file'} is a file, not a folder\n"
+
+
 @pytest.mark.parametrize("compare, said", [
     (["--compare", "tiny=BUNDLE"], "polymodal eval: --compare tiny=BUNDLE: tiny is the model's own column; give the "
                                    "compared model another name\n"),

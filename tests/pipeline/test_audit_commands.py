@@ -37,7 +37,7 @@ def test_generate_out_an_existing_file_is_refused_before_generating(bundle, imag
     out.write_text("mine")
     rc, err = _run(capsys, "generate", "--model", str(bundle), "--from", f"rgb={image}", "--to", "depth",
                    "--out", str(out))
-    assert rc == 2 and err == f"polymodal generate: --out {out} is a file; give a folder to write into\n"
+    assert rc == 2 and err == f"polymodal generate: --out {out} is a file, not a folder\n"
     assert out.read_text() == "mine"
 
 
@@ -45,7 +45,7 @@ def test_demo_out_an_existing_file_is_refused(bundle, tmp_path, capsys):
     out = tmp_path / "taken"
     out.write_text("mine")
     rc, err = _run(capsys, "demo", "--model", str(bundle), "--out", str(out))
-    assert rc == 2 and err == f"polymodal demo: --out {out} is a file; give a folder to write into\n"
+    assert rc == 2 and err == f"polymodal demo: --out {out} is a file, not a folder\n"
 
 
 @pytest.mark.parametrize("scenes", ["0", "-1"])
@@ -62,7 +62,7 @@ def test_embed_out_a_folder_is_refused_before_embedding(bundle, image, tmp_path,
     out = tmp_path / "features"
     out.mkdir()
     rc, err = _run(capsys, "embed", "--model", str(bundle), "--images", str(images), "--out", str(out), "--quiet")
-    assert rc == 2 and err == f"polymodal embed: --out {out} is a folder; give a .safetensors file to write\n"
+    assert rc == 2 and err == f"polymodal embed: --out {out} is a folder, not a .safetensors file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "images"]  # no features.tmp left
 
 

@@ -64,7 +64,14 @@ def _run(args, capsys) -> str:
 def test_build_into_a_file_is_one_line(files, capsys):
     d, _ = files
     err = _run(["retrieve", "build", str(d / "world"), "--out", str(d / "a_file")], capsys)
-    assert err.startswith("polymodal retrieve build: ") and "a_file" in err
+    assert err == f"polymodal retrieve build: --out {d / 'a_file'} is a file, not a folder\n"  # the commands' line
+
+
+def test_build_below_a_file_is_one_line(files, capsys):
+    d, _ = files
+    out = d / "a_file" / "index"
+    err = _run(["retrieve", "build", str(d / "world"), "--out", str(out)], capsys)
+    assert err == f"polymodal retrieve build: --out {out}: {d / 'a_file'} is a file, not a folder\n"
 
 
 @pytest.mark.parametrize("limit", ["0", "-1"])

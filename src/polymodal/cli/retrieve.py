@@ -15,7 +15,7 @@ def _cmd_retrieve_build(args: argparse.Namespace) -> int:
     try:
         _check_out(args.out)
         index = GalleryIndex.from_world(args.world, modality=args.modality, metric=args.metric, limit=args.limit)
-        index.save(args.out)  # an --out that is a file: one line, as any other bad argument
+        index.save(args.out)
     except (ValueError, KeyError, OSError, ShardError) as e:
         return _fail("retrieve build", e)
     print(f"{index}: {args.out}")
@@ -90,11 +90,12 @@ def _cmd_retrieve_query(args: argparse.Namespace) -> int:
 
 def _check_out(out: str) -> None:
     """An --out folder must be new, empty or a gallery index (rewritten in place): the index's README.md and
-    config.json would replace another folder's (a world's, a model's)."""
+    config.json would replace another folder's (a world's, a model's); a file there is the commands' one check."""
     import json
-    from pathlib import Path
 
-    path = Path(out)
+    from ..pipeline.outputs import check_out
+
+    path = check_out(out, "--out")
     if not path.is_dir() or not any(path.iterdir()):
         return
     try:

@@ -100,9 +100,14 @@ def run(model: str | None, out: str, *, data: str | None = None, world_seed: int
 
 
 def out_is_file(out: str, command: str) -> None:
-    """Refuse an --out that names a file, before the run rather than at its end."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise SystemExit(f"polymodal {command}: --out {out} is a file, not a folder")
+    """Refuse an --out that names a file (or lies below one), before the run rather than at its end: the
+    commands' one check (`pipeline.outputs.check_out`), as ``polymodal COMMAND: ...``."""
+    from ..pipeline.outputs import check_out
+
+    try:
+        check_out(out, "--out")
+    except ValueError as e:
+        raise SystemExit(f"polymodal {command}: {e}") from None
 
 
 def _load(folder: str):

@@ -32,7 +32,7 @@ from ..modalities import Kind
 from ..model.features import EncoderFeatures
 from ..tokenizers.text_layout import EOS, PAD
 from .inputs import PipelineError, read_image
-from .outputs import check_parents
+from .outputs import check_out
 
 if TYPE_CHECKING:
     from .bundle import Pipeline
@@ -105,13 +105,8 @@ def list_images(folder: str | os.PathLike) -> list[str]:
 
 
 def check_out_file(out: str | os.PathLike, what: str = "out") -> Path:
-    """``out`` as a file to write (absent or a file); a PipelineError naming ``what`` if it is a folder, before any
-    image is embedded (the final rename would fail only after all of them)."""
-    path = Path(out)
-    if path.is_dir():
-        raise PipelineError(f"{what} {out} is a folder; give a .safetensors file to write")
-    check_parents(path, what)
-    return path
+    """`check_out` of the .safetensors file to write, before any image is embedded."""
+    return check_out(out, what, file=".safetensors")
 
 
 def embed_folder(pipe: Pipeline, images: str | os.PathLike, out: str | os.PathLike, *, batch_size: int = 32,

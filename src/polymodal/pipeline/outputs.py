@@ -134,7 +134,7 @@ class Outputs:
     def save(self, out_dir: str | Path, *, size: int = 128) -> list[Path]:
         """Write every output as a file (see the module table), ``tokens.safetensors`` and ``grid.png``; returns
         the paths written."""
-        out = check_out_folder(out_dir)
+        out = check_out(out_dir, "out_dir")
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         raw: dict[str, torch.Tensor] = {}
@@ -181,24 +181,25 @@ def _row(value: Any, b: int) -> Any:
     return value[b] if len(value) > 1 else value[0]
 
 
-def check_out_folder(path: str | Path, what: str = "out_dir") -> Path:
-    """``path`` as a folder to write into (absent or a folder); a PipelineError naming ``what`` if it is a file, so
-    a command refuses it before any work rather than after (``mkdir``'s bare "[Errno 17] File exists")."""
+def check_out(path: str | Path, what: str = "out", *, file: str = "") -> Path:
+    """``path`` as the place to write a folder (``file`` empty) or a file (``file`` names its kind: ".safetensors"),
+    checked before any work rather than after it (``mkdir``'s bare "[Errno 17] File exists", a rename that fails
+    once every image is embedded): a PipelineError naming ``what`` if a file stands where the folder goes, a
+    folder where the file goes, or a file where a folder above ``path`` would be made. The one check of every
+    command's --out (`pipeline`, `eval`, `cli`)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise PipelineError(f"{what} {path} is a file; give a folder to write into")
-    check_parents(path, what)
-    return path
-
-
-def check_parents(path: Path, what: str) -> None:
-    """A PipelineError if a file stands where a folder above ``path`` would be made ("[Errno 20] Not a
-    directory" only when the outputs are written)."""
+    if path.exists() and path.is_dir() == bool(file):
+        found, wanted = ("a folder", f"a {file} file") if file else ("a file", "a folder")
+        raise PipelineError(f"{what} {path} is {found}, not {wanted}")
     for above in path.parents:
         if above.exists():
             if not above.is_dir():
                 raise PipelineError(f"{what} {path}: {above} is a file, not a folder")
-            return
+            break
+    return path
+
+
+check_out_folder = check_out  # the name the commands import (cli.generate, cli.info, pipeline.demo)
 
 
 def _write_json(path: Path, data: Any) -> Path:
