@@ -38,7 +38,7 @@ def test_an_integer_model_weight_is_refused(tmp_path):
     for dtype in (None, torch.bfloat16):
         with pytest.raises(ValueError) as e:
             FourM.from_pretrained(tmp_path / "m", dtype=dtype)
-        assert str(e.value) == f"{weights}: tensor {key} is int32 in the file, the model holds a floating tensor there"
+        assert str(e.value) == f"{weights}: tensor {key} is int32 in the file, the config expects a floating tensor"
 
 
 @pytest.mark.parametrize(("folder", "key"), [("tok_dinov2_global", "decoder.blocks.0.block.0.weight"),

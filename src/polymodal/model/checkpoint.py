@@ -31,6 +31,7 @@ from ..nn.loading import (
     target_dtypes,
 )
 from ..nn.lora import merged_state_dict
+from ..nn.state_check import missing_unexpected, wrong_kind
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -219,18 +220,14 @@ def adapt_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], *, str
                 raise CheckpointError(f"{source}: {held[0]} and {other} differ in the file, but the config makes "
                                       f"them one parameter{why}")
     # Integers where the model has a floating weight (or the reverse): a damaged or foreign file, not to be cast.
-    for key, t in sd.items():
-        if key in expected and t.is_floating_point() != expected[key].is_floating_point():
-            kind = "a floating" if expected[key].is_floating_point() else "an integer"
-            raise CheckpointError(f"{source}: tensor {key} is {str(t.dtype).removeprefix('torch.')} in the file, "
-                                  f"the model holds {kind} tensor there")
+    if why := wrong_kind(sd, expected):
+        raise CheckpointError(f"{source}: {why}")
     if strict:
         missing = sorted(set(expected) - set(sd))
         unexpected = sorted(set(sd) - set(expected))
         if missing or unexpected:
-            parts = [f"missing ({len(missing)}): {', '.join(missing[:10])}"] if missing else []
-            parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:10])}"] if unexpected else []
-            raise CheckpointError(f"{source}: state dict does not match the model: {'; '.join(parts)}")
+            raise CheckpointError(f"{source}: state dict does not match the model: "
+                                  f"{missing_unexpected(missing, unexpected, show=10)}")
     return sd
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from .. import config as config_lib
 from .. import hub
 from ..nn.loading import assign_state, check_dtype, parameters_on_meta, read_safetensors, target_dtypes
+from ..nn.state_check import missing_unexpected, wrong_kind
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -146,17 +147,19 @@ def checked_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: 
         if key in expected and tuple(t.shape) != tuple(expected[key].shape):
             raise TokenizerLoadError(f"{file}: tensor {key} has shape {tuple(t.shape)} in the file, the config "
                                      f"({path / CONFIG}) expects {tuple(expected[key].shape)}")
-        # Integers where a weight is (or the reverse): a damaged or foreign file, never cast (`read_safetensors`).
-        if key in expected and t.is_floating_point() != expected[key].is_floating_point():
-            kind = "a floating" if expected[key].is_floating_point() else "an integer"
-            raise TokenizerLoadError(f"{file}: tensor {key} is {str(t.dtype).removeprefix('torch.')} in the file, "
-                                     f"the config ({path / CONFIG}) expects {kind} tensor")
+    if why := wrong_kind(state, expected, f"the config ({path / CONFIG})"):
+        raise TokenizerLoadError(f"{file}: {why}")
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
-        parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:5])}"] if unexpected else []
-        raise TokenizerLoadError(f"{file}: the tensors do not match the config ({path / CONFIG}): {'; '.join(parts)}")
+        raise names_differ(path, missing, unexpected)
     return state
+
+
+def names_differ(path: Path, missing: list[str], unexpected: list[str]) -> TokenizerLoadError:
+    """The one-line error of a tokenizer folder whose weights lack tensors of its config (``missing``) or hold
+    others (``unexpected``); `checked_state`'s, and the DiVAE UNet's in the file's own names."""
+    return TokenizerLoadError(f"{path / WEIGHTS}: the tensors do not match the config ({path / CONFIG}): "
+                              f"{missing_unexpected(missing, unexpected)}")
 
 
 def load_tokenizer(path: str | Path, *, dtype: torch.dtype | None = None):

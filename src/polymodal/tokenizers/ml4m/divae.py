@@ -45,6 +45,7 @@ from ..base import (
     check_finite,
     check_token_ids,
     checked_state,
+    names_differ,
 )
 from . import diffusion
 from .folder import read_official_folder, reference_arg
@@ -278,10 +279,7 @@ def _check_unet_shapes(model: DiVAE, unet: dict[str, torch.Tensor], folder: Path
     missing = sorted("decoder." + reference_name(k, expected) for k in expected if k not in names)
     unexpected = sorted("decoder." + theirs for ours, theirs in names.items() if ours not in expected)
     if missing or unexpected:  # the message of `checked_state`, in the file's names
-        parts = [f"missing ({len(missing)}): {', '.join(missing[:5])}"] if missing else []
-        parts += [f"unexpected ({len(unexpected)}): {', '.join(unexpected[:5])}"] if unexpected else []
-        raise TokenizerLoadError(f"{folder / WEIGHTS}: the tensors do not match the config ({folder / CONFIG}): "
-                                 f"{'; '.join(parts)}")
+        raise names_differ(folder, missing, unexpected)
     for ours, theirs in names.items():
         if ours in expected:
             want = tuple(expected[ours].shape)
