@@ -35,7 +35,7 @@ from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
 from .official import ReleaseTokenizers, demo_settings, is_official_model, split_overrides, text_tokenizer_of
 from .official_values import check_decode_settings, decode_release
-from .outputs import Outputs, safe_name
+from .outputs import Outputs, check_not_a_source, remember_sources, safe_name
 from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
 from .settings import check, check_device
 
@@ -122,6 +122,7 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------------- folders
 
     @classmethod
+    @remember_sources
     def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
                         tokenizers: Iterable[str | Path] | Mapping[str, str | Path] = (),
                         device: str | torch.device = "cpu", revision: str | None = None,
@@ -193,7 +194,7 @@ class Pipeline:
         ``half`` stores large floating tensors in float16 (half the bytes; loading casts them back to the module's
         float32), for weights shipped inside a package or downloaded.
         """
-        path = Path(path)
+        path = check_not_a_source(self, path)  # not over the folder it was loaded from
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
         rels = {}

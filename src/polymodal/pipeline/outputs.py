@@ -40,8 +40,9 @@ det, metadata, color_palette, vector, caption ...  their file as above, and ``<n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,34 @@ def check_out(path: str | Path, what: str = "out", *, file: str = "") -> Path:
 
 
 check_out_folder = check_out  # the name the commands import (cli.generate, cli.info, pipeline.demo)
+
+
+def remember_sources(from_pretrained: Callable) -> Callable:
+    """``Pipeline.from_pretrained`` that keeps, as ``pipe.sources``, the local folders and files it read (the model
+    folder, ``text_tokenizer``, the ``tokenizers`` folders; a Hub id is not a local path), for
+    `check_not_a_source` to refuse a save over them."""
+    @functools.wraps(from_pretrained)
+    def load(cls, path, **kwargs):
+        pipe = from_pretrained(cls, path, **kwargs)
+        toks = kwargs.get("tokenizers") or ()
+        toks = list(toks.values()) if isinstance(toks, Mapping) else [str(t).partition("=")[2] or t for t in toks]
+        given = [path, kwargs.get("text_tokenizer"), *toks]
+        pipe.sources = tuple(Path(p).resolve() for p in given if p and Path(p).exists())
+        return pipe
+    return load
+
+
+def check_not_a_source(pipe: Any, path: str | Path) -> Path:
+    """``path`` as the folder to save ``pipe`` into; a PipelineError if it holds a folder or file ``pipe`` was
+    loaded from (`remember_sources`): saving there rewrites the weights it reads (a bundle saved with ``half``
+    over itself became float16 for good), or a failed save leaves neither copy whole."""
+    path = Path(path)
+    target = path.resolve()
+    for source in getattr(pipe, "sources", ()):
+        if source.is_relative_to(target):
+            raise PipelineError(f"{path} holds {source}, which this pipeline was loaded from; save it to another "
+                                "folder")
+    return path
 
 
 def _write_json(path: Path, data: Any) -> Path:
