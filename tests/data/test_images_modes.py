@@ -52,6 +52,36 @@ def test_sixteen_and_thirty_two_bit_greys(tmp_path):
         as_mode(over, "RGB")
 
 
+def test_a_32_bit_grey_of_8_bit_values_is_read_as_8_bit(tmp_path):
+    """A 32-bit grey TIFF (mode "I", how Pillow saves an int32 array) of 0..255 was read as 16-bit: 255 -> 1."""
+    path = save(tmp_path, np.array([[0, 1, 128, 255]], np.int32))
+    assert Image.open(path).mode == "I"
+    assert np.asarray(open_image(path, mode="L")[0]).tolist() == [[0, 1, 128, 255]]
+    assert np.asarray(open_image(path)[0])[..., 2].tolist() == [[0, 1, 128, 255]]
+    assert np.asarray(as_mode(Image.fromarray(np.array([[7, 200]], np.int32)), "L")).tolist() == [[7, 200]]
+    # one value over 255: its scale is 16-bit
+    path = save(tmp_path, np.array([[0, 255, 257, 65535]], np.int32))
+    assert np.asarray(open_image(path, mode="L")[0]).tolist() == [[0, 1, 1, 255]]
+    with pytest.raises(ImageFileError, match=r"has 32-bit grey values from -1 to 255; only 0 to 65535"):
+        open_image(save(tmp_path, np.array([[-1, 255]], np.int32)))
+
+
+def test_a_16_bit_png_of_low_values_stays_16_bit(tmp_path, monkeypatch):
+    """A real 16-bit PNG is 16-bit whatever its values (0..255 of 65535 is nearly black), opened as "I;16" (Pillow
+    13) or as "I" (older Pillows: the raw mode says 16 bits), and its full range maps to 0..255."""
+    from PIL import PngImagePlugin
+
+    low, full = tmp_path / "low.png", tmp_path / "full.png"
+    Image.fromarray(np.array([[0, 128, 255]], np.uint16)).save(low)
+    Image.fromarray(np.array([[0, 257, 32768, 65535]], np.uint16)).save(full)
+    assert Image.open(low).mode == "I;16"
+    assert np.asarray(open_image(low, mode="L")[0]).tolist() == [[0, 0, 1]]
+    monkeypatch.setitem(PngImagePlugin._MODES, (16, 0), ("I", "I;16B"))  # an older Pillow's 16-bit grey PNG
+    assert Image.open(low).mode == "I"
+    assert np.asarray(open_image(low, mode="L")[0]).tolist() == [[0, 0, 1]]
+    assert np.asarray(open_image(full, mode="L")[0]).tolist() == [[0, 1, 128, 255]]
+
+
 def test_the_other_modes_keep_converting_as_before(tmp_path):
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))

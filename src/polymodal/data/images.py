@@ -9,11 +9,13 @@ pipeline's inputs, `polymodal data label`), so that every such place sizes, deco
   decoded, with one line naming it, its size and the limit (`ImageTooLarge`). PIL's own decompression-bomb limit
   (179 MP) still holds before a JPEG's draft. After decoding, the image is box-reduced by a whole factor while its
   short side stays >= ``min_side`` (`DECODE_SIDE`, 1024 px: models take 64-448 px), so later float copies are small;
-- bit depths convert by value, not by clipping: 16-bit greys (``I;16``, and ``I``, read as 0..65535) map to 0..255
-  rounded (65535 -> 255, 32768 -> 128); float greys (``F``, a float TIFF) are read as 0..1 (1.0 -> 255); a 32-bit
-  grey outside 0..65535 or a float one outside 0..1 (or NaN) is refused with one line naming the range found, as
-  no scale can be guessed. Transparent parts (RGBA, LA, a palette's transparency) become white; palettes, 1-bit,
-  CMYK, YCbCr, LAB and HSV go through PIL (every mode PIL has);
+- bit depths convert by value, not by clipping: 16-bit greys (``I;16``, and a file PIL opens as ``I`` that stores
+  16 bits: older Pillows' 16-bit PNGs) map 0..65535 to 0..255 rounded (65535 -> 255, 32768 -> 128); a 32-bit grey
+  (``I``: a 32-bit TIFF, an int32 array) goes by its values: 0..255 are 8-bit values, kept as they are, and any
+  value over 255 makes it 16-bit (0..65535 as above); float greys (``F``, a float TIFF) are read as 0..1 (1.0 ->
+  255); a 32-bit grey outside 0..65535 or a float one outside 0..1 (or NaN) is refused with one line naming the
+  range found, as no scale can be guessed. Transparent parts (RGBA, LA, a palette's transparency) become white;
+  palettes, 1-bit, CMYK, YCbCr, LAB and HSV go through PIL (every mode PIL has);
 - a file that is not an image in a format PIL reads is one line naming it and the formats (`FORMATS`);
 - the EXIF orientation is applied (a phone's portrait photo stands upright), and the size returned is the upright one.
 
@@ -82,26 +84,43 @@ def _bands(img: Image.Image):
         yield y, np.asarray(img.crop((0, y, w, min(h, y + rows))))
 
 
-def _to_eight_bits(img: Image.Image) -> Image.Image:
-    """16-bit grey -> "L", round(v / 257); float grey (0..1, checked) -> "L", round(v * 255)."""
+def _to_eight_bits(img: Image.Image, top: int = 65535) -> Image.Image:
+    """16-bit grey (``top`` 65535) -> "L", round(v * 255 / 65535); 8-bit values in a 32-bit grey (``top`` 255)
+    -> "L" as they are; float grey (0..1, checked) -> "L", round(v * 255)."""
     out = np.empty(img.size[::-1], np.uint8)
     for y, a in _bands(img):
         if img.mode == "F":
             out[y:y + len(a)] = np.rint(np.clip(a, 0, 1) * 255)
         else:
-            out[y:y + len(a)] = (np.clip(a.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
+            out[y:y + len(a)] = (np.clip(a.astype(np.int64), 0, top) * 255 + top // 2) // top
     return Image.fromarray(out)
 
 
+def _grey_top(img: Image.Image, name: str, stored: int | None = None) -> int:
+    """The value that is white in an integer grey: 65535 for 16-bit ones (``I;16``, or ``stored`` 16: what the
+    file holds, when known), else, for a 32-bit grey (``I``), 255 when its values are all 0..255 (8-bit values:
+    read as 16-bit they came out nearly black) and 65535 when some are higher. Values outside 0..65535 have no
+    known scale: refused, naming the range found."""
+    if img.mode != "I":
+        return 65535
+    lo, hi = img.getextrema()
+    if lo < 0 or hi > 65535:
+        raise ImageFileError(f"{name} has 32-bit grey values from {lo} to {hi}; only 0 to 65535 (16-bit) "
+                             "can be read: save it as an 8- or 16-bit image")
+    return 255 if hi <= 255 and stored != 16 else 65535
+
+
+def _stored_bits(img: Image.Image) -> int | None:
+    """16 when a file PIL opens as ``I`` stores unsigned 16-bit values (its raw mode, e.g. "I;16B" of an older
+    Pillow's 16-bit PNG); None when it does not say. Read before ``load``, which clears it."""
+    args = img.tile[0][3] if img.mode == "I" and img.tile else None  # (codec, extents, offset, args)
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    return 16 if raw in ("I;16", "I;16B", "I;16L", "I;16N") else None  # unsigned: a signed one goes by its values
+
+
 def _check_range(img: Image.Image, name: str) -> None:
-    """A 32-bit or float grey whose values have no known scale: refused, naming the range found. 16-bit greys
-    always fit; "I" is read as 16-bit (what PIL opens some 16-bit PNGs and TIFFs as)."""
-    if img.mode == "I":
-        lo, hi = img.getextrema()
-        if lo < 0 or hi > 65535:
-            raise ImageFileError(f"{name} has 32-bit grey values from {lo} to {hi}; only 0 to 65535 (16-bit) "
-                                 "can be read: save it as an 8- or 16-bit image")
-    elif img.mode == "F":
+    """A float grey whose values have no known scale: refused, naming the range found."""
+    if img.mode == "F":
         lo, hi, nan = np.inf, -np.inf, False
         for _, a in _bands(img):  # not getextrema: it skips NaN
             nan = nan or bool(np.isnan(a).any())
@@ -112,14 +131,15 @@ def _check_range(img: Image.Image, name: str) -> None:
                                  "or save it as an 8- or 16-bit image")
 
 
-def as_mode(img: Image.Image, mode: str = "RGB", *, min_side: int | None = None,
-            name: str = "the image") -> Image.Image:
+def as_mode(img: Image.Image, mode: str = "RGB", *, min_side: int | None = None, name: str = "the image",
+            stored: int | None = None) -> Image.Image:
     """``img`` as 8-bit ``mode`` ("RGB" or "L"), bit depth and transparency converted by value (module doc);
     ``min_side``: box-reduced by the largest whole factor that keeps the short side >= it. An image that cannot
-    be converted by value (module doc) is an `ImageFileError` naming ``name``."""
+    be converted by value (module doc) is an `ImageFileError` naming ``name``. ``stored``: the bits a grey's
+    file holds, when known (`open_image` passes 16 for a 16-bit file PIL opens as ``I``)."""
     if img.mode in (*_SIXTEEN, "F"):
         _check_range(img, name)
-        img = _to_eight_bits(img)
+        img = _to_eight_bits(img, 65535 if img.mode == "F" else _grey_top(img, name, stored))
     elif img.mode in _INDIRECT:
         img = img.convert(_INDIRECT[img.mode])
     elif img.mode in ("P", "1"):  # no reduce for these: expand first (P keeps its transparency as alpha)
@@ -161,9 +181,10 @@ def open_image(source: str | os.PathLike | BinaryIO, *, mode: str = "RGB", min_s
                 img.draft(img.mode, (min_side, min_side))  # decode at 1/s scale, both sides still >= min_side
             if img.size[0] * img.size[1] > max_pixels:
                 raise _too_large(name, full, max_pixels)
+            stored = _stored_bits(img)
             img.load()  # everything decoded now: a truncated file fails here, not later
             orientation = img.getexif().get(0x0112, 1)  # after load: a PNG's getexif would decode it first
-            out = as_mode(img, mode, min_side=min_side, name=name)
+            out = as_mode(img, mode, min_side=min_side, name=name, stored=stored)
     except ImageFileError:
         raise
     except Image.DecompressionBombError:  # a frame of a GIF or ICO larger than its header said
