@@ -26,7 +26,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device, adapters=args.adapters,
-                                        dtype=args.dtype)
+                                        dtype=args.dtype, low_memory=args.low_memory)
         galleries = {}
         if args.index:  # checked before generation: a wrong gallery costs no minutes, writes nothing
             from ..retrieval.captions import caption_galleries, nearest_captions, summary_lines, write_captions
@@ -121,6 +121,11 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--k", type=int, default=5, help="nearest captions per global vector with --index (default 5)")
     p.add_argument("--threads", type=int, default=1, help=_THREADS_HELP)
     p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
+    p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="a released 4M model holds one tokenizer at a time, loaded while its input encodes or its "
+                        "output decodes (each checked before the run from its config and header; same outputs; "
+                        "4M-21 B's twelve are 9 GiB in float32). On by default: a run loads each tokenizer once "
+                        "either way (benchmarks/memory_inference.py); a bundle's tokenizers load with it")
     p.add_argument("--dtype", help="the transformer's weights (and a release's DiVAE UNets): float32 (default), "
                                    "bfloat16 (MaskGIT ~3x and DiVAE decodes ~1.7x faster on CPUs with "
                                    "AVX512-BF16/AMX, captions of one image not; greedy tokens can differ from "

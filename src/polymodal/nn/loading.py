@@ -87,7 +87,9 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
 
     Read with plain file reads into fresh tensors, not through a memory map of the file: a map puts every page of
     the file read so far into the process's resident memory until it closes (the whole float32 file, for a load in
-    bfloat16). The header is checked by safetensors itself first (a truncated or damaged file is its error)."""
+    bfloat16). The header is checked by safetensors itself first (a truncated or damaged file is its error).
+    ``device="meta"``: tensors of the header's shapes in the target dtypes, nothing read (a load that checks a
+    folder's fit without holding its weights: `pipeline.official`)."""
     dtypes = dtypes or {}
     with safe_open(str(path), "pt") as f:  # validates the header against the file (offsets, size)
         names = list(f.keys()) if keys is None else list(keys)
@@ -108,6 +110,9 @@ def read_safetensors(path: str | Path, dtypes: dict[str, torch.dtype] | None = N
                     continue
                 want = want if want is not None and want.is_floating_point == kind.is_floating_point else None
                 want = want or (dtype if dtype is not None and kind.is_floating_point else kind)
+                if device == "meta":  # shapes and dtypes only (a fit check): not a byte of the tensors is read
+                    out[k] = torch.empty(info["shape"], dtype=want, device="meta")
+                    continue
                 begin, end = info["data_offsets"]
                 if want == kind:  # read straight into the result
                     t = torch.empty(info["shape"], dtype=kind)
@@ -154,7 +159,12 @@ def assign_state(model: nn.Module, state: dict[str, torch.Tensor], *, strict: bo
         for name in names[1:]:
             owner, _, attr = name.rpartition(".")
             setattr(model.get_submodule(owner) if owner else model, attr, first)
-    left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    # A name counts as given when it, or a name sharing its parameter, is in ``state``: a state read onto the
+    # meta device (`read_safetensors(device="meta")`, a check of shapes) leaves every parameter on meta, rightly.
+    given = set(state)
+    for names in groups:
+        given.update(names if given.intersection(names) else ())
+    left = [n for n, p in model.named_parameters() if p.device.type == "meta" and n not in given]
     if left:
         raise ValueError(f"parameters not in the weights: {', '.join(left[:5])}" + (" ..." if len(left) > 5 else ""))
     if dtype is not None:

@@ -126,7 +126,8 @@ class Pipeline:
     def from_pretrained(cls, path: str | Path, *, text_tokenizer: str | Path | None = None,
                         tokenizers: Iterable[str | Path] | Mapping[str, str | Path] = (),
                         device: str | torch.device = "cpu", revision: str | None = None,
-                        adapters: str | Path | None = None, dtype: torch.dtype | str | None = None) -> Pipeline:
+                        adapters: str | Path | None = None, dtype: torch.dtype | str | None = None,
+                        low_memory: bool = False) -> Pipeline:
         """A bundle folder, or a FourM / official 4M folder with ``text_tokenizer`` and extra tokenizer folders
         (registered before the model loads, so a model over their token modalities loads too). Each of them may
         be a Hub repo id (``owner/name[@revision]``; ``revision`` applies to ``path``), resolved through the Hub
@@ -142,7 +143,12 @@ class Pipeline:
         ``dtype``: the transformer's weights, e.g. ``torch.bfloat16`` or ``"bfloat16"`` (faster generation on CPUs
         with AVX512-BF16 or AMX, and on GPUs; greedy tokens may differ from float32's where two logits are close).
         The tokenizers stay float32 (they run once per input and output), except a released model's DiVAE UNets,
-        which run in ``dtype`` too (its diffusion decodes are most of an RGB -> all run)."""
+        which run in ``dtype`` too (its diffusion decodes are most of an RGB -> all run).
+
+        ``low_memory``: a released model holds at most one tokenizer folder (beside the text tokenizer) at a time:
+        each is checked before a run from its config and weights' header and loaded only while its inputs are
+        encoded or its output decoded, then released (`official.ReleaseTokenizers`; same outputs). A bundle's
+        tokenizers, polymodal's own and small, are loaded with it either way."""
         dtype = model_dtype(dtype)
         device = check_device(device)  # before anything loads or downloads
         path = hub.resolve(path, revision=revision, allow_patterns=_HUB_FILES)
@@ -155,7 +161,7 @@ class Pipeline:
             # bf16 +0.0001-0.0002 abs-rel on a trained depth decoder (benchmarks/divae_quality.py's decoder).
             diffusion = dtype if dtype is not None and dtype != torch.float32 else None
             return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text,
-                                                diffusion_dtype=diffusion))
+                                                diffusion_dtype=diffusion, low_memory=low_memory))
         toks: dict[str, Any] = {}
         info: dict = {}
         model_dir = path
@@ -278,12 +284,18 @@ class Pipeline:
                                             norm=self.pixels.get(name, {}), resize=resize, notify=notify, res=side,
                                             paths=paths)
             conds[name] = cond.to(self.model.mask_token.device) if isinstance(cond, torch.Tensor) else cond
+            self._release([name])  # encoded: in low-memory mode its tokenizer goes before the next one loads
             if show is not None:
                 shown[name], kinds[name] = show, kind
         sizes = {n: (c.shape[0] if isinstance(c, torch.Tensor) else c.batch_size) for n, c in conds.items()}
         if len(set(sizes.values()) - {1}) > 1:
             raise PipelineError(f"inputs have different batch sizes: {sizes}")
         return conds, shown, kinds
+
+    def _release(self, names: Iterable[str]) -> None:
+        """A released model's tokenizers of ``names`` released (low-memory mode; `ReleaseTokenizers.release`)."""
+        if isinstance(self.tokenizers, ReleaseTokenizers):
+            self.tokenizers.release(names)
 
     def _image_side(self) -> int:
         """The side in pixels of this model's images, which pixel boxes (the world's det) are measured in: its pixel
@@ -381,6 +393,7 @@ class Pipeline:
         if release:  # every tokenizer the run needs, loaded and checked before any input is read
             given = list(self.resolve_inputs(inputs).values())
             self.tokenizers.require([*given, *self.plan(targets, plan=plan, steps=steps, given=given).targets])
+            self._release(self.tokenizers.loaded)  # low-memory: what an earlier look-up left loaded goes first
         conds, shown, kinds = self.prepare(inputs, resize=resize, notify=note, paths=paths)
         the_plan = self.plan(targets, plan=plan, steps=steps, temperature=temperature, guidance=guidance,
                              top_k=top_k, top_p=top_p, given=list(conds))

@@ -23,12 +23,22 @@ and its codebook must be the model's vocabulary for the domain, its token grid t
 `PipelineError` line naming the domain, the folder and what differs. The text tokenizer (caption, det, metadata,
 ...) is 4M's WordPiece file `hub.TEXT_TOKENIZER_FILE`, which the model repos do not hold: pass it, or a sequence
 input or output is refused with a line naming the file.
+
+Low-memory mode (``ReleaseTokenizers(low_memory=True)``, ``Pipeline.from_pretrained(low_memory=True)``,
+``polymodal generate --low-memory``): a generation holds at most one tokenizer folder at a time, beside the text
+tokenizer. `require` checks each folder's fit from its config and its safetensors header alone (the tokenizer
+built on the meta device: every check of a load, no weight read, ~0.1 s a folder), and `release` drops a
+tokenizer after its last use in a call (the pipeline releases each input's after encoding it, each output's
+after decoding it). 4M-21 B's twelve folders are 9.0 GiB in float32 (benchmarks/memory_inference.py).
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import dataclasses
+import gc
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -91,11 +101,13 @@ class ReleaseTokenizers(Mapping):
     looked up; ``"text"`` -> the text tokenizer when one was given. ``in`` and iteration load nothing.
 
     ``overrides``: domain -> folder or repo id replacing the release's; ``given``: domain -> a tokenizer object
-    already in memory (checked by `check_fit` here)."""
+    already in memory (checked by `check_fit` here). ``low_memory``: `require` checks without loading and
+    `release` frees (see the module docstring); otherwise a tokenizer once loaded is kept."""
 
     def __init__(self, cfg: ModelConfig, *, overrides: Mapping[str, str | Path] | None = None, text: Any = None,
-                 given: Mapping[str, Any] | None = None, diffusion_dtype: torch.dtype | None = None):
-        self.cfg, self.diffusion_dtype = cfg, diffusion_dtype
+                 given: Mapping[str, Any] | None = None, diffusion_dtype: torch.dtype | None = None,
+                 low_memory: bool = False):
+        self.cfg, self.diffusion_dtype, self.low_memory = cfg, diffusion_dtype, low_memory
         domains = list(dict.fromkeys((*cfg.domains_in, *cfg.domains_out)))
         served = [d for d in domains if base_name(d) in FAMILIES
                   and (cfg.modality(d).kind is Kind.IMAGE_TOKENS or d in CODE_DOMAINS)]
@@ -108,6 +120,9 @@ class ReleaseTokenizers(Mapping):
             self.sources[domain] = folder
         self._loaded: dict[str, Any] = {} if text is None else {TEXT: text}
         self._folders: dict[Path, Any] = {}  # each folder read once, whatever the domains it serves
+        self._resolved: dict[str, Path] = {}  # domain -> its source's local folder (a Hub id asked once)
+        self._checked: set[str] = set()  # domains whose folder `require` found fitting (low-memory mode)
+        self._given = set(given or ())  # the caller's objects: never released here
         for domain, tok in (given or {}).items():
             if domain not in served:
                 raise PipelineError(f"{domain} is not a tokenized domain of this model (its tokenized domains: "
@@ -121,9 +136,14 @@ class ReleaseTokenizers(Mapping):
         if name not in self.sources:
             raise KeyError(name)
         tok = load_domain_tokenizer(name, self.sources[name], self.cfg.modality(name), loaded=self._folders,
-                                    diffusion_dtype=self.diffusion_dtype)
+                                    diffusion_dtype=self.diffusion_dtype, folder=self._folder(name))
         self._loaded[name] = tok
         return tok
+
+    def _folder(self, name: str) -> Path:
+        if name not in self._resolved:
+            self._resolved[name] = hub.resolve(self.sources[name], allow_patterns=_HUB_FILES, what="tokenizer folder")
+        return self._resolved[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._loaded or name in self.sources
@@ -141,14 +161,58 @@ class ReleaseTokenizers(Mapping):
 
     def require(self, names: Iterable[str]) -> None:
         """Load (and check) every tokenizer that inputs or outputs ``names`` need, before anything runs: a
-        missing text tokenizer or a misfit is refused here, not after minutes of generation."""
+        missing text tokenizer or a misfit is refused here, not after minutes of generation. In low-memory mode
+        each is checked on the meta device instead (its config and its weights' header; nothing kept)."""
         names = list(names)
         for name in names:  # the text tokenizer first: it is a file to pass, the others come from the Hub
             if self.cfg.modality(name).kind is Kind.SEQUENCE and TEXT not in self._loaded:
                 raise PipelineError(MISSING_TEXT.format(name=name))
         for name in names:
-            if name in self.sources:
+            if name not in self.sources:
+                continue
+            if not self.low_memory:
                 self[name]
+            elif name not in self._loaded and name not in self._checked:
+                load_domain_tokenizer(name, self.sources[name], self.cfg.modality(name), folder=self._folder(name),
+                                      device="meta")  # built, checked and dropped: no weight read
+                self._checked.add(name)
+
+    def release(self, names: Iterable[str], *, later: Iterable[str] = ()) -> None:
+        """In low-memory mode, drop the loaded tokenizers of ``names`` and give their memory back (a folder that a
+        domain in ``later`` also reads is kept until then: 4M-21's one edge DiVAE); the text tokenizer and
+        tokenizers given as objects stay. Does nothing otherwise: a tokenizer once loaded is kept."""
+        later = set(later)
+        drop = [n for n in names if self.low_memory and n in self._loaded and n in self.sources
+                and n not in self._given and n not in later]
+        for name in drop:
+            del self._loaded[name]
+        kept = [n for n in (*self._loaded, *later) if n in self.sources]
+        for name in drop:
+            folder = self._resolved.get(name)
+            if not any(self.sources[n] == self.sources[name] or self._resolved.get(n) == folder for n in kept):
+                self._folders.pop(folder, None)
+        if drop:
+            free_memory()
+
+
+def _trim_function() -> Any:
+    """glibc's ``malloc_trim``, or None on another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _trim_function()
+
+
+def free_memory() -> None:
+    """Give freed weights back to the system: collect cycles (modules hold some), then ask glibc to return its
+    free heap pages. Without the trim, a released B-size DiVAE's many tensors under glibc's mmap threshold stayed
+    in the process's resident memory (benchmarks/memory_inference.py)."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _reference_args(folder: Path) -> dict | None:
@@ -180,15 +244,18 @@ def _what(tok: Any) -> str:
 
 
 def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality, *,
-                          loaded: dict[Path, Any] | None = None, diffusion_dtype: torch.dtype | None = None) -> Any:
+                          loaded: dict[Path, Any] | None = None, diffusion_dtype: torch.dtype | None = None,
+                          folder: Path | None = None, device: str = "cpu") -> Any:
     """The tokenizer of ``source`` (a folder or a Hub repo id) for ``domain``, checked by `check_fit`; a
     `PipelineError` naming the domain and the folder when it does not fit, a `hub.HubError` when it is not there.
 
     ``loaded``: folder -> tokenizer read so far; a folder serving a second domain (4M-21's one edge DiVAE for
     canny and SAM edges) is not read again: the domain gets a copy sharing its weights, named for the domain.
     ``diffusion_dtype``: a DiVAE's UNet in that dtype (torch.bfloat16: ~1.7x faster decodes on CPUs with AVX-512
-    BF16, at +0.0001-0.0002 abs-rel on a trained depth decoder: benchmarks/divae_quality.py)."""
-    folder = hub.resolve(source, allow_patterns=_HUB_FILES, what="tokenizer folder")
+    BF16, at +0.0001-0.0002 abs-rel on a trained depth decoder: benchmarks/divae_quality.py). ``folder``: the
+    local folder of ``source`` when already resolved. ``device="meta"``: a released folder's tokenizer built on
+    the meta device from its config and its weights' header (every check of a load, no weight read)."""
+    folder = folder or hub.resolve(source, allow_patterns=_HUB_FILES, what="tokenizer folder")
     family, values = FAMILIES[base_name(domain)]
     if loaded is not None and folder in loaded and loaded[folder].cfg.values == values:
         tok = for_domain(loaded[folder], domain)
@@ -208,12 +275,12 @@ def load_domain_tokenizer(domain: str, source: str | Path, mod: Modality, *,
             if divae and channels is not None and channels != CHANNELS[values]:
                 raise PipelineError(f"{domain}: tokenizer {source} reads {channels}-channel images, {domain} takes "
                                     f"{_a(values)} DiVAE of {CHANNELS[values]} channels")
-            tok = load_official_tokenizer(folder, name=domain, image_size=domain_size(domain),
+            tok = load_official_tokenizer(folder, name=domain, image_size=domain_size(domain), map_location=device,
                                           decoder_dtype=diffusion_dtype)  # a VQ-VAE ignores it
     except (KeyError, TypeError) as e:  # a folder whose arguments miss or mistype what its family needs
         raise PipelineError(f"{domain}: tokenizer {source} cannot be read ({e})") from None
     check_fit(domain, tok, mod, source)
-    if loaded is not None:
+    if loaded is not None and device != "meta":
         loaded[folder] = tok
     return tok
 

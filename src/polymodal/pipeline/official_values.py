@@ -69,34 +69,41 @@ def decode_release(cfg: ModelConfig, ids: Mapping[str, torch.Tensor], tokenizers
                    steps: int | None = None, sampler: str | None = None, seed: int = 0,
                    progress: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """(values, picture kinds) of generated ids (see the module table); image tokens without a tokenizer stay
-    ids on their grid (kind "tokens")."""
+    ids on their grid (kind "tokens"). Each output's tokenizer is released once it is decoded (in low-memory mode,
+    `ReleaseTokenizers.release`: one folder held at a time)."""
     check_decode_settings(steps, sampler)
     values, kinds = {}, {}
-    for name, x in ids.items():
-        mod = cfg.modality(name)
-        x = x.cpu()
-        if mod.kind is Kind.SEQUENCE:
-            text = {name: tokenizers[TEXT]}
-            decoded = decode_outputs({name: x}, text)[name]
-            values[name], kinds[name] = decoded, value_kind(name, text)
-            if name == "sam_instance" and name in tokenizers:
-                values[name], kinds[name] = [placed(tokenizers[name], p) for p in decoded], "sam_masks"
-            elif name == "human_poses":
-                tok = tokenizers[name] if name in tokenizers else None
-                values[name], kinds[name] = [smpl_people(people, tok) for people in decoded], "smpl_poses"
-            continue
-        if name not in tokenizers:
-            values[name], kinds[name] = x.reshape(x.shape[0], *mod.grid), "tokens"
-            continue
-        tok = tokenizers[name]
-        if isinstance(tok, DiVAE):
-            generator = torch.Generator().manual_seed(seed)
-            values[name] = tok.decode(x, steps=steps or DECODE_STEPS[tok.cfg.values], sampler=sampler or "ddpm",
-                                      generator=generator, image_size=domain_size(name), progress=progress)
-        else:
-            values[name] = tok.decode(x)
-        kinds[name] = official_value_kind(tok) or value_kind(name, {name: tok})
+    names = list(ids)
+    for i, name in enumerate(names):
+        values[name], kinds[name] = _decode_one(cfg, name, ids[name].cpu(), tokenizers, steps=steps,
+                                                sampler=sampler, seed=seed, progress=progress)
+        tokenizers.release([name], later=names[i + 1:])
     return values, kinds
+
+
+def _decode_one(cfg: ModelConfig, name: str, x: torch.Tensor, tokenizers: ReleaseTokenizers, *, steps: int | None,
+                sampler: str | None, seed: int, progress: bool) -> tuple[Any, str]:
+    """(value, picture kind) of one output's ids (B, N)."""
+    mod = cfg.modality(name)
+    if mod.kind is Kind.SEQUENCE:
+        text = {name: tokenizers[TEXT]}
+        decoded = decode_outputs({name: x}, text)[name]
+        if name == "sam_instance" and name in tokenizers:
+            return [placed(tokenizers[name], p) for p in decoded], "sam_masks"
+        if name == "human_poses":
+            tok = tokenizers[name] if name in tokenizers else None
+            return [smpl_people(people, tok) for people in decoded], "smpl_poses"
+        return decoded, value_kind(name, text)
+    if name not in tokenizers:
+        return x.reshape(x.shape[0], *mod.grid), "tokens"
+    tok = tokenizers[name]
+    if isinstance(tok, DiVAE):
+        generator = torch.Generator().manual_seed(seed)
+        value = tok.decode(x, steps=steps or DECODE_STEPS[tok.cfg.values], sampler=sampler or "ddpm",
+                           generator=generator, image_size=domain_size(name), progress=progress)
+    else:
+        value = tok.decode(x)
+    return value, official_value_kind(tok) or value_kind(name, {name: tok})
 
 
 def placed(tok: OfficialVQVAE, points: list) -> SamInstances:
