@@ -375,3 +375,17 @@ def test_world_instances_are_the_instances_under_the_points():
             assert q.instances[0].codes == mask_codes(k)
     with pytest.raises(SerializationError, match="no mask codes given for world instance"):
         instances_from_world(inst, pts, {})
+
+
+@pytest.mark.parametrize("modality, value, message", [
+    ("det", [{"box": [0, 0, 1, 1]}], "det: box 0 is a dict, not a Box"),
+    ("sam_instance", [(3, 4)], "sam_instance: point 0 is a tuple, not a QueryPoint"),
+    ("sam_instance", [QueryPoint(x=3, y=4, instances=({"box": (0, 0, 5, 5)},))],
+     "sam_instance: point 0 instance 0 is a dict, not an Instance"),
+    ("human_poses", ["a person"], "human_poses: person 0 is a str, not a PersonPose"),
+])
+def test_a_value_of_the_wrong_type_is_named_with_its_type(modality, value, message):
+    """One check for every serializer (`common.check_type`): a user's dict or tuple where a dataclass belongs."""
+    with pytest.raises(SerializationError) as e:
+        SERIALIZERS[modality].records(value)
+    assert str(e.value) == message

@@ -29,6 +29,7 @@ from .common import (
     broken,
     check_box,
     check_number,
+    check_type,
     chunks,
     coord,
     describe,
@@ -74,8 +75,7 @@ class BoxSerializer(Serializer[list[Box]]):
 
     @staticmethod
     def _check(box: Box, i: int) -> Box:
-        if not isinstance(box, Box):
-            raise SerializationError(f"det: box {i} is a {type(box).__name__}, not a Box")
+        check_type(box, Box, f"det: box {i}")
         name = f"det: box {i} ({box.label!r})"
         c = check_box(box.coords, name, lambda v, what: check_number(v, what, 0.0, 1.0))
         if not isinstance(box.label, str) or not box.label.strip():

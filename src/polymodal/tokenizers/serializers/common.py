@@ -107,6 +107,24 @@ def check_int(value: Any, what: str, lo: int, hi: int) -> int:
     return int(v)
 
 
+def check_type(value: Any, cls: type[T], what: str) -> T:
+    """``value`` if it is a ``cls``, else a SerializationError "WHAT is a dict, not a Box" (a user's dict where
+    the serializer takes its dataclass)."""
+    if not isinstance(value, cls):
+        article = "an" if cls.__name__[:1] in "AEIOU" else "a"
+        raise SerializationError(f"{what} is a {type(value).__name__}, not {article} {cls.__name__}")
+    return value
+
+
+def shuffled(items: Sequence[T], generator: torch.Generator | None) -> list[T]:
+    """``items`` in an order drawn from ``generator`` (4M shuffles records and groups for training), as given when
+    it is None."""
+    items = list(items)
+    if generator is None:
+        return items
+    return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+
+
 def quantize(value: float, scale: float, offset: float = 0.0) -> int:
     """4M's ``round(value * scale + offset)`` (Python rounding, halves to even), clipped to 0..999 against
     float dust at the range ends."""

@@ -33,11 +33,13 @@ from .common import (
     broken,
     check_box,
     check_int,
+    check_type,
     chunks,
     code_piece,
     code_values,
     coord,
     describe,
+    shuffled,
     split_words,
 )
 
@@ -70,19 +72,13 @@ class InstanceSerializer(Serializer[list[QueryPoint]]):
 
     def records(self, value: Sequence[QueryPoint], *, generator: torch.Generator | None = None
                 ) -> list[list[Piece]]:
-        points = list(value)
-        if generator is not None:
-            points = [points[i] for i in torch.randperm(len(points), generator=generator).tolist()]
         out = []
-        for i, p in enumerate(points):
+        for i, p in enumerate(shuffled(value, generator)):
             name = f"sam_instance: point {i}"
-            if not isinstance(p, QueryPoint):
-                raise SerializationError(f"{name} is a {type(p).__name__}, not a QueryPoint")
+            check_type(p, QueryPoint, name)
             rec: list[Piece] = ["point", coord(0, check_int(p.y, f"{name} y", 0, IMAGE_SIZE - 1)),
                                 coord(1, check_int(p.x, f"{name} x", 0, IMAGE_SIZE - 1))]
-            insts = list(p.instances)
-            if generator is not None:
-                insts = [insts[j] for j in torch.randperm(len(insts), generator=generator).tolist()]
+            insts = shuffled(p.instances, generator)
             if not insts:
                 rec.append("none")
             for k, inst in enumerate(insts):
@@ -97,8 +93,7 @@ class InstanceSerializer(Serializer[list[QueryPoint]]):
 
     @staticmethod
     def _box(inst: Instance, name: str) -> list[Piece]:
-        if not isinstance(inst, Instance):
-            raise SerializationError(f"{name} is a {type(inst).__name__}, not an Instance")
+        check_type(inst, Instance, name)
         b = check_box(inst.box, f"{name} box", lambda v, what: check_int(v, what, 0, IMAGE_SIZE))
         if b[0] == b[2] or b[1] == b[3]:  # 4M's instances have pixels: min < max
             raise SerializationError(f"{name}: box {tuple(b)} is empty (xmin >= xmax or ymin >= ymax)")

@@ -33,7 +33,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import Item, Piece, SerializationError, Serializer, broken, check_int, check_number, chunks, coord
+from .common import (
+    Item,
+    Piece,
+    SerializationError,
+    Serializer,
+    broken,
+    check_int,
+    check_number,
+    chunks,
+    coord,
+    shuffled,
+)
 from .common import describe as describe_item
 
 INF = math.inf
@@ -131,10 +142,7 @@ class MetadataSerializer(Serializer[dict]):
     def records(self, value: Mapping[str, float], *, generator: torch.Generator | None = None) -> list[list[Piece]]:
         if not isinstance(value, Mapping):
             raise SerializationError(f"metadata must be a dict of field -> value, got {type(value).__name__}")
-        keys = list(value)
-        if generator is not None:
-            keys = [keys[i] for i in torch.randperm(len(keys), generator=generator).tolist()]
-        return [[coord(1, field(k).id), coord(0, field(k).to_bin(value[k]))] for k in keys]
+        return [[coord(1, field(k).id), coord(0, field(k).to_bin(value[k]))] for k in shuffled(value, generator)]
 
     def parse(self, items: list[Item], *, strict: bool) -> dict:
         found: dict[str, float | int] = {}

@@ -40,12 +40,14 @@ from .common import (
     check_box,
     check_int,
     check_number,
+    check_type,
     chunks,
     code_piece,
     code_values,
     coord,
     describe,
     quantize,
+    shuffled,
     split_words,
 )
 
@@ -84,8 +86,7 @@ class PoseSerializer(Serializer[list[PersonPose]]):
         out = []
         for i, p in enumerate(value):
             name = f"human_poses: person {i}"
-            if not isinstance(p, PersonPose):
-                raise SerializationError(f"{name} is a {type(p).__name__}, not a PersonPose")
+            check_type(p, PersonPose, name)
             box = check_box(p.box, f"{name} box", lambda v, what: check_number(v, what, 0, 1))
             groups: dict[str, list[Piece]] = {"pose": ["pose"] + [
                 code_piece(check_int(c, f"{name} pose code {k}", 0, POSE_VOCAB - 1)) for k, c in enumerate(
@@ -100,9 +101,7 @@ class PoseSerializer(Serializer[list[PersonPose]]):
                         v = min(max(check_number(v, f"{name} {key} {k}", lo - EPS, hi + EPS), lo), hi)
                     pieces.append(coord(0, quantize(v, scale, offset)))
                 groups[key] = pieces
-            order = GROUP_ORDER
-            if generator is not None:
-                order = tuple(GROUP_ORDER[j] for j in torch.randperm(4, generator=generator).tolist())
+            order = shuffled(GROUP_ORDER, generator)
             rec: list[Piece] = ["human"] + [coord(a, quantize(c, 999)) for a, c in enumerate(box)]
             for key in order:
                 rec += groups[key]
