@@ -16,6 +16,7 @@ from torch import nn
 from ..data.batch import ModalityTokens
 from ..modalities import Kind, Modality
 from ..nn import pack_order, sincos_1d, sincos_2d, take
+from ..nn.linear import Linear
 
 
 class Embedded(NamedTuple):
@@ -78,7 +79,7 @@ class PixelEmbedding(_Base):
     def __init__(self, mod: Modality, dim: int, **kw):
         super().__init__(mod, dim, **kw)
         self.patch = mod.patch_size
-        self.proj = nn.Linear(mod.channels * mod.patch_size**2, dim, bias=False)
+        self.proj = Linear(mod.channels * mod.patch_size**2, dim, bias=False)
 
     def forward(self, tokens: ModalityTokens) -> Embedded:
         idx, valid = select(tokens.is_input)
@@ -123,7 +124,7 @@ class SequenceVectorEmbedding(SequenceEmbedding):
 
     def __init__(self, mod: Modality, dim: int, **kw):
         _Base.__init__(self, mod, dim, **kw)
-        self.emb_proj = nn.Linear(mod.emb_dim, dim)
+        self.emb_proj = Linear(mod.emb_dim, dim)
 
     def _content(self, values: torch.Tensor) -> torch.Tensor:
         return self.emb_proj(values.to(self.emb_proj.weight.dtype))
@@ -149,7 +150,7 @@ class ImageTokenHead(_Base):
     def __init__(self, mod: Modality, dim: int, *, token_table: bool = False, **kw):
         super().__init__(mod, dim, **kw)
         self.token_emb = nn.Embedding(mod.vocab_size, dim) if token_table else None
-        self.to_logits = nn.Linear(dim, mod.vocab_size, bias=False)
+        self.to_logits = Linear(dim, mod.vocab_size, bias=False)
 
     def forward(self, tokens: ModalityTokens, mask_token: torch.Tensor) -> Queries:
         idx, valid = select(tokens.is_target)
@@ -170,7 +171,7 @@ class SequenceHead(_Base):
     def __init__(self, mod: Modality, dim: int, **kw):
         super().__init__(mod, dim, **kw)
         self.token_emb = nn.Embedding(mod.vocab_size, dim)
-        self.to_logits = nn.Linear(dim, mod.vocab_size, bias=False)
+        self.to_logits = Linear(dim, mod.vocab_size, bias=False)
 
     def forward(self, tokens: ModalityTokens, mask_token: torch.Tensor) -> Queries:
         tgt = tokens.is_target

@@ -34,6 +34,7 @@ from ..config import ModelConfig
 from ..data.batch import Batch, validate_tokens
 from ..modalities import Kind
 from ..nn import DecoderBlock, EncoderBlock, LayerCache, Segment, context_mask, key_padding_mask, pack_order, take
+from ..nn.linear import Linear
 from .embeddings import DECODER_HEADS, ENCODER_EMBEDDINGS, Embedded, Queries, select
 from .features import EncoderFeatures, encoder_features
 
@@ -99,7 +100,7 @@ class FourM(nn.Module):
                                      for _ in range(cfg.encoder_depth))
         self.encoder_norm = nn.LayerNorm(d, eps=cfg.norm_eps, bias=cfg.norm_bias)
         # 4M gives this projection a bias even in its bias-free models.
-        self.decoder_proj_context = nn.Linear(d, d, bias=True)
+        self.decoder_proj_context = Linear(d, d, bias=True)
         self.decoder = nn.ModuleList(DecoderBlock(d, cfg.num_heads, cfg.mlp_hidden, **block_kw)
                                      for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(d, eps=cfg.norm_eps, bias=cfg.norm_bias)

@@ -8,14 +8,16 @@ import torch
 from torch.nn import functional as F
 
 from ..nn.gemm import native_bf16_cpu, rounded_bf16_mm
+from ..nn.linear import linear, matmul
 from .fourm import TargetLogits
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b; a bf16 product on a CPU without bf16 instructions by the float32 kernel (`nn.gemm`)."""
+    """a @ b; a bf16 product on a CPU without bf16 instructions by the float32 kernel (`nn.gemm`), a float32 one
+    by oneDNN where that is faster (`nn.linear`)."""
     if a.dtype == torch.bfloat16 and a.device.type == "cpu" and not native_bf16_cpu():
         return rounded_bf16_mm(a, b)
-    return a @ b
+    return matmul(a, b)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -39,7 +41,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if xc.dtype == torch.bfloat16 and dev == "cpu" and not native_bf16_cpu():
                 logits = F.linear(xc.float(), wc.float()).to(torch.bfloat16)  # see polymodal.nn.gemm
             else:
-                logits = F.linear(xc, wc)  # faster than xc @ wc.t() at small widths
+                logits = linear(xc, wc)  # faster than xc @ wc.t() at small widths
         rows = torch.arange(targets.shape[0], device=x.device)
         if logits.dtype in (torch.float32, torch.float64):
             # in place in the product's own buffer: no (n, V) allocation

@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from .kv_cache import ContextKV, KVCache
+from .linear import Linear
 from .low_precision import attend
 
 
@@ -84,8 +85,8 @@ class SelfAttention(nn.Module):
                  qk_norm: bool = False, norm_eps: float = 1e-6, norm_bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
         self.qk_norm = QKNorm(dim // heads, norm_eps, norm_bias) if qk_norm else None
 
     def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None = None,
@@ -132,9 +133,9 @@ class CrossAttention(nn.Module):
                  qk_norm: bool = False, norm_eps: float = 1e-6, norm_bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.kv = Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
         self.qk_norm = QKNorm(dim // heads, norm_eps, norm_bias) if qk_norm else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, *, key_mask: ContextMask | None = None,

@@ -21,9 +21,9 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .attention import CrossAttention, SelfAttention
+from .linear import Linear, linear
 from .mlp import Mlp
 
 # The projections LoRA may wrap: attention's packed qkv, cross-attention's q and packed kv, both output projections
@@ -64,8 +64,8 @@ class LoRALinear(nn.Linear):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
-        return out + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
+        out = linear(x, self.weight, self.bias)
+        return out + linear(linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
 
     def delta(self) -> torch.Tensor:
         """(out, in) ``scale * B @ A``, computed in float32 at least."""
@@ -74,7 +74,7 @@ class LoRALinear(nn.Linear):
 
     def merged(self) -> nn.Linear:
         """A plain ``nn.Linear`` with weight ``W + scale * B @ A`` (the same bias)."""
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+        lin = Linear(self.in_features, self.out_features, bias=self.bias is not None,
                         device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
             lin.weight.copy_((self.weight.to(self.delta().dtype) + self.delta()).to(self.weight.dtype))

@@ -1,0 +1,128 @@
+"""float32 linear layers through oneDNN on CPUs where torch's BLAS runs at half speed.
+
+torch sends a CPU float32 product (``F.linear``, ``@``) to MKL's sgemm. On AMD's Zen 5 (EPYC family 26, this
+project's test machine) MKL runs its AVX2 kernels: ~115 GFLOP/s per core, where oneDNN (torch's ``mkldnn``
+backend, which its bf16 products already use) reaches ~260 with AVX-512 (`benchmarks/linear_kernels.py`). The
+math is the same IEEE float32 (no reduced-precision mode): only the order of the sums differs, as between any
+two BLAS builds (max |difference| ~1e-4 on outputs of size ~30).
+
+`backend()` decides once per process: oneDNN where it is at least 1.5x faster than ``F.linear`` on a product of
+the model's shapes, timed on first use (~0.1 s); a CPU where the two are close (Intel's, on which MKL is tuned)
+keeps ``F.linear``, and the wide margin keeps the choice the same from run to run. ``POLYMODAL_FP32_LINEAR=onednn``
+or ``=blas`` sets it. Only float32 CPU products outside autocast change: bf16 (autocast or bf16 weights), GPUs
+and float64 keep torch's path. Rows of one (autoregressive decoding) stay with ``F.linear`` unless the weight is
+large (a vocabulary head), where oneDNN's per-call cost is paid back.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ENV = "POLYMODAL_FP32_LINEAR"
+MIN_SPEEDUP = 1.5
+MIN_ROWS = 16  # below this, a weight of fewer than LARGE_WEIGHT values is faster in F.linear (oneDNN's call cost)
+LARGE_WEIGHT = 1 << 21
+
+
+def _op():
+    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x (..., K) @ weight (N, K)^T + bias by oneDNN (strided operands are read in place)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _timed(f, repeats: int = 5) -> float:
+    f()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+@functools.cache
+def backend() -> str:
+    """"onednn" or "blas": the kernel of float32 CPU linear layers in this process (see the module text)."""
+    forced = os.environ.get(ENV, "").strip().lower()
+    if forced and forced not in ("onednn", "blas", "auto"):
+        raise ValueError(f"{ENV}={forced!r}: expected onednn, blas or auto")
+    if forced == "blas" or _op() is None or not torch.backends.mkldnn.is_available():
+        return "blas"
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(256, 768, generator=g), torch.randn(1536, 768, generator=g)
+    try:
+        ok = torch.allclose(_onednn(x, w), F.linear(x, w), rtol=1e-4, atol=1e-3)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        return "blas"
+    if forced == "onednn":
+        return "onednn"
+    with torch.no_grad():
+        blas, onednn = _timed(lambda: F.linear(x, w)), _timed(lambda: _onednn(x, w))
+    return "onednn" if blas >= MIN_SPEEDUP * onednn else "blas"
+
+
+def _takes(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
+        return False
+    if weight.device.type != "cpu" or torch.is_autocast_enabled("cpu") or x.ndim == 0:
+        return False
+    rows = x.numel() // max(x.shape[-1], 1)
+    return (rows >= MIN_ROWS or weight.numel() >= LARGE_WEIGHT) and backend() == "onednn"
+
+
+class _Linear(torch.autograd.Function):
+    """oneDNN's float32 linear with its backward as two more oneDNN products (on transposed views, no copies)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = _onednn(g, weight.t())  # g @ W
+        if ctx.needs_input_grad[1]:
+            dw = _onednn(g2.t(), x.reshape(-1, x.shape[-1]).t())  # g^T @ x
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g2.sum(dim=0)
+        return dx, dw, db
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; float32 on a CPU where oneDNN is faster, by oneDNN (`backend`)."""
+    if not _takes(x, weight):
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _Linear.apply(x, weight, bias)
+    return _onednn(x, weight, bias)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for 2-D a (M, K), b (K, N), no autograd; by oneDNN where `linear` would take it."""
+    if _takes(a, b.t()):
+        return _onednn(a, b.t())
+    return a @ b
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state-dict names) whose float32 CPU product goes through `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,138 @@
+"""polymodal.nn.linear: float32 linear layers by oneDNN, the same values and gradients as F.linear."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from polymodal.nn import linear as L
+
+needs_onednn = pytest.mark.skipif(L._op() is None or not torch.backends.mkldnn.is_available(),
+                                  reason="this torch has no oneDNN linear kernel")
+
+
+@pytest.fixture
+def onednn(monkeypatch):
+    """The oneDNN path taken, whatever this machine's timing chose."""
+    monkeypatch.setenv(L.ENV, "onednn")
+    L.backend.cache_clear()
+    assert L.backend() == "onednn"
+    yield
+    L.backend.cache_clear()
+
+
+def _calls(monkeypatch) -> list:
+    seen = []
+    real = L._onednn
+
+    def spy(*args):
+        seen.append(tuple(args[0].shape))
+        return real(*args)
+
+    monkeypatch.setattr(L, "_onednn", spy)
+    return seen
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(40, 48), (2, 20, 48), (3, 7, 2, 48)])
+def test_values_and_gradients_match_f_linear(onednn, monkeypatch, shape, bias):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64).float().requires_grad_()
+    w = torch.randn(56, 48, generator=g).requires_grad_()
+    b = torch.randn(56, generator=g).requires_grad_() if bias else None
+    gy = torch.randn(*shape[:-1], 56, generator=g)
+    seen = _calls(monkeypatch)
+    y = L.linear(x, w, b)
+    y.backward(gy)
+    assert len(seen) == 3  # the forward and both backward products went through oneDNN
+    got = [x.grad, w.grad] + ([b.grad] if bias else [])
+    x2, w2 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    b2 = b.detach().double().requires_grad_() if bias else None
+    y2 = F.linear(x2, w2, b2)
+    y2.backward(gy.double())
+    want = [x2.grad, w2.grad] + ([b2.grad] if bias else [])
+    torch.testing.assert_close(y.double(), y2, rtol=1e-5, atol=1e-5)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-4)
+
+
+@needs_onednn
+def test_a_strided_input_and_a_frozen_weight(onednn):
+    x = torch.randn(32, 96)[:, ::2].requires_grad_()  # not contiguous
+    w = torch.randn(24, 48)
+    y = L.linear(x, w)
+    y.sum().backward()
+    torch.testing.assert_close(y, F.linear(x.detach(), w), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, torch.ones(32, 24) @ w, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_what_keeps_f_linear(onednn, monkeypatch):
+    seen = _calls(monkeypatch)
+    w = torch.randn(64, 32)
+    L.linear(torch.randn(L.MIN_ROWS - 1, 32), w)  # few rows, small weight: oneDNN's call cost does not pay
+    L.linear(torch.randn(64, 32, dtype=torch.float64), w.double())
+    y = L.linear(torch.randn(64, 32).bfloat16(), w.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = L.linear(torch.randn(64, 32), w)  # autocast's own bf16 product
+    assert seen == [] and y.dtype == z.dtype == torch.bfloat16
+    L.linear(torch.randn(1, 32), torch.randn(L.LARGE_WEIGHT // 32, 32))  # one row, a vocabulary-sized weight
+    assert seen == [(1, 32)]
+
+
+@needs_onednn
+def test_matmul_matches(onednn):
+    a, b = torch.randn(40, 24), torch.randn(24, 72)
+    torch.testing.assert_close(L.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(L.matmul(b.t(), a.t()), b.t() @ a.t(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(L.ENV, "blas")
+    L.backend.cache_clear()
+    try:
+        assert L.backend() == "blas"
+        monkeypatch.setenv(L.ENV, "fast")
+        L.backend.cache_clear()
+        with pytest.raises(ValueError, match="POLYMODAL_FP32_LINEAR='fast': expected onednn, blas or auto"):
+            L.backend()
+    finally:
+        L.backend.cache_clear()
+
+
+def test_linear_is_an_nn_linear_with_its_state_names():
+    lin = L.Linear(8, 4)
+    assert isinstance(lin, torch.nn.Linear) and set(lin.state_dict()) == {"weight", "bias"}
+    x = torch.randn(20, 8)
+    torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_a_training_step_is_the_same_by_either_kernel(monkeypatch):
+    """The tiny model's loss and every gradient, with oneDNN's products and with F.linear's."""
+    from polymodal.model import FourM, masked_modeling_loss
+
+    from ..conftest import random_batch, tiny_config
+
+    def step(kernel: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        monkeypatch.setenv(L.ENV, kernel)
+        L.backend.cache_clear()
+        seen = _calls(monkeypatch)
+        torch.manual_seed(0)
+        model = FourM(tiny_config())
+        loss, _ = masked_modeling_loss(model(random_batch(8, all_targets=True)))
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, len(seen)
+
+    try:
+        loss_b, grads_b, calls_b = step("blas")
+        loss_o, grads_o, calls_o = step("onednn")
+    finally:
+        L.backend.cache_clear()
+    assert calls_b == 0 and calls_o > 20  # the blocks' layers, forward and backward
+    torch.testing.assert_close(loss_o, loss_b, rtol=1e-5, atol=1e-5)
+    assert grads_o.keys() == grads_b.keys()
+    for name, g in grads_b.items():
+        torch.testing.assert_close(grads_o[name], g, rtol=1e-4, atol=1e-5, msg=name)
