@@ -19,6 +19,7 @@ from torch import nn
 from .. import config as config_lib
 from ..modalities import Kind, Modality, register
 from ..nn import Mlp
+from ..nn.linear import Linear
 from .base import (
     TokenizerInputError,
     check_finite,
@@ -116,8 +117,8 @@ class ResidualMlp(nn.Module):
 
 
 def _stack(dim_in: int, hidden: int, dim_out: int, depth: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim_in, hidden), *(ResidualMlp(hidden) for _ in range(depth)),
-                         nn.LayerNorm(hidden, eps=1e-6), nn.Linear(hidden, dim_out))
+    return nn.Sequential(Linear(dim_in, hidden), *(ResidualMlp(hidden) for _ in range(depth)),
+                         nn.LayerNorm(hidden, eps=1e-6), Linear(hidden, dim_out))
 
 
 class MLPTokenizer(nn.Module):

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from .. import config as config_lib
 from ..modalities import Kind, Modality, register
 from ..nn import EncoderBlock, sincos_2d
+from ..nn.linear import Linear
 from .base import (
     TokenizerInputError,
     check_finite,
@@ -152,15 +153,15 @@ class ViTVQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         p, c = cfg.patch_size, cfg.channels
-        self.patch_embed = nn.Linear(p * p * c, cfg.dim)
+        self.patch_embed = Linear(p * p * c, cfg.dim)
         self.encoder = _blocks(cfg, cfg.encoder_depth)
         self.encoder_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.to_code = nn.Linear(cfg.dim, cfg.code_dim)
+        self.to_code = Linear(cfg.dim, cfg.code_dim)
         self.quantizer = quantizer_from_config(cfg, dim=cfg.code_dim)
-        self.from_code = nn.Linear(cfg.code_dim, cfg.dim)
+        self.from_code = Linear(cfg.code_dim, cfg.dim)
         self.decoder = _blocks(cfg, cfg.decoder_depth)
         self.decoder_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.to_patch = nn.Linear(cfg.dim, p * p * cfg.out_channels)
+        self.to_patch = Linear(cfg.dim, p * p * cfg.out_channels)
         self.register_buffer("pos", sincos_2d(cfg.grid, cfg.grid, cfg.dim), persistent=False)
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, -1, 1, 1), persistent=False)

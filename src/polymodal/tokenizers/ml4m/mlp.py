@@ -14,6 +14,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from ...nn.linear import Linear
+
 
 class MLPShape(NamedTuple):
     dim_in: int
@@ -39,7 +41,7 @@ class BottleneckBlock(nn.Module):
 
     def __init__(self, thin: int, wide: int):
         super().__init__()
-        self.block = nn.Sequential(nn.Linear(thin, wide), nn.GELU(), nn.Linear(wide, thin))
+        self.block = nn.Sequential(Linear(thin, wide), nn.GELU(), Linear(wide, thin))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -50,10 +52,10 @@ class BottleneckMLP(nn.Module):
 
     def __init__(self, *, dim_in: int, dim_out: int, thin: int, wide: int, depth: int):
         super().__init__()
-        self.linear_in = nn.Linear(dim_in, thin)
+        self.linear_in = Linear(dim_in, thin)
         self.blocks = nn.ModuleList(BottleneckBlock(thin, wide) for _ in range(depth))
         self.layernorms = nn.ModuleList(nn.LayerNorm(thin) for _ in range(depth))
-        self.linear_out = nn.Linear(thin, dim_out)
+        self.linear_out = Linear(thin, dim_out)
 
     @classmethod
     def of_shape(cls, s: MLPShape) -> BottleneckMLP:

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...nn.linear import Linear
+
 GROUPS = 32  # GroupNorm groups, as the reference's normalization()
 
 
@@ -80,7 +82,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.norm1 = GroupNorm32(GROUPS, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb_proj = nn.Linear(emb_dim, cout)
+        self.emb_proj = Linear(emb_dim, cout)
         self.norm2 = GroupNorm32(GROUPS, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
@@ -102,8 +104,8 @@ class Attention(nn.Module):
             raise ValueError(f"attention: {channels} channels do not split into {num_heads} heads")
         self.num_heads = num_heads
         self.norm = GroupNorm32(GROUPS, channels)
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.proj = nn.Linear(channels, channels)
+        self.qkv = Linear(channels, 3 * channels)
+        self.proj = Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -155,7 +157,7 @@ class PatchedUNet(nn.Module):
         self.cfg = cfg
         mc, p, heads = cfg.model_channels, cfg.patch_size, cfg.num_heads
         emb_dim = 4 * mc
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(Linear(mc, emb_dim), nn.SiLU(), Linear(emb_dim, emb_dim))
         ch = cfg.widths[0]
         self.stem = nn.Conv2d(cfg.in_channels * p * p + cfg.cond_channels, ch, 3, padding=1)
         skip_chans, ds = [ch], 1

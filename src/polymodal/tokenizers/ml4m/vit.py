@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...nn import EncoderBlock, sincos_2d
+from ...nn.linear import Linear
 
 HEAD_DIM = 64
 NORM_EPS = 1e-6
@@ -88,8 +89,8 @@ class PostMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.tanh(self.fc1(x)))
@@ -103,8 +104,8 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.pwconv1 = Linear(dim, 4 * dim)
+        self.pwconv2 = Linear(4 * dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +172,7 @@ class ViTDecoder(_Trunk):
                  post_mlp: bool = True, out_conv: bool = False):
         super().__init__(dim, depth, grid, post_mlp)
         self.channels, self.patch_size = channels, patch_size
-        self.out_proj = nn.Linear(dim, channels * patch_size * patch_size)
+        self.out_proj = Linear(dim, channels * patch_size * patch_size)
         self.out_conv = nn.Sequential(ConvNeXtBlock(channels), ConvNeXtBlock(channels)) if out_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
