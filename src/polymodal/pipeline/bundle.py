@@ -1,11 +1,5 @@
-"""`Pipeline`: a FourM model with the tokenizers of its modalities, saved and loaded as one folder (a bundle).
-
-Bundle layout::
-
-    DIR/pipeline.json         format, model folder, tokenizer folder per modality, text tokenizer, the definition of
-                              every modality the model uses (registered on load), pixel normalization, plans
-    DIR/model/                FourM folder (config.json + model.safetensors)
-    DIR/tokenizers/<name>/    one tokenizer folder per tokenized modality ("@" -> "_"), and tokenizers/text/
+"""`Pipeline`: a FourM model with the tokenizers of its modalities, saved and loaded as one folder (a bundle:
+its layout, reading and writing in `pipeline.bundle_files`).
 
 `Pipeline.from_pretrained` also takes a plain FourM folder or an official 4M checkpoint (no image tokenizers:
 their image tokens are generated as ids; text through ``text_tokenizer``, e.g. 4M's WordPiece JSON).
@@ -13,7 +7,6 @@ their image tokens are generated as ids; text through ``text_tokenizer``, e.g. 4
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,25 +14,32 @@ from typing import Any
 
 import torch
 
-from .. import hub, modalities
-from ..data.pretokenize import modality_spec
+from .. import hub
 from ..generation import Plan, generate
 from ..modalities import Kind
 from ..model.features import EncoderFeatures
 from ..model.fourm import FourM
-from ..tokenizers import load_tokenizer
-from ..tokenizers.text import TextTokenizer
 from ..tokenizers.text_layout import NUM_SENTINELS, SENTINEL_BASE
 from ..tokenizers.vqvae import ViTVQVAE
 from ..viz.decode import TEXT, base_name, decode_outputs, value_kind
+from .bundle_files import (  # noqa: F401 - public names of pipeline.bundle, kept for their importers
+    BUNDLE_FILE,
+    FORMAT,
+    HALF_MIN_NUMEL,
+    VERSION,
+    halve_safetensors,
+    read_bundle,
+    read_bundle_file,
+    register_specs,
+    write_bundle,
+)
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, PipelineError, closest, to_condition
 from .official import ReleaseTokenizers, demo_settings, is_official_model, split_overrides, text_tokenizer_of
 from .official_values import check_decode_settings, decode_release
-from .outputs import Outputs, check_not_a_source, remember_sources, safe_name
-from .plans import plan_from_dict, plan_to_dict, preset_plan, targets_plan
+from .outputs import Outputs, check_not_a_source, remember_sources
+from .plans import preset_plan, targets_plan
 from .settings import check, check_device
 
-FORMAT, VERSION, BUNDLE_FILE = "polymodal-pipeline", 1, "pipeline.json"
 # What a download of a bundle or model repo fetches: pipeline.json, configs, weights, tokenizer JSON, cards.
 _HUB_FILES = ("*.json", "*.safetensors", "*.md")
 
@@ -52,42 +52,10 @@ def _warn(message: str) -> None:
     warnings.warn(message, ResizeNotice, stacklevel=4)
 
 
-def read_bundle_file(file: Path) -> dict:
-    """``pipeline.json``, checked for the fields `Pipeline.from_pretrained` reads (a PipelineError naming the file
-    and the field otherwise)."""
-    try:
-        info = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineError(f"{file}: not valid JSON ({e})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise PipelineError(f"{file}: not a polymodal pipeline file (no \"format\": \"{FORMAT}\")")
-    for key, kind in (("modalities", dict), ("tokenizers", dict), ("plans", dict), ("pixels", dict), ("model", str)):
-        if key in info and not isinstance(info[key], kind):
-            raise PipelineError(f"{file}: {key} must be a JSON {'object' if kind is dict else 'string'}, got "
-                                f"{type(info[key]).__name__}")
-    if not all(isinstance(v, str) for v in info.get("tokenizers", {}).values()):
-        raise PipelineError(f"{file}: tokenizers must map modality names to folder paths (strings)")
-    return info
-
-
-def register_specs(specs: Mapping[str, dict], source: str) -> None:
-    """Register the modality definitions a bundle records; a different definition already registered is refused."""
-    try:
-        modalities.register_specs(specs, source, BUNDLE_FILE)
-    except ValueError as e:
-        raise PipelineError(str(e)) from None
-
-
 def _has_sentinel(cond: Any) -> bool:
     ids = cond if isinstance(cond, torch.Tensor) else None
     return ids is not None and ids.ndim == 2 and not ids.dtype.is_floating_point and bool(
         ((ids >= SENTINEL_BASE) & (ids < SENTINEL_BASE + NUM_SENTINELS)).any(dim=1).all())
-
-
-def _tokenizer_name(tok: Any) -> str:
-    if isinstance(tok, TextTokenizer):
-        return TEXT
-    return tok.cfg.name  # ViTVQVAE, MLPTokenizer: the token modality they produce
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -162,37 +130,9 @@ class Pipeline:
             diffusion = dtype if dtype is not None and dtype != torch.float32 else None
             return cls(model, ReleaseTokenizers(model.config, overrides=overrides, text=text,
                                                 diffusion_dtype=diffusion, low_memory=low_memory))
-        toks: dict[str, Any] = {}
-        info: dict = {}
-        model_dir = path
-        if (path / BUNDLE_FILE).is_file():
-            info = read_bundle_file(path / BUNDLE_FILE)
-            register_specs(info.get("modalities", {}), str(path))
-            model_dir = path / info.get("model", "model")
-            for name, rel in info.get("tokenizers", {}).items():
-                toks[name] = load_tokenizer(path / rel)  # a damaged folder: a TokenizerLoadError naming its file
-        for p in ([text_tokenizer] if text_tokenizer else []) + list(tokenizers.values() if isinstance(
-                tokenizers, Mapping) else tokenizers):
-            tok = load_tokenizer(p)
-            if not isinstance(tok, TextTokenizer):
-                modalities.register(tok.modality, overwrite=False) if not modalities.is_registered(
-                    tok.cfg.name) else None
-            toks[_tokenizer_name(tok)] = tok
-        try:
-            model = FourM.from_pretrained(model_dir, dtype=dtype).to(device)
-        except (KeyError, ValueError) as e:  # a token modality nobody registered: its tokenizer defines it
-            text = str(e.args[0]) if e.args else str(e)
-            if "unknown modality" not in text:
-                raise
-            raise PipelineError(f"{model_dir}: {text}; a model over tokenizer modalities loads with their tokenizer "
-                                "folders (tokenizers=..., --tokenizer DIR ...) or from a bundle") from None
-        if adapters:
-            model = model.load_adapters(adapters, merge=True)
-        try:
-            plans = {k: plan_from_dict(v, k) for k, v in info.get("plans", {}).items()}
-        except PipelineError as e:  # the bundle's file, not the user's settings
-            raise PipelineError(f"{path / BUNDLE_FILE}: {e}") from None
-        return cls(model, toks, pixels=info.get("pixels"), plans=plans)
+        model, toks, pixels, plans = read_bundle(path, text_tokenizer=text_tokenizer, tokenizers=tokenizers,
+                                                 device=device, adapters=adapters, dtype=dtype)
+        return cls(model, toks, pixels=pixels, plans=plans)
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
         """Write the bundle (see the module docstring); loadable with `from_pretrained`.
@@ -201,26 +141,7 @@ class Pipeline:
         float32), for weights shipped inside a package or downloaded.
         """
         path = check_not_a_source(self, path)  # not over the folder it was loaded from
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path / "model")
-        rels = {}
-        toks = self.tokenizers
-        if isinstance(toks, ReleaseTokenizers):  # the release's tokenizers stay in their repos; the text one goes in
-            toks = {TEXT: toks[TEXT]} if TEXT in toks else {}
-        for name, tok in toks.items():
-            rel = f"tokenizers/{safe_name(name)}"
-            tok.save_pretrained(path / rel)
-            rels[name] = rel
-        if half:
-            for file in sorted(path.rglob("*.safetensors")):
-                halve_safetensors(file)
-        cfg = self.model.config
-        names = dict.fromkeys((*cfg.domains_in, *cfg.domains_out))
-        info = {"format": FORMAT, "version": VERSION, "model": "model", "tokenizers": rels,
-                "text_tokenizer": rels.get(TEXT), "modalities": {n: modality_spec(modalities.get(n)) for n in names},
-                "pixels": self.pixels, "plans": {k: plan_to_dict(p) for k, p in self.plans.items()}}
-        (path / BUNDLE_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        return path
+        return write_bundle(self, path, half=half)
 
     # ---------------------------------------------------------------------------------------------- names
 
@@ -415,26 +336,3 @@ class Pipeline:
                  "pipeline with one (--text-tokenizer PATH) to get its text")
         return Outputs(ids, values, kinds | out_kinds, inputs=shown, plan=the_plan, notices=notices,
                        record_pictures=release)
-
-
-# Tensors smaller than this stay float32: norms, biases, statistics (a tokenizer's standardization) are tiny and
-# the most sensitive to rounding.
-HALF_MIN_NUMEL = 4096
-
-
-def halve_safetensors(file: Path) -> None:
-    """Rewrite a safetensors file with its large float32 tensors in float16 (atomically; metadata kept)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(file), "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    for k, t in tensors.items():
-        if t.dtype == torch.float32 and t.numel() >= HALF_MIN_NUMEL:
-            if bool(t.abs().max() > torch.finfo(torch.float16).max):
-                raise ValueError(f"{file}: tensor {k} exceeds the float16 range; save the bundle without half")
-            tensors[k] = t.half()
-    tmp = file.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(file)
