@@ -136,3 +136,37 @@ def test_a_training_step_is_the_same_by_either_kernel(monkeypatch):
     assert grads_o.keys() == grads_b.keys()
     for name, g in grads_b.items():
         torch.testing.assert_close(grads_o[name], g, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@needs_onednn
+def test_one_row_products_match_the_layer(onednn):
+    from polymodal.nn.gemm import native_bf16_cpu
+
+    torch.manual_seed(0)
+    head = L.Linear(48, 3000, bias=False)
+    x = torch.randn(3, 48)
+    with torch.no_grad():
+        f = L.one_row_products(head)
+        assert f is not head
+        torch.testing.assert_close(f(x), head(x), rtol=1e-5, atol=1e-5)
+        if native_bf16_cpu():
+            hb = L.Linear(48, 3000, bias=False).bfloat16()
+            fb = L.one_row_products(hb)
+            assert fb is not hb and torch.equal(fb(x.bfloat16()), hb(x.bfloat16()))  # the same bf16 kernel
+        # what keeps the layer itself: a bias, gradients, another layer type
+        biased = L.Linear(48, 30)
+        assert L.one_row_products(biased) is biased
+    assert L.one_row_products(head) is head  # grad enabled and a weight that requires grad
+    seq = torch.nn.Sequential(head)
+    assert L.one_row_products(seq) is seq
+
+
+def test_one_row_products_keep_the_layer_under_blas(monkeypatch):
+    monkeypatch.setenv(L.ENV, "blas")
+    L.backend.cache_clear()
+    try:
+        head = L.Linear(16, 300, bias=False)
+        with torch.no_grad():
+            assert L.one_row_products(head) is head
+    finally:
+        L.backend.cache_clear()

@@ -27,6 +27,7 @@ import torch
 from ..data.batch import Batch, ModalityTokens
 from ..model.fourm import EncoderState, FourM
 from ..nn import Segment
+from ..nn.linear import one_row_products
 from ..tokenizers.text_layout import EOS, NUM_SENTINELS, PAD, SENTINEL_BASE
 from .guidance import Guidance
 from .sampling import is_greedy, sample, select_confident
@@ -204,11 +205,12 @@ def autoregressive_step(model: FourM, state: Batch, target: str, *, temperature:
     p = guidance.num_passes
     enc = model.encode(guidance.passes(state, model.config.modality), passes=p)
     decoder = SequenceDecoder(model, target, enc, capacity=room, cache=cache)
+    head = one_row_products(model.head(target))  # a reordered copy of the vocabulary head, for this call
     out, tok = [start], start
     done = torch.zeros_like(start, dtype=torch.bool)
     lengths = torch.full_like(start, room + 1)  # tokens up to and including each sample's stop token
     for i in range(room):
-        logits = model.logits(target, guidance.combine(decoder.step(repeat_rows(tok, p))))
+        logits = head(guidance.combine(decoder.step(repeat_rows(tok, p))))
         tok, _ = sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         # finished rows keep being decoded (batch-shaped cache, same draws as ml-4m) but their tokens are PAD
         out.append(torch.where(done, torch.full_like(tok, PAD), tok))
