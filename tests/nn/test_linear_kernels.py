@@ -170,3 +170,24 @@ def test_one_row_products_keep_the_layer_under_blas(monkeypatch):
             assert L.one_row_products(head) is head
     finally:
         L.backend.cache_clear()
+
+
+def test_a_bad_setting_stops_a_command_in_one_line(monkeypatch, capsys):
+    from polymodal.cli import main
+
+    monkeypatch.setenv(L.ENV, "fastest")
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "polymodal: POLYMODAL_FP32_LINEAR='fastest': expected onednn, blas or auto"
+
+
+def test_info_names_the_kernel(monkeypatch, capsys):
+    from polymodal.cli import main
+
+    monkeypatch.setenv(L.ENV, "blas")
+    L.backend.cache_clear()
+    try:
+        assert main(["info"]) == 0
+    finally:
+        L.backend.cache_clear()
+    assert "float32 linear layers by torch's BLAS (POLYMODAL_FP32_LINEAR=onednn|blas|auto)" in capsys.readouterr().out

@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ..nn.linear import setting
+
+        setting()  # a bad POLYMODAL_FP32_LINEAR is refused before any work, not at the first product
+    except ValueError as e:
+        print(f"polymodal: {e}", file=sys.stderr)
+        return 2
+    try:
         return args.func(args)
     except SystemExit as e:
         # Commands refuse bad input with SystemExit("polymodal CMD: ..."): one line on stderr and exit code 2,

@@ -25,6 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("\nmodel presets (dim, encoder depth, decoder depth, heads):")
     for name, (dim, enc, dec, heads) in config.MODEL_PRESETS.items():
         print(f"  {name:6} dim {dim:5}  {enc:2}+{dec:<2} layers  {heads:2} heads")
+    print(f"\n{_machine()}")
     if isinstance(model, str):
         print(f"\n{model}")
         return 0
@@ -35,6 +36,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"\nmodel {path}{default}: {len(pipe.inputs)} inputs, {len(pipe.outputs)} outputs")
     print(describe(pipe, model_arg=args.model))
     return 0
+
+
+def _machine() -> str:
+    """torch, threads and the CPU kernels this process uses (what speed on this machine depends on)."""
+    import torch
+
+    from ..nn.gemm import native_bf16_cpu
+    from ..nn.linear import ENV, backend
+
+    kernel = {"onednn": "oneDNN (faster than BLAS here)", "blas": "torch's BLAS"}[backend()]
+    cpu = torch.backends.cpu.get_cpu_capability()
+    gpu = f", CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"this machine: torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu}, bf16 "
+            f"instructions {'yes' if native_bf16_cpu() else 'no'}{gpu}; float32 linear layers by {kernel} "
+            f"({ENV}=onednn|blas|auto)")
 
 
 def _info_model(model: str | None):

@@ -40,7 +40,7 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _timed(f, repeats: int = 5) -> float:
+def _timed(f, repeats: int) -> float:
     f()
     best = float("inf")
     for _ in range(repeats):
@@ -50,12 +50,18 @@ def _timed(f, repeats: int = 5) -> float:
     return best
 
 
+def setting() -> str:
+    """``POLYMODAL_FP32_LINEAR``: "onednn", "blas" or "auto" (unset); a ValueError naming it otherwise."""
+    value = os.environ.get(ENV, "").strip().lower() or "auto"
+    if value not in ("onednn", "blas", "auto"):
+        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected onednn, blas or auto")
+    return value
+
+
 @functools.cache
 def backend() -> str:
     """"onednn" or "blas": the kernel of float32 CPU linear layers in this process (see the module text)."""
-    forced = os.environ.get(ENV, "").strip().lower()
-    if forced and forced not in ("onednn", "blas", "auto"):
-        raise ValueError(f"{ENV}={forced!r}: expected onednn, blas or auto")
+    forced = setting()
     if forced == "blas" or _op() is None or not torch.backends.mkldnn.is_available():
         return "blas"
     g = torch.Generator().manual_seed(0)
@@ -68,8 +74,18 @@ def backend() -> str:
         return "blas"
     if forced == "onednn":
         return "onednn"
-    with torch.no_grad():
-        blas, onednn = _timed(lambda: F.linear(x, w)), _timed(lambda: _onednn(x, w))
+    # One thread, alternated, the fastest of each: the kernels' own speed, which other processes on the machine
+    # (sharing cores with a multi-threaded product) would otherwise blur.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            blas = onednn = float("inf")
+            for _ in range(7):
+                blas = min(blas, _timed(lambda: F.linear(x, w), 1))
+                onednn = min(onednn, _timed(lambda: _onednn(x, w), 1))
+    finally:
+        torch.set_num_threads(threads)
     return "onednn" if blas >= MIN_SPEEDUP * onednn else "blas"
 
 
