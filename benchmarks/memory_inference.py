@@ -182,7 +182,28 @@ def _load_tokenizers(folders: dict[str, Path], dtype: torch.dtype) -> dict:
     return out
 
 
-def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> dict:
+def _meta_bytes(module) -> int:
+    """Bytes of a module built on the meta device (each parameter and buffer object counted once)."""
+    seen = {id(t): t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())}
+    return sum(seen.values())
+
+
+def _folder_bytes(pipe, folders: dict[str, Path]) -> dict[str, int]:
+    """folder name -> the bytes its tokenizer holds once loaded by ``pipe``'s release tokenizers (built on the
+    meta device from its config and header, in the dtypes the pipeline loads it in: nothing read)."""
+    from polymodal.pipeline.official import load_domain_tokenizer
+
+    cfg, toks = pipe.model.config, pipe.tokenizers
+    out = {}
+    for domain, folder in folders.items():
+        if folder.name not in out:
+            tok = load_domain_tokenizer(domain, folder, cfg.modality(domain), device="meta",
+                                        diffusion_dtype=toks.diffusion_dtype)
+            out[folder.name] = _meta_bytes(tok)
+    return out
+
+
+def measure(release: Path, dtype: str, decode_steps: int, part: str = "all", low_memory: bool = False) -> dict:
     """One process: the phases of a user's RGB -> all run, each with its resident memory after and its peak.
 
     float32 loads as a user does today (``Pipeline.from_pretrained`` with the tokenizer folders, every tokenizer
@@ -192,7 +213,11 @@ def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> 
 
     ``part`` "model": the model and the transformer's phase only; "tokenizers": the tokenizers and their decode of
     random ids of every image-token output only (the model built on the meta device, for its config): the two
-    halves of a run that does not fit beside other work, put together by `least_memory`."""
+    halves of a run that does not fit beside other work, put together by `least_memory`.
+
+    ``low_memory``: loaded as a user does in either dtype, ``Pipeline.from_pretrained(..., dtype=,
+    low_memory=True)`` (the model in ``dtype``; the tokenizers in float32 but a DiVAE's UNet in ``dtype``), every
+    tokenizer checked (``require``: config and header only), and each loaded only while its output decodes."""
     tracemalloc.start()
     phases = []
 
@@ -231,6 +256,11 @@ def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> 
             model = fourm_cls(cfg, image_decoder_token_tables=True)
         toks = phase("every tokenizer loaded", lambda: _load_tokenizers(folders, DTYPES[dtype]))
         pipe = pipeline_cls(model, release_cls(model.config, text=load_tokenizer(text), given=toks))
+    elif low_memory:
+        pipe = phase("model loaded (low-memory)", lambda: pipeline_cls.from_pretrained(
+            release / MODEL, text_tokenizer=text, tokenizers=folders, low_memory=True,
+            dtype=None if dtype == "fp32" else DTYPES[dtype]))
+        phase("every tokenizer checked (config and header)", lambda: pipe.tokenizers.require(list(folders)))
     elif dtype == "fp32" and part == "all":
         pipe = phase("model loaded", lambda: pipeline_cls.from_pretrained(
             release / MODEL, text_tokenizer=text, tokenizers=folders))
@@ -239,16 +269,22 @@ def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> 
         model = phase("model loaded", lambda: fourm_cls.from_pretrained(release / MODEL, dtype=DTYPES[dtype]))
         toks = phase("every tokenizer loaded", lambda: _load_tokenizers(folders, DTYPES[dtype]))
         pipe = pipeline_cls(model, release_cls(model.config, text=load_tokenizer(text), given=toks))
-    toks = {d: pipe.tokenizers[d] for d in folders}
-    distinct = {id(t): t for t in toks.values()}  # a twin shares its weights: count each tensor once
-    seen: dict[int, int] = {}
-    for t in distinct.values():
-        for x in (*t.parameters(), *t.buffers()):
-            seen[x.data_ptr()] = x.numel() * x.element_size()
-    weights = {"model": _tensor_bytes(pipe.model) if part != "tokenizers" else 0,
-               "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
-               "tokenizers distinct": sum(seen.values()), "tokenizer domains": len(toks),
-               "tokenizer folders": len(set(folders.values()))}
+    if low_memory:  # looking each up would load it: counted on the meta device, held one at a time
+        per_folder = _folder_bytes(pipe, folders)
+        weights = {"model": _tensor_bytes(pipe.model), "tokenizers": per_folder,
+                   "tokenizers distinct": sum(per_folder.values()), "tokenizers held": max(per_folder.values()),
+                   "tokenizer domains": len(folders), "tokenizer folders": len(per_folder)}
+    else:
+        toks = {d: pipe.tokenizers[d] for d in folders}
+        distinct = {id(t): t for t in toks.values()}  # a twin shares its weights: count each tensor once
+        seen: dict[int, int] = {}
+        for t in distinct.values():
+            for x in (*t.parameters(), *t.buffers()):
+                seen[x.data_ptr()] = x.numel() * x.element_size()
+        weights = {"model": _tensor_bytes(pipe.model) if part != "tokenizers" else 0,
+                   "tokenizers": {d: _tensor_bytes(t) for d, t in toks.items()},
+                   "tokenizers distinct": sum(seen.values()), "tokenizers held": sum(seen.values()),
+                   "tokenizer domains": len(toks), "tokenizer folders": len(set(folders.values()))}
     import numpy as np
     from PIL import Image
 
@@ -283,8 +319,10 @@ def measure(release: Path, dtype: str, decode_steps: int, part: str = "all") -> 
         pass
     except Exception as e:  # noqa: BLE001 - a dtype polymodal cannot run yet: report it, keep the load figures
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return {"dtype": dtype, "part": part, "phases": phases, "weights": weights, "error": error,
-            "targets": list(plan.targets) if plan is not None else None}
+    if low_memory:
+        weights["still loaded after the run"] = [n for n in pipe.tokenizers.loaded if n != "text"]
+    return {"dtype": dtype, "part": part, "low_memory": low_memory, "phases": phases, "weights": weights,
+            "error": error, "targets": list(plan.targets) if plan is not None else None}
 
 
 def least_memory(r: dict) -> list[dict]:
@@ -308,6 +346,11 @@ def least_memory(r: dict) -> list[dict]:
         # and what loading the tokenizers' code holds beyond their weights (its own interpreter and torch aside)
         loaded = next(p for p in t["phases"] if p["phase"] == "every tokenizer loaded")
         rest += max(loaded["rss"] - t["phases"][0]["rss"] - toks, 0)
+    elif r.get("low_memory"):  # no tokenizer held while the transformer runs; one at a time while decoding
+        act_tokens, act_decode = act(r, "RGB -> all: the transformer"), act(r, "RGB -> all: the tokenizers")
+        toks, w_b = r["weights"]["tokenizers held"], r["weights"]["model"]
+        # the decode phase's peak above the model includes the tokenizer loaded in it (each loaded and freed there)
+        rest = max(p["peak"] for p in r["phases"]) - w_b - max(act_tokens, act_decode)
     else:
         act_tokens, act_decode = act(r, "RGB -> all: the transformer"), act(r, "RGB -> all: the tokenizers")
         toks, w_b = r["weights"]["tokenizers distinct"], r["weights"]["model"]
@@ -322,10 +365,12 @@ def least_memory(r: dict) -> list[dict]:
         w = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * bytes_per
         if size == "B":  # the loaded model's own bytes (the same count, for the release's B)
             w = w_b
-        act = max(act_tokens * width / 768, act_decode)
-        rows.append({"size": size, "dtype": r["dtype"], "measured": size == "B", "model": w / GIB,
-                     "tokenizers": toks / GIB, "activations": act / GIB, "rest": rest / GIB,
-                     "total": (rest + w + toks + act) / GIB})
+        act_t = act_tokens * width / 768
+        held = max(act_t, act_decode) if r.get("low_memory") else toks + max(act_t, act_decode)
+        rows.append({"size": size, "dtype": r["dtype"], "low_memory": bool(r.get("low_memory")),
+                     "measured": size == "B", "model": w / GIB, "tokenizers": toks / GIB,
+                     "transformer": act_t / GIB, "decode": act_decode / GIB, "rest": rest / GIB,
+                     "total": (rest + w + held) / GIB})
     return rows
 
 
@@ -339,12 +384,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--split", action="store_true", help="two processes per dtype, the model's half and the "
                    "tokenizers' half, put together (for a machine where the whole does not fit beside other work)")
+    p.add_argument("--low-memory", action="store_true", help="also run each dtype in low-memory mode (one more "
+                   "process per dtype: Pipeline.from_pretrained(low_memory=True)) and report both")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
         spec = json.loads(args.worker)
-        print(json.dumps(measure(Path(spec["release"]), spec["dtype"], spec["decode_steps"], spec["part"])))
+        print(json.dumps(measure(Path(spec["release"]), spec["dtype"], spec["decode_steps"], spec["part"],
+                                 spec.get("low_memory", False))))
         return
     if args.make:
         ref = os.environ.get("POLYMODAL_REFERENCE")
@@ -358,18 +406,20 @@ def main(argv: list[str] | None = None) -> None:
     # Refuse to start where the weights cannot fit, rather than push a shared machine into the OOM killer.
     files = sum(f.stat().st_size for f in Path(args.release).rglob("*.safetensors"))  # float32 files
     results, rows = [], []
-    for dtype in args.dtypes:
+    for dtype, low_memory in [(d, low) for d in args.dtypes for low in ((False, True) if args.low_memory
+                                                                         else (False,))]:
         need = files * torch.empty((), dtype=DTYPES[dtype]).element_size() / 4
         avail = _meminfo("MemAvailable")
-        if avail < 1.15 * need:
+        if avail < 1.15 * need and not low_memory:
             print(f"memory_inference {dtype}: skipped: the weights alone are {need / GIB:.1f} GiB and only "
                   f"{avail / GIB:.1f} GiB is available (MemAvailable); run it when the machine has room")
             continue
         load = os.getloadavg()[0]
         halves = []
-        for part in ("model", "tokenizers") if args.split else ("all",):
+        split = args.split and not low_memory
+        for part in ("model", "tokenizers") if split else ("all",):
             spec = {"release": str(Path(args.release).resolve()), "dtype": dtype, "decode_steps": args.decode_steps,
-                    "part": part}
+                    "part": part, "low_memory": low_memory}
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
                                    "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True)
             if proc.returncode != 0:
@@ -377,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
                                    "the OOM killer); its last phase is above")
             halves.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = halves[0]
-        if args.split:
+        if split:
             m, t = halves
             r = {"dtype": dtype, "halves": halves, "error": m["error"] or t["error"],
                  "phases": [dict(x, phase=f"[model half] {x['phase']}") for x in m["phases"]]
@@ -386,8 +436,10 @@ def main(argv: list[str] | None = None) -> None:
         r["load"] = [load, os.getloadavg()[0]]
         results.append(r)
         w = r["weights"]
-        print(f"\n== {dtype}: model {w['model'] / GIB:.2f} GiB; tokenizers {w['tokenizers distinct'] / GIB:.2f} "
-              f"GiB ({w['tokenizer domains']} domains, {w['tokenizer folders']} folders); load average "
+        mode = ", low-memory" if low_memory else ""
+        print(f"\n== {dtype}{mode}: model {w['model'] / GIB:.2f} GiB; tokenizers {w['tokenizers distinct'] / GIB:.2f} "
+              f"GiB ({w['tokenizer domains']} domains, {w['tokenizer folders']} folders; held at once "
+              f"{w['tokenizers held'] / GIB:.2f}); load average "
               f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}" + (f"; stopped: {r['error']}" if r["error"] else ""))
         print(f"   {'phase':58} {'seconds':>8} {'RSS after':>10} {'peak RSS':>9} {'Python peak':>12}")
         for ph in r["phases"]:
@@ -398,13 +450,17 @@ def main(argv: list[str] | None = None) -> None:
             rows += least_memory(r)
     if rows:
         print("\nThe least memory each size needs for RGB -> all (GiB; B measured, L and XL from their real shapes"
-              " with B's tokenizers and activations scaled by width):")
-        print("| size | dtype | model weights | tokenizers | activations (peak, RGB -> all) | python, torch, slack "
-              "| total |")
-        print("|---|---|---|---|---|---|---|")
-        for row in sorted(rows, key=lambda x: ("B", "L", "XL").index(x["size"])):
+              " with B's tokenizers and activations, the transformer's scaled by width; total: all held = rest +"
+              " model + tokenizers + the larger activation; one at a time = rest + model + the larger of the"
+              " transformer's activations and the decode phase's peak, which holds one tokenizer at a time):")
+        print("| size | dtype | tokenizers | model weights | tokenizer weights (one at a time: the largest) | "
+              "activations: transformer | decode (one at a time: with its tokenizer) | python, torch, slack | "
+              "total |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for row in sorted(rows, key=lambda x: (("B", "L", "XL").index(x["size"]), x["dtype"], x["low_memory"])):
             print(f"| {row['size']}{' (measured)' if row['measured'] else ' (accounted)'} | {row['dtype']} | "
-                  f"{row['model']:.2f} | {row['tokenizers']:.2f} | {row['activations']:.2f} | {row['rest']:.2f} | "
+                  f"{'one at a time' if row['low_memory'] else 'all held'} | {row['model']:.2f} | "
+                  f"{row['tokenizers']:.2f} | {row['transformer']:.2f} | {row['decode']:.2f} | {row['rest']:.2f} | "
                   f"{row['total']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "least_memory": rows}, indent=1))
