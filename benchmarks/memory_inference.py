@@ -1,5 +1,6 @@
 """Memory at inference: 4M-21 B with all its tokenizers at their released shapes (random weights), loaded the way a
-user loads a release, running RGB -> all; L and XL from the same accounting.
+user loads a release, running RGB -> all, with every tokenizer held or one at a time (low-memory mode); L and XL
+from the same accounting.
 
 Two steps. ``--make DIR`` writes a release in the official layout with the reference's own classes (it needs the
 reference checkout in ``POLYMODAL_REFERENCE`` and an environment with its dependencies): ``4M-21_B/`` (its ``FM``:
@@ -16,37 +17,62 @@ two domains, 4M-21's edges, counted once).
 Loading: float32 as a user does (``Pipeline.from_pretrained(DIR/4M-21_B, text_tokenizer=..., tokenizers={domain:
 folder})``, then ``tokenizers.require``); bf16 / fp16 straight in that dtype (``FourM.from_pretrained(dtype=)``,
 ``load_official_tokenizer(dtype=)``: no float32 copy on the way, `polymodal.nn.loading`), made into the same
-pipeline (``Pipeline`` has no dtype argument). The table at the end: per size and dtype, the model's weights, the
-tokenizers', the activations' peak above the weights during RGB -> all, the interpreter with torch and polymodal,
-and their total, the least memory that size needs. B measured; L and XL: their weights counted exactly (the model
-built on the meta device at their real shapes), the tokenizers those of B (the same release serves every size),
-the transformer's activations B's scaled by width (at a head width of 64 attention grows with it too), the
-decoders' B's.
+pipeline (``Pipeline.from_pretrained(dtype=)`` would keep the tokenizers in float32). The table at the end: per size
+and dtype, the model's weights, the tokenizers', the activations' peak above the weights during RGB -> all, the
+interpreter with torch and polymodal, and their total, the least memory that size needs. B measured; L and XL: their
+weights counted exactly (the model built on the meta device at their real shapes), the tokenizers those of B (the
+same release serves every size), the transformer's activations B's scaled by width (at a head width of 64 attention
+grows with it too), the decoders' B's.
 
-    POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/release
-    python benchmarks/memory_inference.py /tmp/release --dtypes fp32 bf16 --threads 1 [--split]
+``--low-memory`` adds one more process per dtype loaded as a user does with ``Pipeline.from_pretrained(...,
+dtype=, low_memory=True)`` (`polymodal.pipeline.official`: every tokenizer checked from its config and header, each
+loaded only while its output decodes, then released): in bf16 that is the model in bf16 and the tokenizers in
+float32 but for the DiVAE UNets (the pipeline's rule), not the all-bf16 tokenizers of the bf16 all-held row. Its
+decode phase holds one tokenizer at a time, so its peak is that tokenizer with its decode: the table's "decode" of
+a low-memory row is that peak above the RSS after the transformer, and its total the larger of the two phases.
+Columns as the script prints them (GiB): model and tokenizer weights (one at a time: the largest folder), the
+activations' peaks above the RSS before each phase, the rest (interpreter, torch, polymodal, the allocator's slack).
 
-Measured 2026-12-06 on the 2-core, 24 GiB CPU machine, other work running, 1 thread, 1 DDIM step, one process per
-dtype (bf16 03:18-03:23 UTC at load 2.9-3.4, fp32 03:23-03:27 at load 3.1-2.1; three earlier attempts were killed
-by the OOM killer while others' benchmarks held 10-17 GiB), GiB:
+    POLYMODAL_REFERENCE=/work/ref /work/refenv/bin/python benchmarks/memory_inference.py --make /tmp/lowmem/release
+    python benchmarks/memory_inference.py /tmp/lowmem/release --dtypes fp32 bf16 --threads 1 --low-memory [--split]
 
-| size | dtype | model weights | tokenizers | activations (peak, RGB -> all) | python, torch, slack | total |
-|---|---|---|---|---|---|---|
-| B (measured) | fp32 | 3.14 | 9.02 | 0.81 | 0.43 | 13.4 |
-| B (measured) | bf16 | 1.57 | 4.51 | 1.58 | 0.45 | 8.1 |
-| L (accounted) | fp32 | 5.83 | 9.02 | 1.07 | 0.43 | 16.3 |
-| L (accounted) | bf16 | 2.91 | 4.51 | 2.10 | 0.45 | 10.0 |
-| XL (accounted) | fp32 | 16.91 | 9.02 | 2.15 | 0.43 | 28.5 |
-| XL (accounted) | bf16 | 8.46 | 4.51 | 4.21 | 0.45 | 17.6 |
+``--make`` took ~1 min and 13 GB of disk. Measured 2026-12-06 10:14-10:25 UTC on the 2-core, 24 GiB CPU machine,
+load 2.1-3.0 (other helpers' tests and a reference benchmark running beside it), torch 2.13, 1 thread, 1 DDIM
+step, one process per dtype and mode, the four in one run, GiB:
 
-B's peaks (RSS with the interpreter): the model loaded 3.60 in float32 (6.59 before weights were read straight
-into the model: a float32 copy on the way; the draft's run of this script), 2.09 in bf16; every tokenizer loaded
-12.59 / 6.52; the whole run 13.39 / 8.11, in the transformer's phase (156 s / 236 s); every output decoded (4-6 s)
-stayed below it. Tokenizers: 12 folders serving 13 domains (the edge DiVAE serves two). The transformer's
-activations are larger in bf16 (1.58) than in float32 (0.81): not explained here. Without its tokenizers (token
-outputs only) B needs 4.5 (fp32) / 3.5 (bf16) GiB (``--split``'s model half); with bf16 weights and float32
-tokenizers (``Pipeline.from_pretrained(dtype=)`` keeps the tokenizers in float32) about 12.6. ``--split`` (two
-processes, 03:05-03:18, load 2.7-4.4) gave 13.7 / 8.2 for B.
+| size | dtype | tokenizers | model | tokenizer weights held | activations: transformer | decode | rest | total |
+|---|---|---|---|---|---|---|---|---|
+| B (measured) | fp32 | all held | 3.14 | 9.02 | 1.19 | 0.01 | 0.42 | 13.8 |
+| B (measured) | fp32 | one at a time | 3.14 | 1.07 | 1.11 | 0.58 | 0.67 | 4.9 |
+| B (measured) | bf16 | all held | 1.57 | 4.51 | 0.87 | 0.04 | 0.43 | 7.4 |
+| B (measured) | bf16 | one at a time | 1.57 | 0.82 | 0.82 | 1.18 | 1.11 | 3.9 |
+| L (accounted) | fp32 | all held | 5.83 | 9.02 | 1.58 | 0.01 | 0.42 | 16.9 |
+| L (accounted) | fp32 | one at a time | 5.83 | 1.07 | 1.48 | 0.58 | 0.67 | 8.0 |
+| L (accounted) | bf16 | all held | 2.91 | 4.51 | 1.15 | 0.04 | 0.43 | 9.0 |
+| L (accounted) | bf16 | one at a time | 2.91 | 0.82 | 1.09 | 1.18 | 1.11 | 5.2 |
+| XL (accounted) | fp32 | all held | 16.91 | 9.02 | 3.16 | 0.01 | 0.42 | 29.5 |
+| XL (accounted) | fp32 | one at a time | 16.91 | 1.07 | 2.95 | 0.58 | 0.67 | 20.5 |
+| XL (accounted) | bf16 | all held | 8.46 | 4.51 | 2.31 | 0.04 | 0.43 | 15.7 |
+| XL (accounted) | bf16 | one at a time | 8.46 | 0.82 | 2.18 | 1.18 | 1.11 | 11.7 |
+
+B's peaks (RSS with the interpreter), all held / one at a time: fp32 13.77 / 4.91, bf16 7.38 / 3.86. All held, the
+peak is in the transformer's phase; one at a time, in the decode phase (the fp32 low-memory "decode" is small
+because the RSS after the transformer still held 0.7 GiB of freed activations, which the first tokenizer's load
+reused: RSS 4.34 before it, 3.66 after, 0.06 above the model's 3.60). The model loaded 3.59 (fp32) / 2.08 (bf16);
+every tokenizer loaded 12.59 / 6.51; checked instead (low-memory) 3.64 / 2.06. Time, fp32 (like for like): every
+tokenizer loaded 12.2 s + decoded 5.1 s = 17.3 s all held; checked 2.1 s + loaded and decoded one at a time
+17.0 s = 19.1 s low-memory, +1.8 s (1%) of a ~150 s run; the whole runs took 151 s / 147 s (noise: the
+transformer's phase 123 s / 117 s). In bf16 the low-memory decode phase (16.6 s vs 9.5 + 2.6) loads float32
+tokenizers and casts them under autocast, not the same work. Releasing gives the memory back only with glibc's
+``malloc_trim`` after ``gc.collect`` (a fresh process loading, releasing and loading again B's CLIP, depth and
+DINOv2-global tokenizers in fp32: 0.68, 1.07, 0.46 GiB stayed resident without it; trim 38-74 ms) and, under
+``torch.autocast``, with ``torch.clear_autocast_cache`` (a released CLIP VQ-VAE decoded under bf16 autocast kept
+its 0.53 GiB of casts; this run's first try without it ended its bf16 low-memory decode at RSS 5.18, peak 6.03).
+
+Earlier runs (03:18-03:27 UTC, load 2.1-3.4) gave 13.4 / 8.1 all held for B; the transformer's activations vary
+between runs (fp32 0.81 then, 1.19 here; bf16 1.58 then, 0.87 here). Tokenizers: 12 folders serving 13 domains
+(the edge DiVAE serves two). Without its tokenizers (token outputs only) B needs 4.5 (fp32) / 3.5 (bf16) GiB
+(``--split``'s model half, 03:05-03:18, which gave 13.7 / 8.2 for B in two processes).
 """
 
 from __future__ import annotations
