@@ -15,6 +15,11 @@ processes; final losses equal to 1e-3.
 Measured 2026-12-06 (2 cores with AVX512-BF16, idle, torch 2.13 CPU; row-sparse tables now the one-process default):
 tokens/s 68,908 fp32 / 76,762 bf16 with dense tables, 76,992 / 78,595 with row-sparse ones (+12% / +2%), 65,920 /
 71,821 with two processes (dense: sparse tables are one process only); final losses equal to 1e-3.
+
+Measured 2026-12-06 10:09 (same machine, idle, ``--sparse on``), float32 linear layers by BLAS against oneDNN
+(``POLYMODAL_FP32_LINEAR=blas`` / ``auto``, which chose oneDNN): fp32 tokens/s 62,722 / 61,776 with one process,
+65,273 / 64,443 with two: no gain on this recipe, whose ``test``-preset model (dim 64) makes products too small for the
+kernel to matter; final losses 2.2082 either way. The 4M-21-shaped step gains 2.0-2.5x (README, Speed and memory).
 """
 
 from __future__ import annotations
