@@ -17,12 +17,15 @@ API (what `polymodal generate`, `polymodal demo` and `polymodal.eval` build on):
 
 - ``Pipeline(model, tokenizers, *, pixels=None, plans=None)``; ``tokenizers``: modality -> tokenizer, ``"text"`` ->
   the text tokenizer; ``pixels``: pixel modality -> ``{"mean", "std"}`` (default ImageNet's, as 4M).
-- ``Pipeline.from_pretrained(path, *, text_tokenizer=None, tokenizers=(), device="cpu", dtype=None)``,
+- ``Pipeline.from_pretrained(path, *, text_tokenizer=None, tokenizers=(), device="cpu", dtype=None,
+  low_memory=False)``,
   ``Pipeline.save(path)``: the bundle format of `pipeline.bundle`; ``dtype="bfloat16"`` holds the transformer's
   weights in bf16 (faster generation where bf16 is native; the tokenizers stay float32). A released 4M-7 / 4M-21
   model (``"EPFL-VILAB/4M-21_XL"``) gets the
   release's tokenizer of each domain, loaded when first needed and checked against it (`pipeline.official`;
   ``tokenizers={"tok_depth@224": FOLDER}`` replaces one); its outputs decode as `pipeline.official_values` says.
+  ``low_memory=True`` (what ``polymodal generate`` does with a release) holds one tokenizer folder at a time: each
+  is checked from its config and weights' header before a run, loaded for its input or output, then released.
 - ``pipe.inputs`` / ``pipe.outputs``: model domains; ``pipe.resolve(name, output=False)``: a domain from a short
   name (``depth`` -> ``tok_depth@64``, ``rgb`` -> the pixel input, else the RGB tokens).
 - ``pipe.conditions(values, *, resize=True, notify=None, paths=True) -> {domain: tensor}``: images (paths, PIL,
