@@ -29,7 +29,7 @@ def _tokenizer_error(key: str, value, kind: type) -> str:
     return str(e.value)
 
 
-@pytest.mark.parametrize("value", ["two", [768], {"n": 1}, "1.5"])
+@pytest.mark.parametrize("value", ["two", [768], {"n": 1}, "1.5", 2.5, True])
 def test_a_bad_integer_is_one_line_alike_for_a_model_and_a_tokenizer(value):
     expected = f"{WHERE}: num_heads={value!r} is not an integer"
     assert _model_error(num_heads=value) == expected
@@ -55,6 +55,7 @@ def test_good_values_read_as_before():
 
 def test_the_helpers_raise_the_error_type_they_are_given():
     assert json_number("3", int, "k", WHERE) == 3 and json_number(1, float, "k", WHERE) == 1.0
+    assert json_number(384.0, int, "k", WHERE) == 384  # a whole number written as a float is that number
     assert json_flag(True, "k", WHERE) is True and json_flag(0, "k", WHERE) is False
     with pytest.raises(ConfigError, match=r"^x: k='a' is not a number$"):
         json_number("a", float, "k", "x")

@@ -158,10 +158,13 @@ def check_fields(cfg: Any, section: str) -> None:
 def json_number(value: Any, kind: type, key: str, where: Any, *, error: type[ValueError] = ConfigError) -> Any:
     """``value``, read from ``key`` of the JSON config ``where``, as ``kind`` (int or float: ``kind(value)``); a
     one-line ``error`` naming ``where`` and ``key`` otherwise ("is not an integer" / "is not a number")."""
+    what = "an integer" if kind is int else "a number"
+    # int(2.5) is 2 and int(True) is 1: a width or a depth must not be cut or read from a flag without a word
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise error(f"{where}: {key}={value!r} is not {what}")
     try:
         return kind(value)
     except (TypeError, ValueError):
-        what = "an integer" if kind is int else "a number"
         raise error(f"{where}: {key}={value!r} is not {what}") from None
 
 
