@@ -191,3 +191,32 @@ def test_info_names_the_kernel(monkeypatch, capsys):
     finally:
         L.backend.cache_clear()
     assert "float32 linear layers by torch's BLAS (POLYMODAL_FP32_LINEAR=onednn|blas|auto)" in capsys.readouterr().out
+
+
+def test_buckets_bound_the_shapes_and_the_waste():
+    sizes = {L.bucket(m) for m in range(L.MIN_ROWS, 4096)}
+    assert len(sizes) <= 8 * 8  # an eighth of an octave: 8 per doubling
+    for m in range(1, 4096):
+        b = L.bucket(m)
+        assert b >= m and (m < L.MIN_ROWS and b == m or b <= m * 1.125 + 8)
+    assert [L.bucket(m) for m in (1, 15, 16, 197, 1024, 1100)] == [1, 15, 16, 208, 1024, 1152]
+
+
+@needs_onednn
+def test_padded_rows_change_nothing(onednn):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(197, 40, generator=g, requires_grad=True)  # 197 rows run as 208
+    w = torch.randn(24, 40, generator=g, requires_grad=True)
+    b = torch.randn(24, generator=g, requires_grad=True)
+    gy = torch.randn(197, 24, generator=g)
+    y = L.linear(x, w, b)
+    y.backward(gy)
+    assert y.shape == (197, 24)
+    torch.testing.assert_close(y, F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, gy @ w.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w.grad, gy.t() @ x.detach(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(b.grad, gy.sum(0), rtol=1e-5, atol=1e-5)
+    a, c = torch.randn(197, 300, generator=g), torch.randn(197, 40, generator=g)
+    torch.testing.assert_close(L.matmul(a.t(), c), a.t() @ c, rtol=1e-5, atol=1e-4)  # the summed 197 padded
+    e = torch.randn(300, 40, generator=g)
+    torch.testing.assert_close(L.matmul(a, e), a @ e, rtol=1e-5, atol=1e-4)
