@@ -7,8 +7,9 @@ math is the same IEEE float32 (no reduced-precision mode): only the order of the
 two BLAS builds (max |difference| ~1e-4 on outputs of size ~30).
 
 `backend()` decides once per process: oneDNN where it is at least 1.5x faster than ``F.linear`` on a product of
-the model's shapes, timed on first use (~0.1 s); a CPU where the two are close (Intel's, on which MKL is tuned)
-keeps ``F.linear``, and the wide margin keeps the choice the same from run to run. ``POLYMODAL_FP32_LINEAR=onednn``
+the model's shapes, timed on first use (0.05 s on the idle machine above); a CPU where the two are close keeps
+``F.linear`` (expected on Intel's, for which MKL is tuned; no such CPU was at hand to measure), and the wide margin
+keeps the choice the same from run to run. ``POLYMODAL_FP32_LINEAR=onednn``
 or ``=blas`` sets it. Only float32 CPU products outside autocast change: bf16 (autocast or bf16 weights), GPUs
 and float64 keep torch's path. Rows of one (autoregressive decoding) stay with ``F.linear`` unless the weight is
 large (a vocabulary head), where oneDNN's per-call cost is paid back.
