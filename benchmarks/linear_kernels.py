@@ -10,7 +10,7 @@ speedup and the largest difference between the two outputs. The header gives the
 
 Measured 2026-12-06 10:08 UTC on the 2-core AMD EPYC (family 26, Zen 5, AVX512-BF16), torch 2.13, 2 threads, load
 1.7 (idle): 2048^3 torch @ 217 GFLOP/s, oneDNN 458; at the model's shapes (rows 16-1024) F.linear 134-228 GFLOP/s,
-oneDNN 256-510 on the forward and grad-input products (1.9-2.3x) and 1.3-2.3x on grad-weight; one row: 0.9-1.2x on
+oneDNN 256-510 on the forward and grad-input products (1.9-2.4x) and 1.2-2.3x on grad-weight; one row: 0.9-1.2x on
 the blocks' layers (why one row keeps F.linear), 3.2x / 2.7x on 30,000-word heads of width 384 / 768; outputs within
 2.6e-4 (5.5e-4 on the head's grad-input). Log: the project's notes (linear_kernels_s10.log).
 """

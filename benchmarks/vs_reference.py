@@ -461,9 +461,7 @@ def _fp32_kernel() -> str:
 def run_worker(spec: dict) -> dict:
     """One group of work in a fresh process (the memory of one group never inflates another's)."""
     torch.set_num_threads(spec["threads"])
-    from polymodal.nn.linear import backend
-
-    backend()  # the float32 kernel choice times a few products: before any FLOPs are counted, once per process
+    _fp32_kernel()  # the float32 kernel choice times a few products: before any FLOPs are counted, once per process
     random.seed(0)
     torch.manual_seed(0)
     ref = import_reference(spec["reference"])
@@ -580,9 +578,7 @@ def profile(spec: dict, work: str, runs: int) -> None:
     from torch.profiler import profile as torch_profile
 
     torch.set_num_threads(spec["threads"])
-    from polymodal.nn.linear import backend
-
-    backend()  # the float32 kernel choice times a few products: before any FLOPs are counted, once per process
+    _fp32_kernel()  # the float32 kernel choice times a few products: before any FLOPs are counted, once per process
     random.seed(0)
     torch.manual_seed(0)
     ref = import_reference(spec["reference"])

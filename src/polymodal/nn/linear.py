@@ -7,7 +7,7 @@ math is the same IEEE float32 (no reduced-precision mode): only the order of the
 two BLAS builds (max |difference| ~1e-4 on outputs of size ~30).
 
 `backend()` decides once per process: oneDNN where it is at least 1.5x faster than ``F.linear`` on a product of
-the model's shapes, timed on first use (0.05 s on the idle machine above); a CPU where the two are close keeps
+the model's shapes, timed on first use (0.03-0.05 s on the idle machine above); a CPU where the two are close keeps
 ``F.linear`` (expected on Intel's, for which MKL is tuned; no such CPU was at hand to measure), and the wide margin
 keeps the choice the same from run to run. ``POLYMODAL_FP32_LINEAR=onednn``
 or ``=blas`` sets it. Only float32 CPU products outside autocast change: bf16 (autocast or bf16 weights), GPUs
@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .gemm import native_bf16_cpu
+
 ENV = "POLYMODAL_FP32_LINEAR"
 MIN_SPEEDUP = 1.5
 MIN_ROWS = 16  # below this, a weight of fewer than LARGE_WEIGHT values is faster in F.linear (oneDNN's call cost)
@@ -39,16 +41,6 @@ def _op():
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (..., K) @ weight (N, K)^T + bias by oneDNN (strided operands are read in place)."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-
-def _timed(f, repeats: int) -> float:
-    f()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def setting() -> str:
@@ -79,14 +71,18 @@ def backend() -> str:
     # (sharing cores with a multi-threaded product) would otherwise blur.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    best = {"blas": float("inf"), "onednn": float("inf")}
+    kernels = {"blas": lambda: F.linear(x, w), "onednn": lambda: _onednn(x, w)}
     try:
         with torch.no_grad():
-            blas = onednn = float("inf")
             for _ in range(7):
-                blas = min(blas, _timed(lambda: F.linear(x, w), 1))
-                onednn = min(onednn, _timed(lambda: _onednn(x, w), 1))
+                for name, f in kernels.items():
+                    t = time.perf_counter()
+                    f()
+                    best[name] = min(best[name], time.perf_counter() - t)
     finally:
         torch.set_num_threads(threads)
+    blas, onednn = best["blas"], best["onednn"]
     return "onednn" if blas >= MIN_SPEEDUP * onednn else "blas"
 
 
@@ -194,8 +190,6 @@ def one_row_products(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]
     if w.dtype == torch.float32:
         ok = backend() == "onednn"
     else:
-        from .gemm import native_bf16_cpu
-
         ok = w.dtype == torch.bfloat16 and native_bf16_cpu()
     if not ok:
         return layer

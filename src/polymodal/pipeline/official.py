@@ -27,9 +27,9 @@ input or output is refused with a line naming the file.
 Low-memory mode (``ReleaseTokenizers(low_memory=True)``, ``Pipeline.from_pretrained(low_memory=True)``,
 ``polymodal generate --low-memory``): a generation holds at most one tokenizer folder at a time, beside the text
 tokenizer. `require` checks each folder's fit from its config and its safetensors header alone (the tokenizer
-built on the meta device: every check of a load, no weight read, ~0.1 s a folder), and `release` drops a
-tokenizer after its last use in a call (the pipeline releases each input's after encoding it, each output's
-after decoding it). 4M-21 B's twelve folders are 9.0 GiB in float32 (benchmarks/memory_inference.py).
+built on the meta device: every check of a load, no weight read, ~0.2 s a folder: 2.1 s for 4M-21 B's twelve), and
+`release` drops a tokenizer after its last use in a call (the pipeline releases each input's after encoding it,
+each output's after decoding it). 4M-21 B's twelve folders are 9.0 GiB in float32 (benchmarks/memory_inference.py).
 """
 
 from __future__ import annotations
