@@ -13,7 +13,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline
     from ..pipeline.demo import default_model
     from ..pipeline.official_values import check_decode_settings
-    from ..pipeline.outputs import check_out_folder
+    from ..pipeline.outputs import check_out
     from ..pipeline.settings import check_settings
 
     _set_threads(args.threads)
@@ -22,7 +22,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         check_settings(prefix="--", steps=args.steps, temperature=args.temperature, guidance=args.guidance,
                        seed=args.seed)
         check_decode_settings(args.decode_steps, args.sampler, prefix="--")
-        check_out_folder(args.out, "--out")
+        check_out(args.out, "--out")
         inputs = _parse_from(args.inputs)
         pipe = Pipeline.from_pretrained(default_model(args.model), text_tokenizer=args.text_tokenizer,
                                         tokenizers=args.tokenizer, device=args.device, adapters=args.adapters,
@@ -67,10 +67,10 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..pipeline import Pipeline
-    from ..pipeline.outputs import check_out_folder
+    from ..pipeline.outputs import check_out
 
     try:
-        out = check_out_folder(args.out, "--out").resolve()
+        out = check_out(args.out, "--out").resolve()
         # Writing over a source it is still reading from (--out the --model folder itself) rewrote that folder in
         # place, e.g. the shipped float16 weights as float32: refused, whatever the flags.
         sources = [("--model", args.model), ("--text-tokenizer", args.text_tokenizer),

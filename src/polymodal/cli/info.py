@@ -68,11 +68,11 @@ def _info_model(model: str | None):
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..pipeline.demo import run_demo
-    from ..pipeline.outputs import check_out_folder
+    from ..pipeline.outputs import check_out
 
     _set_threads(args.threads)
     try:
-        check_out_folder(args.out, "--out")
+        check_out(args.out, "--out")
         if args.scenes < 1 and args.image is None:
             raise ValueError(f"--scenes: must be a whole number of at least 1, got {args.scenes}")
         r = run_demo(args.model, image=args.image, out=args.out, scenes=args.scenes, seed=args.seed,

@@ -27,7 +27,7 @@ from ..viz.decode import base_name
 from ..viz.pictures import format_metadata
 from .bundle import Pipeline
 from .inputs import PipelineError
-from .outputs import Outputs, check_out_folder, tile
+from .outputs import Outputs, check_out, tile
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "default"
 DEMO_WORLD_SEED = 1
@@ -119,7 +119,7 @@ def run_demo(model: str | Path | None = None, *, image: str | Path | None = None
     start = time.perf_counter()
     if image is None and scenes < 1:
         raise PipelineError(f"scenes: must be a whole number of at least 1, got {scenes}")
-    check_out_folder(out, "out")
+    check_out(out, "out")
     pipe = load_demo_pipeline(model, device, text_tokenizer=text_tokenizer, tokenizers=tokenizers)
     side = _rgb_side(pipe)
     if image is not None:

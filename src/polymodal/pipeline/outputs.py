@@ -200,8 +200,6 @@ def check_out(path: str | Path, what: str = "out", *, file: str = "") -> Path:
     return path
 
 
-check_out_folder = check_out  # the name the commands import (cli.generate, cli.info, pipeline.demo)
-
 
 def remember_sources(from_pretrained: Callable) -> Callable:
     """``Pipeline.from_pretrained`` that keeps, as ``pipe.sources``, the local folders and files it read (the model
